@@ -1,0 +1,19 @@
+/* SPDX-License-Identifier: MIT */
+/* Subcommands of the slimfs CLI. Each returns the process exit code. */
+#ifndef SLIMFS_CMDS_H
+#define SLIMFS_CMDS_H
+
+int cmd_build(int argc, char **argv);
+int cmd_inspect(int argc, char **argv);
+int cmd_ls(int argc, char **argv);
+int cmd_cat(int argc, char **argv);
+int cmd_extract(int argc, char **argv);
+int cmd_verify(int argc, char **argv);
+int cmd_mount(int argc, char **argv);
+/* mount(8) helper: mount.slimfs IMAGE DIR [-o OPTS] */
+int cmd_mount_helper(int argc, char **argv);
+
+/* Exit codes: 0 success, 1 failure, 2 usage error. */
+#define EXIT_USAGE 2
+
+#endif

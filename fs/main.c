@@ -1,0 +1,60 @@
+// SPDX-License-Identifier: MIT
+/* slimfs: one binary, git-style subcommands. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cmds.h"
+#include "slimfs/util.h"
+
+struct command {
+	const char *name;
+	int (*fn)(int argc, char **argv);
+	const char *summary;
+};
+
+static const struct command commands[] = {
+	{ "build", cmd_build, "build an image from directories, tar layers, OCI layouts" },
+	{ "mount", cmd_mount, "mount an image as a read-only filesystem" },
+	{ "inspect", cmd_inspect, "show an image's summary, chunk statistics and config" },
+	{ "ls", cmd_ls, "list directories of an image" },
+	{ "cat", cmd_cat, "write a file of an image to standard output" },
+	{ "extract", cmd_extract, "restore an image's tree into a directory" },
+	{ "verify", cmd_verify, "check an image's index and every chunk" },
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: slimfs [--version] [--help] COMMAND [ARGS...]\n\n"
+		   "slimfs mounts container images as lazily fetched, minimal read-only root\n"
+		   "filesystems.\n\ncommands:\n");
+	for (size_t i = 0; i < ARRAY_SIZE(commands); i++)
+		fprintf(f, "  %-9s %s\n", commands[i].name, commands[i].summary);
+	fprintf(f, "\n'slimfs COMMAND --help' describes a command; man slimfs has it all.\n");
+}
+
+int main(int argc, char **argv)
+{
+	const char *prog = strrchr(argv[0], '/');
+
+	prog = prog ? prog + 1 : argv[0];
+	if (strcmp(prog, "mount.slimfs") == 0 || strcmp(prog, "mount.fuse.slimfs") == 0)
+		return cmd_mount_helper(argc, argv);
+	if (argc < 2) {
+		usage(stderr);
+		return EXIT_USAGE;
+	}
+	if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
+	    strcmp(argv[1], "help") == 0) {
+		usage(stdout);
+		return 0;
+	}
+	if (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "version") == 0) {
+		printf("slimfs %s\n", SLIMFS_VERSION);
+		return 0;
+	}
+	for (size_t i = 0; i < ARRAY_SIZE(commands); i++)
+		if (strcmp(argv[1], commands[i].name) == 0)
+			return commands[i].fn(argc - 1, argv + 1);
+	fprintf(stderr, "slimfs: '%s' is not a slimfs command; see 'slimfs --help'\n", argv[1]);
+	return EXIT_USAGE;
+}

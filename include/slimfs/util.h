@@ -1,0 +1,113 @@
+/* SPDX-License-Identifier: MIT */
+/* Small helpers shared by index/ and fs/: logging, cleanup, byte order. */
+#ifndef SLIMFS_UTIL_H
+#define SLIMFS_UTIL_H
+
+#include <endian.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+enum slimfs_log_level {
+	SLIMFS_LOG_ERROR = 0,
+	SLIMFS_LOG_WARN = 1,
+	SLIMFS_LOG_INFO = 2,
+	SLIMFS_LOG_DEBUG = 3,
+};
+
+/* Messages at or below this level are printed (default: INFO). */
+void slimfs_log_set_level(int level);
+int slimfs_log_get_level(void);
+/* Sends messages to syslog instead of stderr (daemon mode). */
+void slimfs_log_use_syslog(bool on);
+void slimfs_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void slimfs_logv(int level, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
+
+#define log_error(...) slimfs_log(SLIMFS_LOG_ERROR, __VA_ARGS__)
+#define log_warn(...) slimfs_log(SLIMFS_LOG_WARN, __VA_ARGS__)
+#define log_info(...) slimfs_log(SLIMFS_LOG_INFO, __VA_ARGS__)
+#define log_debug(...) slimfs_log(SLIMFS_LOG_DEBUG, __VA_ARGS__)
+/* Logs "<message>: <strerror(-r)>" and returns r (a negative errno). */
+int slimfs_log_errno(int level, int r, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+#define log_error_errno(r, ...) slimfs_log_errno(SLIMFS_LOG_ERROR, (r), __VA_ARGS__)
+#define log_warn_errno(r, ...) slimfs_log_errno(SLIMFS_LOG_WARN, (r), __VA_ARGS__)
+
+/* Cleanup attributes (gcc and clang). */
+static inline void freep(void *p)
+{
+	free(*(void **)p);
+}
+static inline void closep(int *fd)
+{
+	if (*fd >= 0)
+		close(*fd);
+}
+#define _cleanup_(f) __attribute__((cleanup(f)))
+#define _cleanup_free_ _cleanup_(freep)
+#define _cleanup_close_ _cleanup_(closep)
+
+static inline void *steal_ptr_(void *pp)
+{
+	void **p = pp, *v = *p;
+	*p = NULL;
+	return v;
+}
+#define steal_ptr(pp) (0 ? *(pp) : steal_ptr_(pp))
+
+static inline int steal_fd(int *fd)
+{
+	int v = *fd;
+	*fd = -1;
+	return v;
+}
+
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+#define MIN(a, b) ((a) < (b) ? (a) : (b))
+#define MAX(a, b) ((a) > (b) ? (a) : (b))
+
+/* Little-endian loads and stores of possibly unaligned fields. */
+static inline uint16_t get_le16(const void *p)
+{
+	uint16_t v;
+	memcpy(&v, p, sizeof(v));
+	return le16toh(v);
+}
+static inline uint32_t get_le32(const void *p)
+{
+	uint32_t v;
+	memcpy(&v, p, sizeof(v));
+	return le32toh(v);
+}
+static inline uint64_t get_le64(const void *p)
+{
+	uint64_t v;
+	memcpy(&v, p, sizeof(v));
+	return le64toh(v);
+}
+
+/* Full-length I/O: retry short transfers and EINTR. 0 or -errno; -EIO on EOF. */
+int slimfs_pread_all(int fd, void *buf, size_t len, uint64_t off);
+int slimfs_pwrite_all(int fd, const void *buf, size_t len, uint64_t off);
+int slimfs_write_all(int fd, const void *buf, size_t len);
+
+/* SHA-256 (OpenSSL libcrypto). */
+void slimfs_sha256(const void *buf, size_t len, uint8_t out[32]);
+/* Lower-case hex of n bytes into out (2n + 1 bytes). */
+void slimfs_hex(const uint8_t *in, size_t n, char *out);
+/* Parses "sha256:<64 hex>" (or bare hex). 0 or -EINVAL. */
+int slimfs_parse_digest(const char *s, uint8_t out[32]);
+
+/* "1.5 MiB" style, into buf. */
+const char *slimfs_fmt_bytes(uint64_t n, char *buf, size_t len);
+/* Parses "64K", "1M", "2G", "123" (binary units). 0 or -EINVAL. */
+int slimfs_parse_size(const char *s, uint64_t *out);
+
+/* Monotonic clock, nanoseconds. */
+uint64_t slimfs_now_ns(void);
+
+#endif
