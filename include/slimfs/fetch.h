@@ -44,5 +44,7 @@ static inline int slimfs_backend_read(struct slimfs_backend *b, uint64_t off, vo
 	return b->ops->read(b, off, buf, len);
 }
 void slimfs_backend_free(struct slimfs_backend *b);
+/* The local file descriptor of a file backend (to mmap the index), else -1. */
+int slimfs_backend_local_fd(struct slimfs_backend *b);
 
 #endif
