@@ -1,3 +1,305 @@
 // SPDX-License-Identifier: MIT
-/* placeholder: being written */
-typedef int slimfs_placeholder_;
+/* slimfs build: sources -> image, written to a temporary file and renamed. */
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <libgen.h>
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "cmds.h"
+#include "slimfs/build.h"
+#include "slimfs/util.h"
+
+static void build_usage(FILE *f)
+{
+	fprintf(f,
+		"usage: slimfs build -o IMAGE [options] SOURCE...\n"
+		"\n"
+		"Builds a slimfs image from one or more SOURCEs, applied as layers in order.\n"
+		"A SOURCE is a directory (a rootfs tree), an OCI image layout directory, a\n"
+		"'docker save' tarball, or a tar layer (plain, gzip, zstd, xz, bzip2).\n"
+		"\n"
+		"options:\n"
+		"  -o, --output IMAGE      image file to write (replaced atomically)\n"
+		"      --ref NAME          OCI layout or docker-save: the image to take (tag)\n"
+		"      --platform OS/ARCH  OCI image index: the platform (default linux/amd64)\n"
+		"  -l, --level N           zstd level, -7..22 (default %d)\n"
+		"      --chunk-min SIZE    smallest chunk (default %uK)\n"
+		"      --chunk-avg SIZE    average chunk (default %uK)\n"
+		"      --chunk-max SIZE    largest chunk (default %uK)\n"
+		"      --small-file-max SIZE  files up to SIZE are packed together (default %uK)\n"
+		"  -j, --threads N         compression threads (default: all cores)\n"
+		"  -q, --quiet             print errors only\n"
+		"  -v, --verbose           print more\n"
+		"      --progress          progress bar even when stderr is not a terminal\n"
+		"      --no-progress       no progress bar\n"
+		"  -h, --help              this help\n",
+		SLIMFS_DEFAULT_ZSTD_LEVEL, SLIMFS_DEFAULT_CDC_MIN >> 10,
+		SLIMFS_DEFAULT_CDC_AVG >> 10, SLIMFS_DEFAULT_CDC_MAX >> 10,
+		SLIMFS_DEFAULT_SMALL_FILE_MAX >> 10);
+}
+
+struct progress_state {
+	uint64_t start_ns, last_ns;
+	bool shown;
+};
+
+static void progress_cb(const struct slimfs_progress *p, void *ud)
+{
+	struct progress_state *s = ud;
+	uint64_t now = slimfs_now_ns();
+	double secs = (double)(now - s->start_ns) / 1e9;
+	double rate = secs > 0 ? (double)p->bytes_done / secs : 0;
+	char done[32], total[32], rbuf[32], eta[32] = "";
+
+	if (now - s->last_ns < 100000000ull && p->bytes_done != p->bytes_total)
+		return;
+	s->last_ns = now;
+	s->shown = true;
+	slimfs_fmt_bytes(p->bytes_done, done, sizeof(done));
+	slimfs_fmt_bytes(p->bytes_total, total, sizeof(total));
+	slimfs_fmt_bytes((uint64_t)rate, rbuf, sizeof(rbuf));
+	if (p->bytes_total && rate > 0 && p->bytes_done < p->bytes_total)
+		snprintf(eta, sizeof(eta), " ETA %.0fs",
+			 (double)(p->bytes_total - p->bytes_done) / rate);
+	if (p->bytes_total) {
+		unsigned pct = (unsigned)(100.0 * (double)p->bytes_done / (double)p->bytes_total);
+		char bar[21];
+
+		pct = MIN(pct, 100u);
+		memset(bar, '#', pct / 5);
+		memset(bar + pct / 5, '.', 20 - pct / 5);
+		bar[20] = '\0';
+		fprintf(stderr, "\r\033[K%-11s [%s] %3u%% %s / %s, %" PRIu64 " files, %s/s%s",
+			p->phase, bar, pct, done, total, p->files_done, rbuf, eta);
+	} else {
+		fprintf(stderr, "\r\033[K%-11s %s, %" PRIu64 " files, %s/s", p->phase, done,
+			p->files_done, rbuf);
+	}
+}
+
+static int parse_u32_size(const char *opt, const char *arg, uint32_t *out)
+{
+	uint64_t v;
+
+	if (slimfs_parse_size(arg, &v) < 0 || v > UINT32_MAX) {
+		log_error("%s: '%s' is not a size (e.g. 64K)", opt, arg);
+		return -EINVAL;
+	}
+	*out = (uint32_t)v;
+	return 0;
+}
+
+/*
+ * Opens an unnamed temporary file in the output's directory, so that a failed
+ * or killed build leaves nothing behind; *tmpname is set when O_TMPFILE is not
+ * available and a named temporary file had to be used.
+ */
+static int open_output(const char *output, char **tmpname)
+{
+	_cleanup_free_ char *copy = strdup(output);
+	const char *dir;
+	int fd;
+
+	*tmpname = NULL;
+	if (!copy)
+		return -ENOMEM;
+	dir = dirname(copy);
+	fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0644);
+	if (fd >= 0)
+		return fd;
+	if (errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL)
+		return log_error_errno(-errno, "cannot create a file in '%s'", dir);
+	if (asprintf(tmpname, "%s.tmp.XXXXXX", output) < 0)
+		return -ENOMEM;
+	fd = mkostemp(*tmpname, O_CLOEXEC);
+	if (fd < 0) {
+		int r = log_error_errno(-errno, "cannot create '%s'", *tmpname);
+		free(*tmpname);
+		*tmpname = NULL;
+		return r;
+	}
+	fchmod(fd, 0644);
+	return fd;
+}
+
+/* Gives the finished temporary file its name, replacing any older image. */
+static int commit_output(int fd, const char *tmpname, const char *output)
+{
+	char procpath[64], tmp2[PATH_MAX];
+
+	if (fsync(fd) < 0)
+		return log_error_errno(-errno, "cannot write '%s'", output);
+	if (tmpname) {
+		if (rename(tmpname, output) < 0)
+			return log_error_errno(-errno, "cannot rename '%s' to '%s'", tmpname,
+					       output);
+		return 0;
+	}
+	snprintf(procpath, sizeof(procpath), "/proc/self/fd/%d", fd);
+	for (unsigned i = 0;; i++) {
+		if ((size_t)snprintf(tmp2, sizeof(tmp2), "%s.tmp.%d.%u", output, getpid(), i) >=
+		    sizeof(tmp2))
+			return -ENAMETOOLONG;
+		if (linkat(AT_FDCWD, procpath, AT_FDCWD, tmp2, AT_SYMLINK_FOLLOW) == 0)
+			break;
+		if (errno != EEXIST || i > 100)
+			return log_error_errno(-errno, "cannot create '%s'", output);
+	}
+	if (rename(tmp2, output) < 0) {
+		int r = log_error_errno(-errno, "cannot rename '%s' to '%s'", tmp2, output);
+		unlink(tmp2);
+		return r;
+	}
+	return 0;
+}
+
+int cmd_build(int argc, char **argv)
+{
+	enum {
+		OPT_REF = 256,
+		OPT_PLATFORM,
+		OPT_CMIN,
+		OPT_CAVG,
+		OPT_CMAX,
+		OPT_SMALL,
+		OPT_PROGRESS,
+		OPT_NO_PROGRESS,
+	};
+	static const struct option longopts[] = {
+		{ "output", required_argument, NULL, 'o' },
+		{ "ref", required_argument, NULL, OPT_REF },
+		{ "platform", required_argument, NULL, OPT_PLATFORM },
+		{ "level", required_argument, NULL, 'l' },
+		{ "chunk-min", required_argument, NULL, OPT_CMIN },
+		{ "chunk-avg", required_argument, NULL, OPT_CAVG },
+		{ "chunk-max", required_argument, NULL, OPT_CMAX },
+		{ "small-file-max", required_argument, NULL, OPT_SMALL },
+		{ "threads", required_argument, NULL, 'j' },
+		{ "quiet", no_argument, NULL, 'q' },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ "progress", no_argument, NULL, OPT_PROGRESS },
+		{ "no-progress", no_argument, NULL, OPT_NO_PROGRESS },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 },
+	};
+	struct slimfs_build_opts o;
+	struct slimfs_build_stats st = { 0 };
+	struct progress_state ps = { 0 };
+	const char *output = NULL;
+	_cleanup_free_ char *tmpname = NULL;
+	int c, fd, r, progress = -1;
+	char *end;
+	long v;
+
+	slimfs_build_opts_init(&o);
+	while ((c = getopt_long(argc, argv, "o:l:j:qvh", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'o':
+			output = optarg;
+			break;
+		case OPT_REF:
+			o.ref = optarg;
+			break;
+		case OPT_PLATFORM:
+			o.platform = optarg;
+			break;
+		case 'l':
+			v = strtol(optarg, &end, 10);
+			if (*end || end == optarg || v < -7 || v > 22) {
+				log_error("--level: '%s' is not a zstd level (-7..22)", optarg);
+				return EXIT_USAGE;
+			}
+			o.zstd_level = (int)v;
+			break;
+		case OPT_CMIN:
+			if (parse_u32_size("--chunk-min", optarg, &o.cdc_min) < 0)
+				return EXIT_USAGE;
+			break;
+		case OPT_CAVG:
+			if (parse_u32_size("--chunk-avg", optarg, &o.cdc_avg) < 0)
+				return EXIT_USAGE;
+			break;
+		case OPT_CMAX:
+			if (parse_u32_size("--chunk-max", optarg, &o.cdc_max) < 0)
+				return EXIT_USAGE;
+			break;
+		case OPT_SMALL:
+			if (parse_u32_size("--small-file-max", optarg, &o.small_file_max) < 0)
+				return EXIT_USAGE;
+			break;
+		case 'j':
+			v = strtol(optarg, &end, 10);
+			if (*end || end == optarg || v < 1 || v > 1024) {
+				log_error("--threads: '%s' is not a thread count", optarg);
+				return EXIT_USAGE;
+			}
+			o.threads = (unsigned)v;
+			break;
+		case 'q':
+			slimfs_log_set_level(SLIMFS_LOG_ERROR);
+			progress = 0;
+			break;
+		case 'v':
+			slimfs_log_set_level(slimfs_log_get_level() + 1);
+			break;
+		case OPT_PROGRESS:
+			progress = 1;
+			break;
+		case OPT_NO_PROGRESS:
+			progress = 0;
+			break;
+		case 'h':
+			build_usage(stdout);
+			return 0;
+		default:
+			build_usage(stderr);
+			return EXIT_USAGE;
+		}
+	}
+	if (!output || optind >= argc) {
+		log_error(!output ? "no output given (-o IMAGE)" : "no source given");
+		build_usage(stderr);
+		return EXIT_USAGE;
+	}
+	if (progress < 0)
+		progress = isatty(STDERR_FILENO);
+	if (progress) {
+		ps.start_ns = slimfs_now_ns();
+		o.progress = progress_cb;
+		o.progress_ud = &ps;
+	}
+
+	fd = open_output(output, &tmpname);
+	if (fd < 0)
+		return 1;
+	r = slimfs_build(&o, (const char *const *)argv + optind, (size_t)(argc - optind), fd, &st);
+	if (ps.shown)
+		fprintf(stderr, "\r\033[K");
+	if (r >= 0)
+		r = commit_output(fd, tmpname, output);
+	if (r < 0) {
+		if (tmpname)
+			unlink(tmpname);
+		close(fd);
+		log_error("'%s' not written", output);
+		return 1;
+	}
+	close(fd);
+	if (slimfs_log_get_level() >= SLIMFS_LOG_INFO) {
+		char digest[65], isz[32], tb[32], ub[32];
+
+		slimfs_hex(st.index_digest, 32, digest);
+		printf("%s: %s, %" PRIu64 " entries, %s of files (%s unique) in %" PRIu64
+		       " chunks, ratio %.2f\n",
+		       output, slimfs_fmt_bytes(st.image_size, isz, sizeof(isz)), st.entries,
+		       slimfs_fmt_bytes(st.total_bytes, tb, sizeof(tb)),
+		       slimfs_fmt_bytes(st.unique_bytes, ub, sizeof(ub)), st.chunks,
+		       st.image_size ? (double)st.total_bytes / (double)st.image_size : 0.0);
+		printf("digest: sha256:%s\n", digest);
+	}
+	return 0;
+}

@@ -1,3 +1,73 @@
 // SPDX-License-Identifier: MIT
-/* placeholder: being written */
-typedef int slimfs_placeholder_;
+/* slimfs_build(): sources -> tree -> (views) -> image. */
+#include <stdio.h>
+#include <string.h>
+
+#include "slimfs/build.h"
+#include "slimfs/util.h"
+#include "tree.h"
+
+void slimfs_build_opts_init(struct slimfs_build_opts *o)
+{
+	memset(o, 0, sizeof(*o));
+	o->platform = "linux/amd64";
+	o->zstd_level = SLIMFS_DEFAULT_ZSTD_LEVEL;
+	o->cdc_min = SLIMFS_DEFAULT_CDC_MIN;
+	o->cdc_avg = SLIMFS_DEFAULT_CDC_AVG;
+	o->cdc_max = SLIMFS_DEFAULT_CDC_MAX;
+	o->small_file_max = SLIMFS_DEFAULT_SMALL_FILE_MAX;
+}
+
+static int check_opts(const struct slimfs_build_opts *o)
+{
+	if (o->cdc_min < 64 || o->cdc_min > o->cdc_avg || o->cdc_avg > o->cdc_max ||
+	    o->cdc_max > (1u << 22)) {
+		log_error("chunk sizes must satisfy 64 <= min <= avg <= max <= 4 MiB "
+			  "(got %u, %u, %u)",
+			  o->cdc_min, o->cdc_avg, o->cdc_max);
+		return -EINVAL;
+	}
+	if (o->small_file_max > o->cdc_max) {
+		log_error("--small-file-max %u is larger than the largest chunk %u",
+			  o->small_file_max, o->cdc_max);
+		return -EINVAL;
+	}
+	if (o->zstd_level < -7 || o->zstd_level > 22) {
+		log_error("zstd level %d is out of range (-7..22)", o->zstd_level);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+int slimfs_build(const struct slimfs_build_opts *o, const char *const *sources, size_t nsources,
+		 int out_fd, struct slimfs_build_stats *stats)
+{
+	struct slimfs_write_args wa = { .o = o, .default_view = -1 };
+	struct slimfs_tree *t = NULL;
+	char *config = NULL;
+	size_t config_len = 0;
+	int r;
+
+	r = check_opts(o);
+	if (r < 0)
+		return r;
+	if (nsources == 0) {
+		log_error("no source given");
+		return -EINVAL;
+	}
+	r = slimfs_tree_new(&t);
+	if (r < 0)
+		return r;
+	for (size_t i = 0; i < nsources; i++) {
+		r = slimfs_ingest(t, sources[i], o, &config, &config_len);
+		if (r < 0)
+			goto out;
+	}
+	wa.config = config;
+	wa.config_len = config_len;
+	r = slimfs_write_image(t, &wa, out_fd, stats);
+out:
+	free(config);
+	slimfs_tree_free(t);
+	return r;
+}
