@@ -65,7 +65,11 @@ int slimfs_build(const struct slimfs_build_opts *o, const char *const *sources, 
 	}
 	wa.config = config;
 	wa.config_len = config_len;
+	r = slimfs_views_apply(t, o, config, config_len, &wa);
+	if (r < 0)
+		goto out;
 	r = slimfs_write_image(t, &wa, out_fd, stats);
+	slimfs_views_free(&wa);
 out:
 	free(config);
 	slimfs_tree_free(t);

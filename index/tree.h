@@ -157,4 +157,15 @@ struct slimfs_write_args {
 int slimfs_write_image(struct slimfs_tree *t, const struct slimfs_write_args *a, int out_fd,
 		       struct slimfs_build_stats *stats);
 
+/*
+ * Views (index/view.c): evaluates o->views (allow-lists, presets) and the
+ * entrypoint closure (o->entrypoint, else the OCI config's Entrypoint+Cmd)
+ * over the tree, sets tinode->views bits (ancestors of a visible entry are
+ * visible too) and fills wa's view_names/nviews/default_view/prune. The
+ * strings in wa stay valid until slimfs_views_free(wa).
+ */
+int slimfs_views_apply(struct slimfs_tree *t, const struct slimfs_build_opts *o,
+		       const char *config, size_t config_len, struct slimfs_write_args *wa);
+void slimfs_views_free(struct slimfs_write_args *wa);
+
 #endif
