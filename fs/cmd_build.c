@@ -170,25 +170,25 @@ int cmd_build(int argc, char **argv)
 		OPT_NO_PROGRESS,
 	};
 	static const struct option longopts[] = {
-		{ "output", required_argument, NULL, 'o' },
-		{ "ref", required_argument, NULL, OPT_REF },
-		{ "platform", required_argument, NULL, OPT_PLATFORM },
-		{ "level", required_argument, NULL, 'l' },
-		{ "chunk-min", required_argument, NULL, OPT_CMIN },
-		{ "chunk-avg", required_argument, NULL, OPT_CAVG },
-		{ "chunk-max", required_argument, NULL, OPT_CMAX },
-		{ "small-file-max", required_argument, NULL, OPT_SMALL },
-		{ "threads", required_argument, NULL, 'j' },
-		{ "quiet", no_argument, NULL, 'q' },
-		{ "verbose", no_argument, NULL, 'v' },
-		{ "progress", no_argument, NULL, OPT_PROGRESS },
-		{ "no-progress", no_argument, NULL, OPT_NO_PROGRESS },
-		{ "help", no_argument, NULL, 'h' },
-		{ 0 },
+		{"output", required_argument, NULL, 'o'},
+		{"ref", required_argument, NULL, OPT_REF},
+		{"platform", required_argument, NULL, OPT_PLATFORM},
+		{"level", required_argument, NULL, 'l'},
+		{"chunk-min", required_argument, NULL, OPT_CMIN},
+		{"chunk-avg", required_argument, NULL, OPT_CAVG},
+		{"chunk-max", required_argument, NULL, OPT_CMAX},
+		{"small-file-max", required_argument, NULL, OPT_SMALL},
+		{"threads", required_argument, NULL, 'j'},
+		{"quiet", no_argument, NULL, 'q'},
+		{"verbose", no_argument, NULL, 'v'},
+		{"progress", no_argument, NULL, OPT_PROGRESS},
+		{"no-progress", no_argument, NULL, OPT_NO_PROGRESS},
+		{"help", no_argument, NULL, 'h'},
+		{0},
 	};
 	struct slimfs_build_opts o;
-	struct slimfs_build_stats st = { 0 };
-	struct progress_state ps = { 0 };
+	struct slimfs_build_stats st = {0};
+	struct progress_state ps = {0};
 	const char *output = NULL;
 	_cleanup_free_ char *tmpname = NULL;
 	int c, fd, r, progress = -1;

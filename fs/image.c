@@ -46,8 +46,7 @@ int slimfs_image_open(const char *src, const struct slimfs_fetch_opts *fo, const
 		log_error_errno(r, "'%s': not a usable slimfs image", src);
 		goto fail;
 	}
-	if (index_size > INDEX_MAX ||
-	    (img->backend->size && index_size > img->backend->size)) {
+	if (index_size > INDEX_MAX || (img->backend->size && index_size > img->backend->size)) {
 		log_error("'%s': index size %llu is larger than the image", src,
 			  (unsigned long long)index_size);
 		r = -EUCLEAN;
@@ -75,6 +74,8 @@ int slimfs_image_open(const char *src, const struct slimfs_fetch_opts *fo, const
 			goto fail;
 		}
 	}
+	if (!digest && img->backend->pinned)
+		digest = img->backend->index_digest;
 	r = slimfs_index_open_mem(img->index_buf, img->index_len, &img->idx);
 	if (r < 0) {
 		log_error_errno(r, "'%s': bad index", src);

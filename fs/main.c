@@ -13,13 +13,13 @@ struct command {
 };
 
 static const struct command commands[] = {
-	{ "build", cmd_build, "build an image from directories, tar layers, OCI layouts" },
-	{ "mount", cmd_mount, "mount an image as a read-only filesystem" },
-	{ "inspect", cmd_inspect, "show an image's summary, chunk statistics and config" },
-	{ "ls", cmd_ls, "list directories of an image" },
-	{ "cat", cmd_cat, "write a file of an image to standard output" },
-	{ "extract", cmd_extract, "restore an image's tree into a directory" },
-	{ "verify", cmd_verify, "check an image's index and every chunk" },
+	{"build", cmd_build, "build an image from directories, tar layers, OCI layouts"},
+	{"mount", cmd_mount, "mount an image as a read-only filesystem"},
+	{"inspect", cmd_inspect, "show an image's summary, chunk statistics and config"},
+	{"ls", cmd_ls, "list directories of an image"},
+	{"cat", cmd_cat, "write a file of an image to standard output"},
+	{"extract", cmd_extract, "restore an image's tree into a directory"},
+	{"verify", cmd_verify, "check an image's index and every chunk"},
 };
 
 static void usage(FILE *f)

@@ -42,7 +42,7 @@ static int check_opts(const struct slimfs_build_opts *o)
 int slimfs_build(const struct slimfs_build_opts *o, const char *const *sources, size_t nsources,
 		 int out_fd, struct slimfs_build_stats *stats)
 {
-	struct slimfs_write_args wa = { .o = o, .default_view = -1 };
+	struct slimfs_write_args wa = {.o = o, .default_view = -1};
 	struct slimfs_tree *t = NULL;
 	char *config = NULL;
 	size_t config_len = 0;

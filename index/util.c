@@ -33,8 +33,8 @@ void slimfs_log_use_syslog(bool on)
 
 void slimfs_logv(int level, const char *fmt, va_list ap)
 {
-	static const int prio[] = { LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG };
-	static const char *const prefix[] = { "error: ", "warning: ", "", "debug: " };
+	static const int prio[] = {LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG};
+	static const char *const prefix[] = {"error: ", "warning: ", "", "debug: "};
 	char buf[4096];
 
 	if (level > log_level)
@@ -170,7 +170,7 @@ int slimfs_parse_digest(const char *s, uint8_t out[32])
 
 const char *slimfs_fmt_bytes(uint64_t n, char *buf, size_t len)
 {
-	static const char *const unit[] = { "B", "KiB", "MiB", "GiB", "TiB" };
+	static const char *const unit[] = {"B", "KiB", "MiB", "GiB", "TiB"};
 	double v = (double)n;
 	unsigned u = 0;
 

@@ -4,8 +4,8 @@
 #include "slimfs/util.h"
 #include "tree.h"
 
-int slimfs_views_apply(struct slimfs_tree *t, const struct slimfs_build_opts *o,
-		       const char *config, size_t config_len, struct slimfs_write_args *wa)
+int slimfs_views_apply(struct slimfs_tree *t, const struct slimfs_build_opts *o, const char *config,
+		       size_t config_len, struct slimfs_write_args *wa)
 {
 	(void)t;
 	(void)config;

@@ -20,10 +20,27 @@ struct slimfs_backend_ops {
 	void (*free)(struct slimfs_backend *b);
 };
 
+/* Counters kept by every backend (updated atomically). */
+#define SLIMFS_LAT_BUCKETS 24 /* bucket i: latency < 2^i * 16 us */
+struct slimfs_fetch_stats {
+	uint64_t requests; /* range requests that succeeded */
+	uint64_t bytes;	   /* payload bytes received */
+	uint64_t errors;   /* requests that failed after all retries */
+	uint64_t retries;  /* extra attempts */
+	uint64_t lat[SLIMFS_LAT_BUCKETS];
+};
+void slimfs_fetch_stats_add(struct slimfs_fetch_stats *s, uint64_t bytes, uint64_t ns);
+/* Latency percentile (0..100) in microseconds, from the buckets (upper bound). */
+uint64_t slimfs_fetch_stats_percentile(const struct slimfs_fetch_stats *s, double pct);
+
 struct slimfs_backend {
 	const struct slimfs_backend_ops *ops;
 	uint64_t size; /* bytes, or 0 when unknown */
 	char *name;    /* for messages, owned */
+	bool remote;   /* fetched over a network: worth a disk cache */
+	bool pinned;   /* index_digest is set: the source pins the index (OCI manifest) */
+	uint8_t index_digest[32];
+	struct slimfs_fetch_stats stats;
 };
 
 struct slimfs_fetch_opts {
@@ -33,7 +50,27 @@ struct slimfs_fetch_opts {
 	unsigned retries;    /* 0 = default */
 	uint64_t rate_bps;   /* emulated bandwidth, bytes/s, 0 = none */
 	unsigned rtt_us;     /* emulated delay per request */
+	const char *user_agent;
 };
+
+/* HTTP(S) range backend; auth_header (may be NULL) is sent with every request. */
+int slimfs_backend_open_http(const char *url, const struct slimfs_fetch_opts *o,
+			     const char *auth_header, struct slimfs_backend **out);
+/* OCI registry: "oci://REGISTRY/REPO:TAG" or "...@sha256:HEX". */
+int slimfs_backend_open_oci(const char *ref, const struct slimfs_fetch_opts *o,
+			    struct slimfs_backend **out);
+/*
+ * Pushes the image file at path to "REGISTRY/REPO:TAG" (an "oci://" prefix is
+ * accepted) as an OCI artifact; index_digest pins the index in the manifest.
+ * On success, manifest_digest receives "sha256:<hex>".
+ */
+int slimfs_oci_push(const char *path, const char *ref, const uint8_t index_digest[32],
+		    uint64_t index_size, const struct slimfs_fetch_opts *o,
+		    char manifest_digest[72]);
+
+#define SLIMFS_OCI_ARTIFACT_TYPE "application/vnd.slimfs.image.v1"
+#define SLIMFS_OCI_CONFIG_TYPE "application/vnd.slimfs.config.v1+json"
+#define SLIMFS_OCI_ANNOTATION_INDEX "dev.slimfs.index.digest"
 
 /* Opens "PATH", "http(s)://...", or "oci://REGISTRY/REPO:TAG|@sha256:...". */
 int slimfs_backend_open(const char *src, const struct slimfs_fetch_opts *o,

@@ -1,0 +1,351 @@
+// SPDX-License-Identifier: MIT
+/*
+ * HTTP(S) range backend over libcurl. Any server that honours Range works
+ * (nginx, object stores, CDNs, registry blob endpoints).
+ *
+ * - Connections are reused: a pool of easy handles sharing one connection
+ *   cache, DNS cache and TLS session cache (CURLSH).
+ * - Every read asks for exactly [off, off + len) and accepts only a 206 whose
+ *   Content-Range says so and whose body has exactly len bytes; anything else
+ *   (200 for the whole file, 416, 5xx, short or long bodies) is an error.
+ * - Bounded retries with exponential backoff, all inside one deadline per
+ *   read (timeout_ms), so that no reader waits longer than that.
+ */
+#include <curl/curl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "slimfs/fetch.h"
+#include "slimfs/util.h"
+
+#define POOL_MAX	   16
+#define DEFAULT_TIMEOUT_MS 10000u
+#define DEFAULT_RETRIES	   4u
+
+struct http_backend {
+	struct slimfs_backend b;
+	char *url;
+	struct curl_slist *headers;
+	CURLSH *share;
+	pthread_mutex_t share_lock[CURL_LOCK_DATA_LAST];
+	pthread_mutex_t pool_lock;
+	CURL *pool[POOL_MAX];
+	unsigned npool;
+	unsigned timeout_ms, retries;
+	bool insecure;
+};
+
+static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
+
+static void curl_init_once(void)
+{
+	curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
+static void share_lock(CURL *h, curl_lock_data data, curl_lock_access access, void *ud)
+{
+	struct http_backend *hb = ud;
+
+	(void)h;
+	(void)access;
+	pthread_mutex_lock(&hb->share_lock[data]);
+}
+
+static void share_unlock(CURL *h, curl_lock_data data, void *ud)
+{
+	struct http_backend *hb = ud;
+
+	(void)h;
+	pthread_mutex_unlock(&hb->share_lock[data]);
+}
+
+struct xfer {
+	uint8_t *buf;
+	size_t len, got;
+	bool overflow;
+	uint64_t want_off, total; /* total: from Content-Range, 0 unknown */
+	bool range_ok;
+};
+
+static size_t on_body(char *ptr, size_t size, size_t nmemb, void *ud)
+{
+	struct xfer *x = ud;
+	size_t n = size * nmemb;
+
+	if (n > x->len - x->got) {
+		x->overflow = true;
+		return 0; /* aborts the transfer */
+	}
+	memcpy(x->buf + x->got, ptr, n);
+	x->got += n;
+	return n;
+}
+
+static size_t on_header(char *ptr, size_t size, size_t nmemb, void *ud)
+{
+	struct xfer *x = ud;
+	size_t n = size * nmemb;
+	unsigned long long a, b, total;
+	char line[256];
+
+	if (n >= sizeof(line) || strncasecmp(ptr, "content-range:", 14) != 0)
+		return n;
+	memcpy(line, ptr, n);
+	line[n] = '\0';
+	if (sscanf(line + 14, " bytes %llu-%llu/%llu", &a, &b, &total) == 3) {
+		x->total = total;
+		x->range_ok = a == x->want_off && b + 1 - a == x->len;
+	}
+	return n;
+}
+
+static CURL *get_handle(struct http_backend *hb)
+{
+	CURL *h = NULL;
+
+	pthread_mutex_lock(&hb->pool_lock);
+	if (hb->npool)
+		h = hb->pool[--hb->npool];
+	pthread_mutex_unlock(&hb->pool_lock);
+	if (h)
+		return h;
+	h = curl_easy_init();
+	if (!h)
+		return NULL;
+	curl_easy_setopt(h, CURLOPT_SHARE, hb->share);
+	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 1L);
+	curl_easy_setopt(h, CURLOPT_MAXREDIRS, 5L);
+	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(h, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(h, CURLOPT_TCP_NODELAY, 1L);
+	curl_easy_setopt(h, CURLOPT_ACCEPT_ENCODING, NULL); /* identity: ranges of raw bytes */
+	curl_easy_setopt(h, CURLOPT_USERAGENT, "slimfs/" SLIMFS_VERSION);
+	if (hb->insecure) {
+		curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 0L);
+		curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 0L);
+	}
+	return h;
+}
+
+static void put_handle(struct http_backend *hb, CURL *h)
+{
+	pthread_mutex_lock(&hb->pool_lock);
+	if (hb->npool < POOL_MAX) {
+		hb->pool[hb->npool++] = h;
+		h = NULL;
+	}
+	pthread_mutex_unlock(&hb->pool_lock);
+	if (h)
+		curl_easy_cleanup(h);
+}
+
+static void sleep_ms(uint64_t ms)
+{
+	struct timespec ts = {.tv_sec = (time_t)(ms / 1000),
+			      .tv_nsec = (long)(ms % 1000) * 1000000};
+
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+}
+
+/* One attempt. 0, -EAGAIN (worth retrying), or a final -errno. */
+static int http_try(struct http_backend *hb, CURL *h, struct xfer *x, uint64_t budget_ms, char *why,
+		    size_t whylen)
+{
+	char range[64];
+	long status = 0;
+	CURLcode rc;
+
+	snprintf(range, sizeof(range), "%" PRIu64 "-%" PRIu64, x->want_off,
+		 x->want_off + x->len - 1);
+	x->got = 0;
+	x->overflow = false;
+	x->range_ok = false;
+	curl_easy_setopt(h, CURLOPT_URL, hb->url);
+	curl_easy_setopt(h, CURLOPT_HTTPHEADER, hb->headers);
+	curl_easy_setopt(h, CURLOPT_RANGE, range);
+	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
+	curl_easy_setopt(h, CURLOPT_WRITEDATA, x);
+	curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
+	curl_easy_setopt(h, CURLOPT_HEADERDATA, x);
+	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)MAX(budget_ms, 1u));
+	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, (long)MIN(MAX(budget_ms, 1u), 5000u));
+	rc = curl_easy_perform(h);
+	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+	if (rc != CURLE_OK && !(rc == CURLE_WRITE_ERROR && x->overflow)) {
+		snprintf(why, whylen, "%s", curl_easy_strerror(rc));
+		return rc == CURLE_UNSUPPORTED_PROTOCOL || rc == CURLE_URL_MALFORMAT ||
+				       rc == CURLE_SSL_CACERT_BADFILE ||
+				       rc == CURLE_PEER_FAILED_VERIFICATION
+			       ? -EIO
+			       : -EAGAIN;
+	}
+	if (x->overflow) {
+		snprintf(why, whylen, "HTTP %ld: body longer than the %zu bytes asked", status,
+			 x->len);
+		return -EAGAIN;
+	}
+	if (status == 206 && x->range_ok && x->got == x->len)
+		return 0;
+	if (status == 206) {
+		snprintf(why, whylen, "HTTP 206: %zu of %zu bytes%s", x->got, x->len,
+			 x->range_ok ? "" : ", wrong Content-Range");
+		return -EAGAIN;
+	}
+	if (status == 416) {
+		snprintf(why, whylen, "HTTP 416: range not satisfiable");
+		return -ERANGE;
+	}
+	if (status == 200) {
+		snprintf(why, whylen, "HTTP 200: the server ignores Range requests");
+		return -EIO;
+	}
+	snprintf(why, whylen, "HTTP %ld", status);
+	return status >= 500 || status == 408 || status == 429 ? -EAGAIN : -EIO;
+}
+
+static int http_read(struct slimfs_backend *b, uint64_t off, void *buf, size_t len)
+{
+	struct http_backend *hb = (struct http_backend *)b;
+	struct xfer x = {.buf = buf, .len = len, .want_off = off};
+	uint64_t start = slimfs_now_ns(), deadline = start + (uint64_t)hb->timeout_ms * 1000000u;
+	char why[256] = "";
+	unsigned attempt;
+	CURL *h;
+	int r = -EIO;
+
+	if (len == 0)
+		return 0;
+	if (b->size && (off > b->size || len > b->size - off))
+		return -ERANGE;
+	h = get_handle(hb);
+	if (!h)
+		return -ENOMEM;
+	for (attempt = 0; attempt <= hb->retries; attempt++) {
+		uint64_t now = slimfs_now_ns();
+
+		if (now >= deadline)
+			break;
+		if (attempt) {
+			uint64_t backoff = 50ull << MIN(attempt, 6u);
+
+			atomic_fetch_add_explicit(&b->stats.retries, 1, memory_order_relaxed);
+			if (now + backoff * 1000000u >= deadline)
+				break;
+			sleep_ms(backoff);
+			now = slimfs_now_ns();
+		}
+		r = http_try(hb, h, &x, (deadline - now) / 1000000u, why, sizeof(why));
+		if (r != -EAGAIN)
+			break;
+		/* a failed connection may be half-dead: start the next try afresh */
+		curl_easy_cleanup(h);
+		h = get_handle(hb);
+		if (!h)
+			return -ENOMEM;
+	}
+	put_handle(hb, h);
+	if (r == 0) {
+		slimfs_fetch_stats_add(&b->stats, len, slimfs_now_ns() - start);
+		return 0;
+	}
+	atomic_fetch_add_explicit(&b->stats.errors, 1, memory_order_relaxed);
+	log_error("'%s': bytes %" PRIu64 "-%" PRIu64 ": %s (after %u attempts, %" PRIu64 " ms)",
+		  hb->url, off, off + len - 1, why[0] ? why : "timed out", attempt,
+		  (slimfs_now_ns() - start) / 1000000u);
+	return r == -EAGAIN ? -EIO : r;
+}
+
+static void http_free(struct slimfs_backend *b)
+{
+	struct http_backend *hb = (struct http_backend *)b;
+
+	for (unsigned i = 0; i < hb->npool; i++)
+		curl_easy_cleanup(hb->pool[i]);
+	if (hb->share)
+		curl_share_cleanup(hb->share);
+	for (unsigned i = 0; i < CURL_LOCK_DATA_LAST; i++)
+		pthread_mutex_destroy(&hb->share_lock[i]);
+	pthread_mutex_destroy(&hb->pool_lock);
+	curl_slist_free_all(hb->headers);
+	free(hb->url);
+}
+
+static const struct slimfs_backend_ops http_ops = {
+	.read = http_read,
+	.free = http_free,
+};
+
+int slimfs_backend_open_http(const char *url, const struct slimfs_fetch_opts *o,
+			     const char *auth_header, struct slimfs_backend **out)
+{
+	struct http_backend *hb;
+	uint8_t probe[1];
+	struct xfer x = {.buf = probe, .len = 1, .want_off = 0};
+	char why[256] = "";
+	CURL *h;
+	int r;
+
+	pthread_once(&curl_once, curl_init_once);
+	hb = calloc(1, sizeof(*hb));
+	if (!hb)
+		return -ENOMEM;
+	hb->b.ops = &http_ops;
+	hb->b.remote = true;
+	hb->timeout_ms = o && o->timeout_ms ? o->timeout_ms : DEFAULT_TIMEOUT_MS;
+	hb->retries = o && o->retries ? o->retries : DEFAULT_RETRIES;
+	hb->insecure = o && o->insecure;
+	pthread_mutex_init(&hb->pool_lock, NULL);
+	for (unsigned i = 0; i < CURL_LOCK_DATA_LAST; i++)
+		pthread_mutex_init(&hb->share_lock[i], NULL);
+	hb->url = strdup(url);
+	hb->b.name = strdup(url);
+	hb->share = curl_share_init();
+	if (!hb->url || !hb->b.name || !hb->share) {
+		r = -ENOMEM;
+		goto fail;
+	}
+	curl_share_setopt(hb->share, CURLSHOPT_LOCKFUNC, share_lock);
+	curl_share_setopt(hb->share, CURLSHOPT_UNLOCKFUNC, share_unlock);
+	curl_share_setopt(hb->share, CURLSHOPT_USERDATA, hb);
+	curl_share_setopt(hb->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
+	curl_share_setopt(hb->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
+	curl_share_setopt(hb->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_CONNECT);
+	if (auth_header) {
+		hb->headers = curl_slist_append(NULL, auth_header);
+		if (!hb->headers) {
+			r = -ENOMEM;
+			goto fail;
+		}
+	}
+	/* Learn the size from the first byte's Content-Range (and that Range works). */
+	h = get_handle(hb);
+	if (!h) {
+		r = -ENOMEM;
+		goto fail;
+	}
+	r = http_try(hb, h, &x, hb->timeout_ms, why, sizeof(why));
+	put_handle(hb, h);
+	if (r == 0 && x.total == 0) {
+		snprintf(why, sizeof(why), "no Content-Range in the answer");
+		r = -EIO;
+	}
+	if (r < 0) {
+		log_error("'%s': %s", url, why);
+		r = r == -EAGAIN ? -EIO : r;
+		goto fail;
+	}
+	hb->b.size = x.total;
+	*out = &hb->b;
+	return 0;
+fail:
+	http_free(&hb->b);
+	free(hb->b.name);
+	free(hb);
+	return r;
+}
