@@ -1,8 +1,981 @@
 // SPDX-License-Identifier: MIT
+/*
+ * Index reader and chunk decoder against hand-made indexes: a tiny writer
+ * below encodes a model (root dir, a file with holes and an xattr, a
+ * symlink, a subdir holding a hardlink, one chunk, one view, a prefetch
+ * list, a config) and every test mutates the model or the bytes.
+ */
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define XXH_STATIC_LINKING_ONLY
+#include <xxhash.h>
+#include <zstd.h>
+
+#include "slimfs/format.h"
+#include "slimfs/index.h"
+#include "slimfs/util.h"
 #include "tap.h"
+
+/* ---- model and writer ---- */
+
+struct model {
+	struct slimfs_disk_inode *ino;
+	struct slimfs_disk_dirent *de;
+	char *str;
+	struct slimfs_disk_xattr *xa;
+	struct slimfs_disk_chunk *ch;
+	struct slimfs_disk_extent *ex;
+	struct slimfs_disk_view *vw;
+	uint32_t *pf;
+	size_t nino, nde, nstr, nxa, nch, nex, nvw, npf;
+	uint64_t config_off, config_len;
+	uint64_t data_size;
+	uint32_t default_view;
+};
+
+#define PUSH(arr, n)                                                                               \
+	(arr = realloc(arr, (n + 1) * sizeof(*arr)), memset(&arr[n], 0, sizeof(*arr)), &arr[n++])
+
+static void model_free(struct model *m)
+{
+	free(m->ino);
+	free(m->de);
+	free(m->str);
+	free(m->xa);
+	free(m->ch);
+	free(m->ex);
+	free(m->vw);
+	free(m->pf);
+	memset(m, 0, sizeof(*m));
+}
+
+static uint64_t add_str(struct model *m, const char *s, size_t len)
+{
+	uint64_t off = m->nstr;
+
+	m->str = realloc(m->str, m->nstr + len + 1);
+	memcpy(m->str + m->nstr, s, len);
+	m->nstr += len;
+	return off;
+}
+
+static uint32_t add_inode(struct model *m, uint32_t mode, uint64_t size, uint64_t data,
+			  uint32_t count, uint32_t parent)
+{
+	struct slimfs_disk_inode *i = PUSH(m->ino, m->nino);
+
+	i->mode = htole32(mode);
+	i->uid = htole32(1000);
+	i->gid = htole32(100);
+	i->nlink = htole32(1);
+	i->size = htole64(size);
+	i->mtime = htole64(1700000000);
+	i->mtime_ns = htole32(123456789);
+	i->views = htole32(1);
+	i->data = htole64(data);
+	i->count = htole32(count);
+	i->parent = htole32(parent);
+	return (uint32_t)(m->nino - 1);
+}
+
+static void add_dirent(struct model *m, const char *name, uint32_t ino)
+{
+	struct slimfs_disk_dirent *d = PUSH(m->de, m->nde);
+
+	d->name_off = htole64(add_str(m, name, strlen(name)));
+	d->name_len = htole32((uint32_t)strlen(name));
+	d->ino = htole32(ino);
+}
+
+static void add_extent(struct model *m, uint64_t file_off, uint32_t chunk, uint32_t coff,
+		       uint32_t len)
+{
+	struct slimfs_disk_extent *e = PUSH(m->ex, m->nex);
+
+	e->file_off = htole64(file_off);
+	e->chunk = htole32(chunk);
+	e->chunk_off = htole32(coff);
+	e->len = htole32(len);
+}
+
+static void put_section(uint8_t *sup, int s, uint64_t off, uint64_t count)
+{
+	struct slimfs_disk_section sec = {htole64(off), htole64(count)};
+
+	memcpy(sup + offsetof(struct slimfs_disk_super, sections) + (size_t)s * sizeof(sec), &sec,
+	       sizeof(sec));
+}
+
+static void fix_checksum(uint8_t *b, size_t len)
+{
+	XXH3_state_t st;
+	uint64_t zero = 0, h;
+
+	XXH3_INITSTATE(&st);
+	XXH3_64bits_reset(&st);
+	XXH3_64bits_update(&st, b, 248);
+	XXH3_64bits_update(&st, &zero, 8);
+	XXH3_64bits_update(&st, b + 256, len - 256);
+	h = htole64(XXH3_64bits_digest(&st));
+	memcpy(b + 248, &h, 8);
+}
+
+/* Serialises m; returns a malloc'd buffer of exactly *len (= index_size) bytes. */
+static uint8_t *model_write(const struct model *m, size_t *len)
+{
+	struct {
+		const void *p;
+		size_t n, rs;
+	} secs[SLIMFS_SEC_COUNT] = {
+		{m->ino, m->nino, sizeof(*m->ino)},
+		{m->de, m->nde, sizeof(*m->de)},
+		{m->str, m->nstr, 1},
+		{m->xa, m->nxa, sizeof(*m->xa)},
+		{m->ch, m->nch, sizeof(*m->ch)},
+		{m->ex, m->nex, sizeof(*m->ex)},
+		{m->vw, m->nvw, sizeof(*m->vw)},
+		{m->pf, m->npf, sizeof(*m->pf)},
+	};
+	struct slimfs_disk_super s;
+	size_t off = 256;
+	uint8_t *b;
+
+	for (int i = 0; i < SLIMFS_SEC_COUNT; i++)
+		off = (off + secs[i].n * secs[i].rs + 7) & ~(size_t)7;
+	b = calloc(1, off);
+	memset(&s, 0, sizeof(s));
+	memcpy(s.magic, SLIMFS_MAGIC, SLIMFS_MAGIC_LEN);
+	s.version_major = htole16(SLIMFS_VERSION_MAJOR);
+	s.version_minor = htole16(SLIMFS_VERSION_MINOR);
+	s.inode_size = htole32(sizeof(struct slimfs_disk_inode));
+	s.dirent_size = htole32(sizeof(struct slimfs_disk_dirent));
+	s.xattr_size = htole32(sizeof(struct slimfs_disk_xattr));
+	s.chunk_size = htole32(sizeof(struct slimfs_disk_chunk));
+	s.extent_size = htole32(sizeof(struct slimfs_disk_extent));
+	s.cdc_min = htole32(16384);
+	s.cdc_avg = htole32(65536);
+	s.cdc_max = htole32(262144);
+	s.zstd_level = htole32((uint32_t)-3);
+	s.small_file_max = htole32(16384);
+	s.default_view = htole32(m->default_view);
+	s.index_size = htole64(off);
+	s.data_off = htole64((off + 4095) & ~(uint64_t)4095);
+	s.data_size = htole64(m->data_size);
+	s.entry_count = htole64(m->nino);
+	s.config_off = htole64(m->config_off);
+	s.config_len = htole64(m->config_len);
+	memcpy(b, &s, sizeof(s));
+	off = 256;
+	for (int i = 0; i < SLIMFS_SEC_COUNT; i++) {
+		put_section(b, i, off, secs[i].n);
+		if (secs[i].n)
+			memcpy(b + off, secs[i].p, secs[i].n * secs[i].rs);
+		off = (off + secs[i].n * secs[i].rs + 7) & ~(size_t)7;
+	}
+	*len = off;
+	fix_checksum(b, off);
+	return b;
+}
+
+/* ---- the sample image ---- */
+
+static uint8_t plain[64];
+static uint8_t frame[256];
+static size_t frame_len;
+
+enum { ROOT, FILE_, LINK, SUB, NSAMPLE };
+
+static void make_chunk(struct model *m)
+{
+	struct slimfs_disk_chunk *c = PUSH(m->ch, m->nch);
+	XXH128_canonical_t canon;
+
+	for (size_t i = 0; i < sizeof(plain); i++)
+		plain[i] = (uint8_t)("hello, slimfs! "[i % 15]);
+	frame_len = ZSTD_compress(frame, sizeof(frame), plain, sizeof(plain), 3);
+	XXH128_canonicalFromHash(&canon, XXH3_128bits(plain, sizeof(plain)));
+	memcpy(c->id, canon.digest, 16);
+	slimfs_sha256(frame, frame_len, c->sha256);
+	c->off = htole64(0);
+	c->csize = htole32((uint32_t)frame_len);
+	c->usize = htole32(sizeof(plain));
+	m->data_size = frame_len;
+}
+
+/*
+ * /            dir: file, link, sub
+ * /file        100 bytes: [0,20) = chunk[0,20), [50,70) = chunk[20,40), rest holes
+ * /link        -> file
+ * /sub/hard    hardlink of /file
+ */
+static void sample(struct model *m)
+{
+	static const char cfg[] = "{\"config\":{\"Cmd\":[\"/file\"]}}";
+	struct slimfs_disk_xattr *x;
+	struct slimfs_disk_view *v;
+
+	memset(m, 0, sizeof(*m));
+	m->default_view = 0;
+	make_chunk(m);
+	add_inode(m, S_IFDIR | 0755, 0, 0, 3, 0);
+	add_inode(m, S_IFREG | 04755, 100, 0, 2, 0);
+	add_inode(m, S_IFLNK | 0777, 4, add_str(m, "file", 4), 4, 0);
+	add_inode(m, S_IFDIR | 0700, 0, 3, 1, 0);
+	m->ino[FILE_].nlink = htole32(2);
+	m->ino[FILE_].xattr_start = 0;
+	m->ino[FILE_].xattr_count = htole32(1);
+	add_dirent(m, "file", FILE_);
+	add_dirent(m, "link", LINK);
+	add_dirent(m, "sub", SUB);
+	add_dirent(m, "hard", FILE_);
+	add_extent(m, 0, 0, 0, 20);
+	add_extent(m, 50, 0, 20, 20);
+	x = PUSH(m->xa, m->nxa);
+	x->name_off = htole64(add_str(m, "user.test", 9));
+	x->name_len = htole32(9);
+	x->value_off = htole64(add_str(m, "v", 1));
+	x->value_len = htole32(1);
+	v = PUSH(m->vw, m->nvw);
+	v->name_off = htole64(add_str(m, "minimal", 7));
+	v->name_len = htole32(7);
+	v->flags = htole32(SLIMFS_VIEW_DEFAULT);
+	*PUSH(m->pf, m->npf) = htole32(0);
+	m->config_off = add_str(m, cfg, sizeof(cfg) - 1);
+	m->config_len = sizeof(cfg) - 1;
+}
+
+static int open_model(const struct model *m, struct slimfs_index **idx, uint8_t **buf)
+{
+	size_t len;
+	int r;
+
+	*buf = model_write(m, &len);
+	r = slimfs_index_open_mem(*buf, len, idx);
+	return r;
+}
+
+/* Opens a mutated sample; returns open's result (index freed). */
+static int try_open(const struct model *m)
+{
+	struct slimfs_index *idx = NULL;
+	uint8_t *buf;
+	int r = open_model(m, &idx, &buf);
+
+	slimfs_index_free(idx);
+	free(buf);
+	return r;
+}
+
+/* ---- walking everything (for the corruption sweep) ---- */
+
+struct bounds {
+	const uint8_t *lo, *hi;
+	int bad;
+};
+
+static void in_buf(struct bounds *b, const void *p, uint64_t len)
+{
+	const uint8_t *q = p;
+
+	if (len && (q < b->lo || q > b->hi || len > (uint64_t)(b->hi - q)))
+		b->bad++;
+}
+
+static void walk(const struct slimfs_index *idx, struct bounds *b)
+{
+	const struct slimfs_info *in = slimfs_index_info(idx);
+	char dig[72];
+
+	slimfs_index_digest_str(idx, dig);
+	in_buf(b, in->config, in->config_len);
+	for (uint32_t id = 0; id < in->inode_count; id++) {
+		struct slimfs_inode ino;
+
+		if (slimfs_index_inode(idx, id, &ino) < 0) {
+			b->bad++;
+			continue;
+		}
+		if (S_ISLNK(ino.mode))
+			in_buf(b, ino.target, ino.target_len);
+		for (uint32_t i = 0; i < ino.xattr_count; i++) {
+			struct slimfs_xattr x;
+
+			if (slimfs_index_xattr(idx, &ino, i, &x) < 0) {
+				b->bad++;
+				continue;
+			}
+			in_buf(b, x.name, x.name_len);
+			in_buf(b, x.value, x.value_len);
+		}
+		if (S_ISDIR(ino.mode)) {
+			for (uint32_t i = 0; i < ino.count; i++) {
+				struct slimfs_dirent d;
+				uint32_t found;
+
+				if (slimfs_index_dirent(idx, &ino, i, &d) < 0) {
+					b->bad++;
+					continue;
+				}
+				in_buf(b, d.name, d.name_len);
+				if (slimfs_index_lookup(idx, &ino, d.name, d.name_len, &found) <
+					    0 ||
+				    found != d.ino || d.ino >= in->inode_count)
+					b->bad++;
+			}
+		}
+		if (S_ISREG(ino.mode)) {
+			uint64_t end = 0;
+
+			for (uint32_t i = 0; i < ino.count; i++) {
+				struct slimfs_extent e;
+				struct slimfs_chunk c;
+
+				if (slimfs_index_extent(idx, &ino, i, &e) < 0 ||
+				    slimfs_index_chunk(idx, e.chunk, &c) < 0 ||
+				    e.chunk_off + (uint64_t)e.len > c.usize || e.file_off < end ||
+				    e.file_off + e.len > ino.size) {
+					b->bad++;
+					continue;
+				}
+				end = e.file_off + e.len;
+			}
+			(void)slimfs_index_extent_find(idx, &ino, ino.size / 2);
+		}
+	}
+	for (uint32_t i = 0; i < in->chunk_count; i++) {
+		struct slimfs_chunk c;
+
+		if (slimfs_index_chunk(idx, i, &c) < 0) {
+			b->bad++;
+			continue;
+		}
+		in_buf(b, c.id, 16);
+		in_buf(b, c.sha256, 32);
+		if (c.off + c.csize > in->data_off + in->data_size)
+			b->bad++;
+	}
+	for (uint32_t i = 0; i < in->view_count; i++) {
+		struct slimfs_view v;
+
+		if (slimfs_index_view(idx, i, &v) < 0)
+			b->bad++;
+		else
+			in_buf(b, v.name, v.name_len);
+	}
+	for (uint64_t i = 0; i < in->prefetch_count; i++) {
+		uint32_t c;
+
+		if (slimfs_index_prefetch(idx, i, &c) < 0 || c >= in->chunk_count)
+			b->bad++;
+	}
+	{
+		uint32_t x;
+
+		(void)slimfs_index_resolve(idx, "/sub/../sub/hard", &x);
+		(void)slimfs_index_resolve(idx, "link/..", &x);
+	}
+}
+
+static bool errno_ok(int r)
+{
+	return r == -EBADMSG || r == -EPROTONOSUPPORT || r == -EUCLEAN;
+}
+
+/* ---- tests ---- */
+
+static void test_good(void)
+{
+	struct model m;
+	struct slimfs_index *idx = NULL;
+	const struct slimfs_info *in;
+	struct slimfs_inode root, file, lnk, sub;
+	struct slimfs_dirent d;
+	struct slimfs_xattr x;
+	struct slimfs_extent e;
+	struct slimfs_chunk c;
+	struct slimfs_view v;
+	uint8_t *buf, sha[32];
+	uint64_t isz, doff;
+	uint32_t id;
+	char dig[72], hex[65];
+	size_t len;
+
+	sample(&m);
+	buf = model_write(&m, &len);
+	CHECK_EQ(slimfs_index_peek(buf, len, &isz, &doff), 0);
+	CHECK_EQ(isz, len);
+	CHECK_EQ(doff, 4096);
+	CHECK_EQ(slimfs_index_peek(buf, 255, &isz, &doff), -EBADMSG);
+	CHECK_EQ(slimfs_index_open_mem(buf, len - 1, &idx), -EUCLEAN);
+	CHECK(idx == NULL);
+	CHECK_EQ(slimfs_index_open_mem(buf, len, &idx), 0);
+	if (!idx) {
+		free(buf);
+		model_free(&m);
+		return;
+	}
+	in = slimfs_index_info(idx);
+	CHECK_EQ(in->inode_count, NSAMPLE);
+	CHECK_EQ(in->dirent_count, 4);
+	CHECK_EQ(in->chunk_count, 1);
+	CHECK_EQ(in->extent_count, 2);
+	CHECK_EQ(in->view_count, 1);
+	CHECK_EQ(in->prefetch_count, 1);
+	CHECK_EQ(in->zstd_level, -3);
+	CHECK_EQ(in->default_view, 0);
+	CHECK(in->config_len == m.config_len && memcmp(in->config, "{\"config\"", 9) == 0);
+
+	slimfs_sha256(buf, len, sha);
+	CHECK(memcmp(slimfs_index_digest(idx), sha, 32) == 0);
+	slimfs_index_digest_str(idx, dig);
+	slimfs_hex(sha, 32, hex);
+	CHECK(strncmp(dig, "sha256:", 7) == 0 && strcmp(dig + 7, hex) == 0);
+
+	CHECK_EQ(slimfs_index_inode(idx, ROOT, &root), 0);
+	CHECK(S_ISDIR(root.mode) && root.count == 3 && root.parent == 0);
+	CHECK_EQ(slimfs_index_inode(idx, NSAMPLE, &file), -ENOENT);
+	CHECK_EQ(slimfs_index_inode(idx, FILE_, &file), 0);
+	CHECK(S_ISREG(file.mode) && (file.mode & 07777) == 04755 && file.size == 100);
+	CHECK(file.uid == 1000 && file.gid == 100 && file.nlink == 2);
+	CHECK(file.mtime == 1700000000 && file.mtime_ns == 123456789);
+	CHECK_EQ(slimfs_index_inode(idx, LINK, &lnk), 0);
+	CHECK(S_ISLNK(lnk.mode) && lnk.target_len == 4 && memcmp(lnk.target, "file", 4) == 0);
+	CHECK_EQ(slimfs_index_inode(idx, SUB, &sub), 0);
+
+	CHECK_EQ(slimfs_index_dirent(idx, &root, 1, &d), 0);
+	CHECK(d.name_len == 4 && memcmp(d.name, "link", 4) == 0 && d.ino == LINK);
+	CHECK_EQ(slimfs_index_dirent(idx, &root, 3, &d), -EINVAL);
+	CHECK_EQ(slimfs_index_dirent(idx, &file, 0, &d), -ENOTDIR);
+	CHECK_EQ(slimfs_index_lookup(idx, &root, "sub", 3, &id), 0);
+	CHECK_EQ(id, SUB);
+	CHECK_EQ(slimfs_index_lookup(idx, &root, "su", 2, &id), -ENOENT);
+	CHECK_EQ(slimfs_index_lookup(idx, &root, "subx", 4, &id), -ENOENT);
+	CHECK_EQ(slimfs_index_lookup(idx, &root, "a", 1, &id), -ENOENT);
+	CHECK_EQ(slimfs_index_lookup(idx, &root, "zzz", 3, &id), -ENOENT);
+	CHECK_EQ(slimfs_index_lookup(idx, &file, "x", 1, &id), -ENOTDIR);
+
+	CHECK_EQ(slimfs_index_resolve(idx, "/", &id), 0);
+	CHECK_EQ(id, ROOT);
+	CHECK_EQ(slimfs_index_resolve(idx, "", &id), 0);
+	CHECK_EQ(id, ROOT);
+	CHECK_EQ(slimfs_index_resolve(idx, "/sub/hard", &id), 0);
+	CHECK_EQ(id, FILE_);
+	CHECK_EQ(slimfs_index_resolve(idx, "./sub//./../link", &id), 0);
+	CHECK_EQ(id, LINK);
+	CHECK_EQ(slimfs_index_resolve(idx, "/../../sub/", &id), 0);
+	CHECK_EQ(id, SUB);
+	CHECK_EQ(slimfs_index_resolve(idx, "/file/x", &id), -ENOTDIR);
+	CHECK_EQ(slimfs_index_resolve(idx, "/link/x", &id), -ENOTDIR);
+	CHECK_EQ(slimfs_index_resolve(idx, "/missing", &id), -ENOENT);
+
+	CHECK_EQ(slimfs_index_xattr(idx, &file, 0, &x), 0);
+	CHECK(x.name_len == 9 && memcmp(x.name, "user.test", 9) == 0);
+	CHECK_EQ(slimfs_index_xattr(idx, &file, 1, &x), -EINVAL);
+	CHECK_EQ(slimfs_index_getxattr(idx, &file, "user.test", &x), 0);
+	CHECK(x.value_len == 1 && x.value[0] == 'v');
+	CHECK_EQ(slimfs_index_getxattr(idx, &file, "user.tes", &x), -ENODATA);
+	CHECK_EQ(slimfs_index_getxattr(idx, &root, "user.test", &x), -ENODATA);
+
+	CHECK_EQ(slimfs_index_chunk(idx, 0, &c), 0);
+	CHECK(c.off == 4096 && c.csize == frame_len && c.usize == sizeof(plain));
+	CHECK_EQ(slimfs_index_chunk(idx, 1, &c), -EINVAL);
+	CHECK_EQ(slimfs_index_extent(idx, &file, 1, &e), 0);
+	CHECK(e.file_off == 50 && e.chunk == 0 && e.chunk_off == 20 && e.len == 20);
+	CHECK_EQ(slimfs_index_extent(idx, &file, 2, &e), -EINVAL);
+	CHECK_EQ(slimfs_index_extent(idx, &root, 0, &e), -EINVAL);
+	CHECK_EQ(slimfs_index_extent_find(idx, &file, 0), 0);
+	CHECK_EQ(slimfs_index_extent_find(idx, &file, 19), 0);
+	CHECK_EQ(slimfs_index_extent_find(idx, &file, 20), 1);
+	CHECK_EQ(slimfs_index_extent_find(idx, &file, 69), 1);
+	CHECK_EQ(slimfs_index_extent_find(idx, &file, 70), 2);
+
+	CHECK_EQ(slimfs_index_view(idx, 0, &v), 0);
+	CHECK(v.name_len == 7 && memcmp(v.name, "minimal", 7) == 0 &&
+	      v.flags == SLIMFS_VIEW_DEFAULT);
+	CHECK_EQ(slimfs_index_view(idx, 1, &v), -EINVAL);
+	CHECK_EQ(slimfs_index_view_find(idx, "minimal", &id), 0);
+	CHECK_EQ(id, 0);
+	CHECK_EQ(slimfs_index_view_find(idx, "full", &id), 0);
+	CHECK_EQ(id, SLIMFS_VIEW_NONE);
+	CHECK_EQ(slimfs_index_view_find(idx, "minima", &id), -ENOENT);
+	CHECK_EQ(slimfs_index_prefetch(idx, 0, &id), 0);
+	CHECK_EQ(id, 0);
+	CHECK_EQ(slimfs_index_prefetch(idx, 1, &id), -EINVAL);
+
+	/* A hand-made inode struct with a bogus range stays in bounds. */
+	{
+		struct slimfs_inode bogus = root;
+
+		bogus.first = UINT32_MAX - 1;
+		bogus.count = 5;
+		CHECK_EQ(slimfs_index_dirent(idx, &bogus, 3, &d), -EINVAL);
+		CHECK_EQ(slimfs_index_lookup(idx, &bogus, "a", 1, &id), -EINVAL);
+		bogus = file;
+		bogus.first = 1;
+		bogus.count = UINT32_MAX;
+		CHECK_EQ(slimfs_index_extent(idx, &bogus, 1, &e), -EINVAL);
+		CHECK_EQ(slimfs_index_extent_find(idx, &bogus, 0), UINT32_MAX);
+		bogus.xattr_start = UINT32_MAX;
+		bogus.xattr_count = 2;
+		CHECK_EQ(slimfs_index_xattr(idx, &bogus, 1, &x), -EINVAL);
+	}
+	slimfs_index_free(idx);
+	slimfs_index_free(NULL);
+	free(buf);
+	model_free(&m);
+}
+
+/* Every byte of the index, several values, checksum fixed: clean error or bounded walk. */
+static void test_sweep(void)
+{
+	static const uint8_t xors[] = {0x01, 0x02, 0x10, 0x80, 0xff};
+	struct model m;
+	uint8_t *good, *buf;
+	size_t len;
+	unsigned opened = 0, failed = 0, weird = 0, oob = 0;
+	uint64_t rng = 0x9e3779b97f4a7c15ull;
+
+	sample(&m);
+	good = model_write(&m, &len);
+	buf = malloc(len);
+	for (size_t off = 0; off < len; off++) {
+		for (size_t k = 0; k < ARRAY_SIZE(xors) + 2; k++) {
+			struct slimfs_index *idx = NULL;
+			int r;
+
+			memcpy(buf, good, len);
+			if (k < ARRAY_SIZE(xors))
+				buf[off] ^= xors[k];
+			else
+				buf[off] = k == ARRAY_SIZE(xors) ? 0 : 0xff;
+			if (off < 248 || off >= 256)
+				fix_checksum(buf, len);
+			r = slimfs_index_open_mem(buf, len, &idx);
+			if (r == 0) {
+				struct bounds b = {buf, buf + len, 0};
+
+				opened++;
+				walk(idx, &b);
+				oob += b.bad ? 1 : 0;
+				if (b.bad)
+					printf("# offset %zu variant %zu: walk found %d problems\n",
+					       off, k, b.bad);
+			} else if (errno_ok(r)) {
+				failed++;
+			} else {
+				weird++;
+				printf("# offset %zu variant %zu: unexpected error %d\n", off, k,
+				       r);
+			}
+			slimfs_index_free(idx);
+		}
+	}
+	/* Random multi-byte damage. */
+	for (int it = 0; it < 20000; it++) {
+		struct slimfs_index *idx = NULL;
+		int nb, r;
+
+		memcpy(buf, good, len);
+		rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+		nb = 1 + (int)((rng >> 60) & 3);
+		for (int j = 0; j < nb; j++) {
+			rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+			buf[(rng >> 33) % len] = (uint8_t)(rng >> 20);
+		}
+		fix_checksum(buf, len);
+		r = slimfs_index_open_mem(buf, len, &idx);
+		if (r == 0) {
+			struct bounds b = {buf, buf + len, 0};
+
+			opened++;
+			walk(idx, &b);
+			oob += b.bad ? 1 : 0;
+		} else if (errno_ok(r)) {
+			failed++;
+		} else {
+			weird++;
+		}
+		slimfs_index_free(idx);
+	}
+	printf("# sweep: %u opened and walked, %u refused\n", opened, failed);
+	CHECK(opened > 0 && failed > 0);
+	CHECK_EQ(weird, 0);
+	CHECK_EQ(oob, 0);
+
+	/* Corruption without a checksum fix-up is always caught by the checksum. */
+	memcpy(buf, good, len);
+	buf[len / 2] ^= 0x40;
+	{
+		struct slimfs_index *idx = NULL;
+
+		CHECK_EQ(slimfs_index_open_mem(buf, len, &idx), -EBADMSG);
+	}
+	free(buf);
+	free(good);
+	model_free(&m);
+}
+
+static int open_bytes_with(const struct model *m, void (*mut)(uint8_t *b, size_t len))
+{
+	struct slimfs_index *idx = NULL;
+	size_t len;
+	uint8_t *b = model_write(m, &len);
+	int r;
+
+	mut(b, len);
+	r = slimfs_index_open_mem(b, len, &idx);
+	slimfs_index_free(idx);
+	free(b);
+	return r;
+}
+
+static void mut_magic(uint8_t *b, size_t len)
+{
+	b[0] = 'X';
+	fix_checksum(b, len);
+}
+static void mut_major(uint8_t *b, size_t len)
+{
+	b[8] = SLIMFS_VERSION_MAJOR + 1;
+	fix_checksum(b, len);
+}
+static void mut_incompat(uint8_t *b, size_t len)
+{
+	b[12] |= 0x4;
+	fix_checksum(b, len);
+}
+static void mut_checksum(uint8_t *b, size_t len)
+{
+	(void)len;
+	b[250] ^= 1;
+}
+static void mut_recsize(uint8_t *b, size_t len)
+{
+	b[offsetof(struct slimfs_disk_super, dirent_size)] = 24;
+	fix_checksum(b, len);
+}
+static void mut_section_range(uint8_t *b, size_t len)
+{
+	put_section(b, SLIMFS_SEC_EXTENTS, ((len + 8) & ~(size_t)7), 1);
+	fix_checksum(b, len);
+}
+static void mut_section_below(uint8_t *b, size_t len)
+{
+	put_section(b, SLIMFS_SEC_STRINGS, 128, 16);
+	fix_checksum(b, len);
+}
+static void mut_section_align(uint8_t *b, size_t len)
+{
+	uint64_t off =
+		get_le64(b + offsetof(struct slimfs_disk_super, sections) + SLIMFS_SEC_CHUNKS * 16);
+
+	put_section(b, SLIMFS_SEC_CHUNKS, off + 4, 1);
+	fix_checksum(b, len);
+}
+static void mut_count_overflow(uint8_t *b, size_t len)
+{
+	uint64_t off =
+		get_le64(b + offsetof(struct slimfs_disk_super, sections) + SLIMFS_SEC_CHUNKS * 16);
+
+	put_section(b, SLIMFS_SEC_CHUNKS, off, UINT64_MAX / 64 + 2);
+	fix_checksum(b, len);
+}
+static void mut_index_small(uint8_t *b, size_t len)
+{
+	uint64_t v = htole64(200);
+
+	memcpy(b + 64, &v, 8);
+	fix_checksum(b, len);
+}
+static void mut_data_unaligned(uint8_t *b, size_t len)
+{
+	uint64_t v = htole64(4096 + 512);
+
+	memcpy(b + 72, &v, 8);
+	fix_checksum(b, len);
+}
+
+static void test_targeted(void)
+{
+	struct model m;
+
+	sample(&m);
+	CHECK_EQ(try_open(&m), 0);
+	CHECK_EQ(open_bytes_with(&m, mut_magic), -EBADMSG);
+	CHECK_EQ(open_bytes_with(&m, mut_major), -EPROTONOSUPPORT);
+	CHECK_EQ(open_bytes_with(&m, mut_incompat), -EPROTONOSUPPORT);
+	CHECK_EQ(open_bytes_with(&m, mut_checksum), -EBADMSG);
+	CHECK_EQ(open_bytes_with(&m, mut_recsize), -EUCLEAN);
+	CHECK_EQ(open_bytes_with(&m, mut_section_range), -EUCLEAN);
+	CHECK_EQ(open_bytes_with(&m, mut_section_below), -EUCLEAN);
+	CHECK_EQ(open_bytes_with(&m, mut_section_align), -EUCLEAN);
+	CHECK_EQ(open_bytes_with(&m, mut_count_overflow), -EUCLEAN);
+	CHECK_EQ(open_bytes_with(&m, mut_index_small), -EUCLEAN);
+	CHECK_EQ(open_bytes_with(&m, mut_data_unaligned), -EUCLEAN);
+	model_free(&m);
+
+#define MUTATE(stmt, want)                                                                         \
+	do {                                                                                       \
+		sample(&m);                                                                        \
+		stmt;                                                                              \
+		CHECK_EQ(try_open(&m), want);                                                      \
+		model_free(&m);                                                                    \
+	} while (0)
+
+	/* dirents */
+	MUTATE(m.de[1].ino = htole32(NSAMPLE), -EUCLEAN);
+	MUTATE(m.de[1].name_off = htole64(m.nstr), -EUCLEAN);
+	MUTATE(m.de[1].name_len = 0, -EUCLEAN);
+	MUTATE(m.de[1].name_len = htole32(256), -EUCLEAN);
+	MUTATE(m.str[le64toh(m.de[1].name_off)] = '/', -EUCLEAN);
+	MUTATE(m.str[le64toh(m.de[1].name_off) + 1] = '\0', -EUCLEAN);
+	MUTATE(m.de[1].name_len = htole32(1); m.str[le64toh(m.de[1].name_off)] = '.', -EUCLEAN);
+	MUTATE(memcpy(&m.str[le64toh(m.de[1].name_off)], "..", 2);
+	       m.de[1].name_len = htole32(2), -EUCLEAN);
+	/* unsorted: "link" before "file" */
+	MUTATE(
+		{
+			struct slimfs_disk_dirent t = m.de[0];
+			m.de[0] = m.de[1];
+			m.de[1] = t;
+		},
+		-EUCLEAN);
+	/* duplicate name */
+	MUTATE(m.de[1].name_off = m.de[0].name_off, -EUCLEAN);
+	/* prefix sorts first: "fil" < "file" is fine, "file" then "fil" is not */
+	MUTATE(m.de[1].name_off = m.de[0].name_off; m.de[0].name_len = htole32(4);
+	       m.de[1].name_len = htole32(3), -EUCLEAN);
+	MUTATE(m.ino[ROOT].count = htole32(5), -EUCLEAN);
+	MUTATE(m.ino[ROOT].data = htole64(UINT64_MAX - 1), -EUCLEAN);
+
+	/* tree shape */
+	MUTATE(m.de[3].ino = htole32(ROOT), -EUCLEAN); /* sub/hard -> / */
+	MUTATE(m.de[3].ino = htole32(SUB), -EUCLEAN);  /* sub/hard -> sub */
+	MUTATE(m.ino[SUB].parent = htole32(SUB), -EUCLEAN);
+	MUTATE(m.ino[SUB].parent = htole32(FILE_), -EUCLEAN);
+	MUTATE(m.ino[FILE_].parent = htole32(FILE_), -EUCLEAN);
+	MUTATE(m.ino[ROOT].parent = htole32(SUB), -EUCLEAN);
+	MUTATE(m.ino[ROOT].mode = htole32(S_IFREG | 0644); m.ino[ROOT].count = 0, -EUCLEAN);
+	/* an unreferenced directory */
+	MUTATE(add_inode(&m, S_IFDIR | 0755, 0, 0, 0, 0), -EUCLEAN);
+	/* two directories holding each other, unreachable from the root */
+	MUTATE(
+		{
+			uint32_t a = add_inode(&m, S_IFDIR | 0755, 0, m.nde, 1, NSAMPLE + 1);
+			uint32_t bb = add_inode(&m, S_IFDIR | 0755, 0, m.nde + 1, 1, NSAMPLE);
+
+			add_dirent(&m, "b", bb);
+			add_dirent(&m, "a", a);
+		},
+		-EUCLEAN);
+	/* a reachable extra directory is fine */
+	MUTATE(
+		{
+			uint32_t d = add_inode(&m, S_IFDIR | 0755, 0, 0, 0, SUB);
+
+			m.ino[SUB].count = htole32(2);
+			add_dirent(&m, "zdir", d); /* dirent 4 follows sub's dirent 3 */
+		},
+		0);
+
+	/* inodes */
+	MUTATE(m.ino[FILE_].mode = htole32(0170000 | 0644), -EUCLEAN);
+	MUTATE(m.ino[FILE_].mode = htole32(S_IFREG | 0644 | 0x10000), -EUCLEAN);
+	MUTATE(m.ino[FILE_].mtime_ns = htole32(1000000000), -EUCLEAN);
+	MUTATE(m.ino[LINK].count = 0, -EUCLEAN);
+	MUTATE(m.ino[LINK].count = htole32(4096), -EUCLEAN);
+	MUTATE(m.ino[LINK].data = htole64(m.nstr - 2), -EUCLEAN);
+	MUTATE(m.ino[FILE_].xattr_count = htole32(2), -EUCLEAN);
+	MUTATE(m.ino[ROOT].xattr_start = htole32(1);
+	       m.ino[ROOT].xattr_count = htole32(1), -EUCLEAN);
+	MUTATE(m.xa[0].value_len = htole32(SLIMFS_XATTR_VALUE_MAX + 1), -EUCLEAN);
+	MUTATE(m.xa[0].name_len = 0, -EUCLEAN);
+	MUTATE(add_inode(&m, S_IFCHR | 0600, 0, 0x0103, 1, 0), -EUCLEAN);
+
+	/* extents */
+	MUTATE(m.ex[1].chunk_off = htole32(50), -EUCLEAN); /* 50 + 20 > 64 */
+	MUTATE(m.ex[1].chunk = htole32(1), -EUCLEAN);
+	MUTATE(m.ex[1].len = 0, -EUCLEAN);
+	MUTATE(m.ex[1].file_off = htole64(90), -EUCLEAN); /* beyond size 100 */
+	MUTATE(m.ex[1].file_off = htole64(10), -EUCLEAN); /* overlaps */
+	MUTATE(m.ex[1].file_off = 0, -EUCLEAN);		  /* unsorted */
+	MUTATE(m.ino[FILE_].size = htole64(60), -EUCLEAN);
+	MUTATE(m.ino[FILE_].count = htole32(3), -EUCLEAN);
+	MUTATE(m.ex[1].file_off = htole64(UINT64_MAX - 5), -EUCLEAN);
+
+	/* chunks, views, prefetch, config */
+	MUTATE(m.ch[0].usize = 0, -EUCLEAN);
+	MUTATE(m.ch[0].usize = htole32(SLIMFS_CHUNK_MAX + 1), -EUCLEAN);
+	MUTATE(m.ch[0].off = htole64(1), -EUCLEAN); /* beyond data_size */
+	MUTATE(m.data_size = frame_len - 1, -EUCLEAN);
+	MUTATE(m.ch[0].csize = htole32((uint32_t)ZSTD_compressBound(SLIMFS_CHUNK_MAX) + 1);
+	       m.data_size = 1u << 24, -EUCLEAN);
+	MUTATE(
+		{
+			struct slimfs_disk_chunk *c = PUSH(m.ch, m.nch);
+
+			*c = m.ch[0]; /* same offset: overlaps */
+		},
+		-EUCLEAN);
+	MUTATE(
+		{
+			struct slimfs_disk_chunk *c = PUSH(m.ch, m.nch);
+
+			*c = m.ch[0];
+			c->off = htole64(frame_len);
+			m.data_size = 2 * frame_len;
+		},
+		0);
+	MUTATE(m.pf[0] = htole32(1), -EUCLEAN);
+	MUTATE(m.default_view = 1, -EUCLEAN);
+	MUTATE(m.default_view = SLIMFS_VIEW_NONE, 0);
+	MUTATE(m.vw[0].name_len = htole32(1000), -EUCLEAN);
+	MUTATE(
+		for (int i = 0; i < 32; i++) {
+			struct slimfs_disk_view *v = PUSH(m.vw, m.nvw);
+			*v = m.vw[0];
+		},
+		-EUCLEAN);
+	MUTATE(m.config_len = m.nstr, -EUCLEAN);
+	MUTATE(m.config_off = UINT64_MAX, -EUCLEAN);
+#undef MUTATE
+}
+
+static void test_chunk(void)
+{
+	struct model m;
+	struct slimfs_chunk c;
+	uint8_t out[sizeof(plain)], bad[sizeof(frame)];
+	ZSTD_DCtx *dctx = ZSTD_createDCtx();
+
+	sample(&m);
+	c.id = m.ch[0].id;
+	c.sha256 = m.ch[0].sha256;
+	c.off = 4096;
+	c.csize = (uint32_t)frame_len;
+	c.usize = sizeof(plain);
+
+	CHECK_EQ(slimfs_chunk_verify_frame(&c, frame, frame_len), 0);
+	CHECK_EQ(slimfs_chunk_decode(&c, frame, frame_len, out, dctx), 0);
+	CHECK(memcmp(out, plain, sizeof(plain)) == 0);
+	CHECK_EQ(slimfs_chunk_decode(&c, frame, frame_len - 1, out, dctx), -EBADMSG);
+
+	/* flipped frame byte: the SHA-256 catches it */
+	memcpy(bad, frame, frame_len);
+	bad[frame_len / 2] ^= 0x20;
+	CHECK_EQ(slimfs_chunk_verify_frame(&c, bad, frame_len), -EBADMSG);
+	CHECK_EQ(slimfs_chunk_decode(&c, bad, frame_len, out, dctx), -EBADMSG);
+
+	/* wrong id with a good frame */
+	{
+		uint8_t id[16];
+		struct slimfs_chunk w = c;
+
+		memcpy(id, c.id, 16);
+		id[3] ^= 1;
+		w.id = id;
+		CHECK_EQ(slimfs_chunk_decode(&w, frame, frame_len, out, dctx), -EBADMSG);
+	}
+	/* a frame whose declared size differs from usize */
+	{
+		struct slimfs_chunk w = c;
+
+		w.usize = sizeof(plain) - 1;
+		CHECK_EQ(slimfs_chunk_decode(&w, frame, frame_len, out, dctx), -EBADMSG);
+	}
+	/* damaged frame content with a matching SHA-256 (a buggy writer) */
+	{
+		uint8_t sha[32];
+		struct slimfs_chunk w = c;
+
+		memcpy(bad, frame, frame_len);
+		bad[frame_len - 1] ^= 0x55;
+		slimfs_sha256(bad, frame_len, sha);
+		w.sha256 = sha;
+		CHECK_EQ(slimfs_chunk_decode(&w, bad, frame_len, out, dctx), -EBADMSG);
+	}
+	/* not a zstd frame at all */
+	{
+		uint8_t sha[32], junk[16] = "not zstd at all";
+		struct slimfs_chunk w = c;
+
+		slimfs_sha256(junk, sizeof(junk), sha);
+		w.sha256 = sha;
+		w.csize = sizeof(junk);
+		CHECK_EQ(slimfs_chunk_decode(&w, junk, sizeof(junk), out, dctx), -EBADMSG);
+	}
+	ZSTD_freeDCtx(dctx);
+	model_free(&m);
+}
+
+/* ~10k inodes: open stays well under a millisecond plus the SHA-256. */
+static void test_speed(void)
+{
+	struct model m;
+	struct slimfs_index *idx = NULL;
+	uint8_t *buf;
+	size_t len;
+	uint64_t t0, t1;
+	const uint32_t nfiles = 10000;
+	int r;
+
+	sample(&m);
+	/* root gets 10000 more files "f00000".."f09999" after "sub" */
+	for (uint32_t i = 0; i < nfiles; i++) {
+		char name[16];
+		uint32_t id;
+
+		snprintf(name, sizeof(name), "z%05u", i);
+		id = add_inode(&m, S_IFREG | 0644, 64, m.nex, 1, 0);
+		add_extent(&m, 0, 0, 0, 64);
+		/* root's dirents must be contiguous: append after sub/hard and move */
+		add_dirent(&m, name, id);
+	}
+	/* move sub's one entry ("hard", index 3) to the end and let root cover 0..2 + 4.. */
+	{
+		struct slimfs_disk_dirent hard = m.de[3];
+
+		memmove(&m.de[3], &m.de[4], nfiles * sizeof(*m.de));
+		m.de[3 + nfiles] = hard;
+		m.ino[ROOT].count = htole32(3 + nfiles);
+		m.ino[SUB].data = htole64(3 + nfiles);
+	}
+	buf = model_write(&m, &len);
+	t0 = slimfs_now_ns();
+	r = slimfs_index_open_mem(buf, len, &idx);
+	t1 = slimfs_now_ns();
+	CHECK_EQ(r, 0);
+	printf("# open of %zu inodes (%zu bytes): %.3f ms\n", m.nino, len, (double)(t1 - t0) / 1e6);
+	CHECK(t1 - t0 < 200000000ull); /* loose: sanitizers and valgrind */
+	{
+		uint8_t sha[32];
+		uint64_t t2 = slimfs_now_ns();
+
+		slimfs_sha256(buf, len, sha);
+		printf("# of which SHA-256: %.3f ms\n", (double)(slimfs_now_ns() - t2) / 1e6);
+	}
+	if (idx) {
+		uint32_t id;
+
+		CHECK_EQ(slimfs_index_resolve(idx, "/z04242", &id), 0);
+		CHECK_EQ(id, NSAMPLE + 4242);
+		CHECK_EQ(slimfs_index_resolve(idx, "/sub/hard", &id), 0);
+		CHECK_EQ(id, FILE_);
+	}
+	slimfs_index_free(idx);
+	free(buf);
+	model_free(&m);
+}
 
 int main(void)
 {
-	CHECK(1);
+	test_good();
+	test_targeted();
+	test_chunk();
+	test_sweep();
+	test_speed();
 	return tap_done();
 }
