@@ -1,3 +1,730 @@
 // SPDX-License-Identifier: MIT
-/* placeholder: being written */
-typedef int slimfs_placeholder_;
+/*
+ * slimfs mount: the FUSE daemon. In the background by default: the child
+ * sets everything up and mounts, then tells the parent through a pipe that
+ * the mount is live (or why it failed); the parent exits only then.
+ */
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include "cache.h"
+#include "cmds.h"
+#include "diskcache.h"
+#include "image.h"
+#include "ops.h"
+#include "slimfs/format.h"
+#include "slimfs/util.h"
+
+#define DEFAULT_CACHE_DIR  "/var/cache/slimfs"
+#define DEFAULT_CACHE_SIZE (2ull << 30)
+#define DEFAULT_MEM_CACHE  (256ull << 20)
+#define DEFAULT_THREADS	   8u
+/* What the daemon child writes to the parent once the mount is live. */
+#define READY_MARK "\001READY\n"
+
+struct mount_opts {
+	const char *image, *mountpoint;
+	bool foreground, debug, cache_explicit, have_digest;
+	const char *view;      /* NULL: the image's default view */
+	const char *cache_dir; /* "none": no disk cache */
+	uint64_t cache_size, mem_cache;
+	unsigned threads;
+	uint8_t digest[32];
+	int ready_fd;
+	int verbosity;
+	char *fuse_opts;	    /* owned: comma-separated, passed to FUSE */
+	char *view_buf, *cache_buf; /* owned: view= and cache= from -o */
+	bool has_fsname, has_subtype;
+};
+
+static void mount_usage(FILE *f)
+{
+	fprintf(f,
+		"usage: slimfs mount [options] IMAGE MOUNTPOINT\n"
+		"\n"
+		"Mounts IMAGE (a path, http(s):// URL or oci:// reference) read-only at\n"
+		"MOUNTPOINT with FUSE. Runs in the background once the mount is live, unless -f.\n"
+		"Unmount with 'fusermount3 -u MOUNTPOINT' or 'umount MOUNTPOINT'.\n"
+		"\n"
+		"options:\n"
+		"  -f, --foreground        stay in the foreground, log to stderr\n"
+		"  -o OPTS                 FUSE mount options: allow_other, default_permissions,\n"
+		"                          fsname=NAME (default IMAGE), subtype=NAME (default\n"
+		"                          slimfs); ro is implied. Also view=, cache=, "
+		"cache_size=,\n"
+		"                          mem_cache=, threads=, digest= (as the options below)\n"
+		"      --view NAME         view to show (default: the image's default view, or\n"
+		"                          'full' when it has none); 'full' shows everything\n"
+		"      --cache DIR         disk chunk cache shared by all mounts (default %s;\n"
+		"                          'none' disables it; off for local image files\n"
+		"                          unless given)\n"
+		"      --cache-size SIZE   bound on the disk cache (default 2G)\n"
+		"      --mem-cache SIZE    decoded chunks held in memory (default 256M)\n"
+		"      --threads N         FUSE worker threads (default %u)\n"
+		"      --digest sha256:HEX the image's index must have this digest\n"
+		"      --ready-fd N        write \"READY\\n\" to fd N once the mount is live\n"
+		"  -v, --verbose           log more (repeat for debug)\n"
+		"  -q, --quiet             log errors only\n"
+		"      --debug             FUSE debug output (implies -f)\n"
+		"  -h, --help              this help\n"
+		"\n"
+		"As mount(8) helper (mount.slimfs, 'mount -t fuse.slimfs', fstab):\n"
+		"  mount.slimfs IMAGE DIR [-o OPTS]\n",
+		DEFAULT_CACHE_DIR, DEFAULT_THREADS);
+}
+
+/* Appends opt to the FUSE option string. */
+static int add_fuse_opt(struct mount_opts *o, const char *opt, size_t len)
+{
+	size_t old = o->fuse_opts ? strlen(o->fuse_opts) : 0;
+	char *n = realloc(o->fuse_opts, old + len + 2);
+
+	if (!n)
+		return -ENOMEM;
+	if (old)
+		n[old++] = ',';
+	memcpy(n + old, opt, len);
+	n[old + len] = '\0';
+	o->fuse_opts = n;
+	return 0;
+}
+
+static int parse_size_opt(const char *what, const char *arg, uint64_t *out)
+{
+	if (slimfs_parse_size(arg, out) < 0) {
+		log_error("%s: '%s' is not a size (e.g. 256M)", what, arg);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int parse_uint_opt(const char *what, const char *arg, unsigned min, unsigned max,
+			  unsigned *out)
+{
+	char *end;
+	unsigned long v;
+
+	errno = 0;
+	v = strtoul(arg, &end, 10);
+	if (errno || end == arg || *end || v < min || v > max) {
+		log_error("%s: '%s' is not a number in %u..%u", what, arg, min, max);
+		return -EINVAL;
+	}
+	*out = (unsigned)v;
+	return 0;
+}
+
+/* --view/--cache/... given as -o key=value (fstab lines); 1 if handled. */
+static int apply_slimfs_key(struct mount_opts *o, const char *opt)
+{
+	const char *v = strchr(opt, '=');
+	size_t k = v ? (size_t)(v - opt) : strlen(opt);
+
+	if (!v)
+		return 0;
+	v++;
+#define KEY(s) (k == strlen(s) && strncmp(opt, s, k) == 0)
+	if (KEY("view")) {
+		free(o->view_buf);
+		o->view = o->view_buf = strdup(v);
+		if (!o->view_buf)
+			return -ENOMEM;
+	} else if (KEY("cache")) {
+		free(o->cache_buf);
+		o->cache_dir = o->cache_buf = strdup(v);
+		if (!o->cache_buf)
+			return -ENOMEM;
+		o->cache_explicit = true;
+	} else if (KEY("cache_size")) {
+		if (parse_size_opt("cache_size", v, &o->cache_size) < 0)
+			return -EINVAL;
+	} else if (KEY("mem_cache")) {
+		if (parse_size_opt("mem_cache", v, &o->mem_cache) < 0)
+			return -EINVAL;
+	} else if (KEY("threads")) {
+		if (parse_uint_opt("threads", v, 1, 1024, &o->threads) < 0)
+			return -EINVAL;
+	} else if (KEY("digest")) {
+		if (slimfs_parse_digest(v, o->digest) < 0) {
+			log_error("digest: '%s' is not sha256:<64 hex digits>", v);
+			return -EINVAL;
+		}
+		o->have_digest = true;
+	} else {
+		return 0;
+	}
+#undef KEY
+	return 1;
+}
+
+/* Options only mount(8) cares about, dropped before FUSE sees them. */
+static bool is_mount8_only(const char *opt, size_t len)
+{
+	static const char *const drop[] = {"defaults", "ro",	"rw",	  "noauto", "auto",
+					   "user",     "users", "nouser", "nofail", "_netdev"};
+
+	if (len >= 2 && strncmp(opt, "x-", 2) == 0)
+		return true;
+	if (len >= 8 && strncmp(opt, "comment=", 8) == 0)
+		return true;
+	for (size_t i = 0; i < ARRAY_SIZE(drop); i++)
+		if (strlen(drop[i]) == len && strncmp(opt, drop[i], len) == 0)
+			return true;
+	return false;
+}
+
+/* One -o argument: split at commas, take slimfs' keys, pass the rest to FUSE. */
+static int apply_o(struct mount_opts *o, const char *arg)
+{
+	_cleanup_free_ char *copy = strdup(arg);
+	char *save = NULL;
+
+	if (!copy)
+		return -ENOMEM;
+	for (char *opt = strtok_r(copy, ",", &save); opt; opt = strtok_r(NULL, ",", &save)) {
+		size_t len = strlen(opt);
+		int r;
+
+		if (is_mount8_only(opt, len))
+			continue;
+		r = apply_slimfs_key(o, opt);
+		if (r < 0)
+			return r;
+		if (r > 0)
+			continue;
+		if (strncmp(opt, "fsname=", 7) == 0)
+			o->has_fsname = true;
+		if (strncmp(opt, "subtype=", 8) == 0)
+			o->has_subtype = true;
+		r = add_fuse_opt(o, opt, len);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+/* A dead FUSE mount (daemon killed) gives ENOTCONN: detach it so we can mount again. */
+static int check_mountpoint(const char *mnt)
+{
+	struct stat st;
+
+	if (stat(mnt, &st) < 0) {
+		if (errno != ENOTCONN)
+			return log_error_errno(-errno, "cannot access mountpoint '%s'", mnt);
+		log_warn("'%s' is a dead FUSE mount: detaching it", mnt);
+		if (umount2(mnt, MNT_DETACH) < 0) {
+			pid_t pid = fork();
+			int status;
+
+			if (pid < 0)
+				return log_error_errno(-errno, "cannot fork");
+			if (pid == 0) {
+				execlp("fusermount3", "fusermount3", "-u", "-z", "--", mnt,
+				       (char *)NULL);
+				_exit(127);
+			}
+			if (waitpid(pid, &status, 0) < 0 || !WIFEXITED(status) ||
+			    WEXITSTATUS(status) != 0) {
+				log_error("cannot detach the dead mount at '%s'", mnt);
+				return -ENOTCONN;
+			}
+		}
+		if (stat(mnt, &st) < 0)
+			return log_error_errno(-errno, "cannot access mountpoint '%s'", mnt);
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		log_error("mountpoint '%s' is not a directory", mnt);
+		return -ENOTDIR;
+	}
+	return 0;
+}
+
+/* fuse_opt values escape ',' and '\\'. */
+static char *escape_opt(const char *s)
+{
+	char *out = malloc(strlen(s) * 2 + 1), *p = out;
+
+	if (!out)
+		return NULL;
+	for (; *s; s++) {
+		if (*s == ',' || *s == '\\')
+			*p++ = '\\';
+		*p++ = *s;
+	}
+	*p = '\0';
+	return out;
+}
+
+static void fuse_log_cb(enum fuse_log_level level, const char *fmt, va_list ap)
+{
+	int l = level <= FUSE_LOG_ERR	    ? SLIMFS_LOG_ERROR
+		: level == FUSE_LOG_WARNING ? SLIMFS_LOG_WARN
+		: level <= FUSE_LOG_INFO    ? SLIMFS_LOG_INFO
+					    : SLIMFS_LOG_DEBUG;
+	char buf[1024];
+	size_t n;
+
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	n = strlen(buf);
+	while (n && buf[n - 1] == '\n')
+		buf[--n] = '\0';
+	slimfs_log(l, "fuse: %s", buf);
+}
+
+struct daemon_ctx {
+	int ready_fd;  /* --ready-fd, or -1 */
+	int status_fd; /* pipe to the waiting parent, or -1 */
+};
+
+/* From op_init: the kernel's INIT is being answered, the mount is live. */
+static void on_ready(void *ud)
+{
+	struct daemon_ctx *d = ud;
+
+	if (d->ready_fd >= 0) {
+		(void)slimfs_write_all(d->ready_fd, "READY\n", 6);
+		close(d->ready_fd);
+		d->ready_fd = -1;
+	}
+	if (d->status_fd >= 0) {
+		int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+
+		slimfs_log_use_syslog(true);
+		(void)slimfs_write_all(d->status_fd, READY_MARK, strlen(READY_MARK));
+		if (null >= 0) {
+			dup2(null, STDERR_FILENO);
+			close(null);
+		}
+		close(d->status_fd);
+		d->status_fd = -1;
+	}
+}
+
+static int select_view(struct slimfs_image *img, const char *want, uint32_t *view, char **name)
+{
+	struct slimfs_view v;
+	int r;
+
+	if (!want) {
+		*view = img->info->default_view;
+		if (*view == SLIMFS_VIEW_NONE) {
+			*name = strdup("full");
+			return *name ? 0 : -ENOMEM;
+		}
+	} else {
+		r = slimfs_index_view_find(img->idx, want, view);
+		if (r == -ENOENT) {
+			log_error("'%s' has no view '%s'", img->source, want);
+			for (uint64_t i = 0; i < img->info->view_count; i++)
+				if (slimfs_index_view(img->idx, (uint32_t)i, &v) == 0)
+					log_error("  available: %.*s", (int)v.name_len, v.name);
+			log_error("  available: full");
+			return r;
+		}
+		if (r < 0)
+			return log_error_errno(r, "'%s': cannot look up view '%s'", img->source,
+					       want);
+		if (*view == SLIMFS_VIEW_NONE) {
+			*name = strdup("full");
+			return *name ? 0 : -ENOMEM;
+		}
+	}
+	r = slimfs_index_view(img->idx, *view, &v);
+	if (r < 0)
+		return log_error_errno(r, "'%s': bad view %u", img->source, *view);
+	*name = strndup(v.name, v.name_len);
+	return *name ? 0 : -ENOMEM;
+}
+
+static void log_summary(struct slimfs_fs *fs, const char *mnt, uint64_t start_ns)
+{
+	struct slimfs_cache_stats cs;
+	char fetched[32], read[32];
+
+	slimfs_cache_stats(fs->cache, &cs);
+	slimfs_fmt_bytes(cs.bytes_fetched, fetched, sizeof(fetched));
+	slimfs_fmt_bytes(atomic_load(&fs->stats.read_bytes), read, sizeof(read));
+	log_info("unmounted '%s' after %.1fs: %" PRIu64 " lookups, %" PRIu64 " reads (%s); "
+		 "chunks: %" PRIu64 " requests, %" PRIu64 " hits, %" PRIu64 " waits, %" PRIu64
+		 " misses, %" PRIu64 " disk hits, %" PRIu64 " fetches (%s), %" PRIu64
+		 " verify failures; %" PRIu64 " I/O errors, %" PRIu64 " hidden by view %s",
+		 mnt, (double)(slimfs_now_ns() - start_ns) / 1e9, atomic_load(&fs->stats.lookups),
+		 atomic_load(&fs->stats.reads), read, cs.requests, cs.hits, cs.waits, cs.misses,
+		 cs.disk_hits, cs.fetches, fetched, cs.verify_failures,
+		 atomic_load(&fs->stats.io_errors), atomic_load(&fs->stats.hidden_by_view),
+		 fs->view_name);
+}
+
+/* Opens, mounts and serves until unmounted. Returns the exit code. */
+static int run_daemon(struct mount_opts *o, struct daemon_ctx *d)
+{
+	struct slimfs_image *img = NULL;
+	struct slimfs_diskcache *dc = NULL;
+	struct slimfs_cache *cache = NULL;
+	struct fuse_session *se = NULL;
+	struct fuse_loop_config *cfg = NULL;
+	struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
+	struct slimfs_cache_opts co;
+	struct slimfs_fs fs;
+	_cleanup_free_ char *view_name = NULL, *fsname = NULL, *optstr = NULL;
+	uint64_t start_ns = slimfs_now_ns();
+	bool fs_ready = false;
+	uint32_t view;
+	int r, ret = 1;
+
+	r = slimfs_image_open(o->image, NULL, o->have_digest ? o->digest : NULL, &img);
+	if (r < 0) {
+		log_error_errno(r, "cannot open image '%s'", o->image);
+		goto out;
+	}
+	r = select_view(img, o->view, &view, &view_name);
+	if (r < 0)
+		goto out;
+
+	if (strcmp(o->cache_dir, "none") != 0 &&
+	    (o->cache_explicit || slimfs_backend_local_fd(img->backend) < 0)) {
+		r = slimfs_diskcache_open(o->cache_dir, o->cache_size, &dc);
+		if (r < 0) {
+			if (o->cache_explicit)
+				goto out;
+			log_warn("continuing without a disk cache");
+			dc = NULL;
+		}
+	}
+	co = (struct slimfs_cache_opts){.mem_bytes = o->mem_cache, .disk = dc};
+	r = slimfs_cache_new(img, &co, &cache);
+	if (r < 0) {
+		log_error_errno(r, "cannot create the chunk cache");
+		goto out;
+	}
+	r = slimfs_fs_init(&fs, img, cache, view, view_name);
+	if (r < 0)
+		goto out;
+	fs_ready = true;
+	fs.no_open = true;
+	fs.on_ready = on_ready;
+	fs.ready_ud = d;
+
+	fsname = escape_opt(o->image);
+	if (!fsname || asprintf(&optstr, "ro%s%s%s%s%s",
+				o->has_fsname ? "" : ",fsname=", o->has_fsname ? "" : fsname,
+				o->has_subtype ? "" : ",subtype=slimfs", o->fuse_opts ? "," : "",
+				o->fuse_opts ? o->fuse_opts : "") < 0) {
+		optstr = NULL;
+		goto out;
+	}
+	if (fuse_opt_add_arg(&args, "slimfs") < 0 || fuse_opt_add_arg(&args, "-o") < 0 ||
+	    fuse_opt_add_arg(&args, optstr) < 0 || (o->debug && fuse_opt_add_arg(&args, "-d") < 0))
+		goto out;
+	se = fuse_session_new(&args, &slimfs_fuse_ops, sizeof(slimfs_fuse_ops), &fs);
+	if (!se) {
+		log_error("cannot create the FUSE session (options '%s')", optstr);
+		goto out;
+	}
+	if (fuse_set_signal_handlers(se) < 0)
+		goto out_session;
+	if (fuse_session_mount(se, o->mountpoint) < 0) {
+		log_error("cannot mount '%s' at '%s'", o->image, o->mountpoint);
+		goto out_signals;
+	}
+	log_debug("mounted '%s' at '%s' (view %s, %s disk cache)", o->image, o->mountpoint,
+		  view_name, dc ? "with" : "no");
+	if (d->status_fd >= 0 && chdir("/") < 0)
+		log_warn_errno(-errno, "cannot chdir to /");
+
+	cfg = fuse_loop_cfg_create();
+	if (!cfg)
+		goto out_unmount;
+	fuse_loop_cfg_set_max_threads(cfg, o->threads);
+	/* Workers stay: each keeps its zstd context and buffers for the mount's life. */
+	fuse_loop_cfg_set_idle_threads(cfg, o->threads);
+	fuse_loop_cfg_set_clone_fd(cfg, 0);
+	r = fuse_session_loop_mt(se, cfg);
+	fuse_loop_cfg_destroy(cfg);
+	if (r < 0)
+		log_error_errno(r, "FUSE session loop failed");
+	else
+		ret = 0;
+	log_summary(&fs, o->mountpoint, start_ns);
+out_unmount:
+	fuse_session_unmount(se);
+out_signals:
+	fuse_remove_signal_handlers(se);
+out_session:
+	fuse_session_destroy(se);
+out:
+	fuse_opt_free_args(&args);
+	if (fs_ready)
+		slimfs_fs_fini(&fs);
+	slimfs_cache_free(cache);
+	slimfs_diskcache_free(dc);
+	slimfs_image_close(img);
+	return ret;
+}
+
+/* Parent side of background mode: wait for READY or the child's error text. */
+static int wait_child(pid_t pid, int rfd)
+{
+	char buf[4096];
+	_cleanup_free_ char *all = NULL;
+	size_t len = 0, mark = strlen(READY_MARK);
+	int status;
+
+	for (;;) {
+		ssize_t n = read(rfd, buf, sizeof(buf));
+		char *na;
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		na = realloc(all, len + (size_t)n + 1);
+		if (!na)
+			break;
+		all = na;
+		memcpy(all + len, buf, (size_t)n);
+		len += (size_t)n;
+		all[len] = '\0';
+	}
+	close(rfd);
+	if (len >= mark && memcmp(all + len - mark, READY_MARK, mark) == 0) {
+		fwrite(all, 1, len - mark, stderr); /* warnings on the way */
+		return 0;
+	}
+	if (len)
+		fwrite(all, 1, len, stderr);
+	if (waitpid(pid, &status, 0) == pid && WIFSIGNALED(status))
+		log_error("mount daemon killed by signal %d", WTERMSIG(status));
+	else if (!len)
+		log_error("mount daemon exited before the mount was live");
+	return 1;
+}
+
+static int do_mount(struct mount_opts *o)
+{
+	struct daemon_ctx d = {.ready_fd = o->ready_fd, .status_fd = -1};
+	int p[2], null;
+	pid_t pid;
+
+	if (check_mountpoint(o->mountpoint) < 0)
+		return 1;
+	if (o->foreground)
+		return run_daemon(o, &d);
+
+	if (pipe2(p, O_CLOEXEC) < 0) {
+		log_error_errno(-errno, "cannot create a pipe");
+		return 1;
+	}
+	fflush(NULL);
+	pid = fork();
+	if (pid < 0) {
+		log_error_errno(-errno, "cannot fork");
+		return 1;
+	}
+	if (pid > 0) {
+		close(p[1]);
+		return wait_child(pid, p[0]);
+	}
+	/* The daemon: its own session, errors to the parent until live. */
+	close(p[0]);
+	setsid();
+	null = open("/dev/null", O_RDWR | O_CLOEXEC);
+	if (null >= 0) {
+		dup2(null, STDIN_FILENO);
+		dup2(null, STDOUT_FILENO);
+		close(null);
+	}
+	dup2(p[1], STDERR_FILENO);
+	d.status_fd = p[1];
+	_exit(run_daemon(o, &d));
+}
+
+static void opts_init(struct mount_opts *o)
+{
+	memset(o, 0, sizeof(*o));
+	o->cache_dir = DEFAULT_CACHE_DIR;
+	o->cache_size = DEFAULT_CACHE_SIZE;
+	o->mem_cache = DEFAULT_MEM_CACHE;
+	o->threads = DEFAULT_THREADS;
+	o->ready_fd = -1;
+}
+
+static void opts_free(struct mount_opts *o)
+{
+	free(o->fuse_opts);
+	free(o->view_buf);
+	free(o->cache_buf);
+}
+
+static void apply_verbosity(struct mount_opts *o)
+{
+	if (o->verbosity < 0)
+		slimfs_log_set_level(SLIMFS_LOG_ERROR);
+	else if (o->verbosity > 0)
+		slimfs_log_set_level(SLIMFS_LOG_DEBUG);
+	fuse_set_log_func(fuse_log_cb);
+}
+
+int cmd_mount(int argc, char **argv)
+{
+	enum {
+		OPT_VIEW = 0x100,
+		OPT_CACHE,
+		OPT_CACHE_SIZE,
+		OPT_MEM_CACHE,
+		OPT_THREADS,
+		OPT_DIGEST,
+		OPT_READY_FD,
+		OPT_DEBUG,
+	};
+	static const struct option longopts[] = {
+		{"foreground", no_argument, NULL, 'f'},
+		{"view", required_argument, NULL, OPT_VIEW},
+		{"cache", required_argument, NULL, OPT_CACHE},
+		{"cache-size", required_argument, NULL, OPT_CACHE_SIZE},
+		{"mem-cache", required_argument, NULL, OPT_MEM_CACHE},
+		{"threads", required_argument, NULL, OPT_THREADS},
+		{"digest", required_argument, NULL, OPT_DIGEST},
+		{"ready-fd", required_argument, NULL, OPT_READY_FD},
+		{"verbose", no_argument, NULL, 'v'},
+		{"quiet", no_argument, NULL, 'q'},
+		{"debug", no_argument, NULL, OPT_DEBUG},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	struct mount_opts o;
+	unsigned fd;
+	int c, ret;
+
+	opts_init(&o);
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "fo:vqh", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'f':
+			o.foreground = true;
+			break;
+		case 'o':
+			if (apply_o(&o, optarg) < 0)
+				return EXIT_USAGE;
+			break;
+		case OPT_VIEW:
+			o.view = optarg;
+			break;
+		case OPT_CACHE:
+			o.cache_dir = optarg;
+			o.cache_explicit = true;
+			break;
+		case OPT_CACHE_SIZE:
+			if (parse_size_opt("--cache-size", optarg, &o.cache_size) < 0)
+				return EXIT_USAGE;
+			break;
+		case OPT_MEM_CACHE:
+			if (parse_size_opt("--mem-cache", optarg, &o.mem_cache) < 0)
+				return EXIT_USAGE;
+			break;
+		case OPT_THREADS:
+			if (parse_uint_opt("--threads", optarg, 1, 1024, &o.threads) < 0)
+				return EXIT_USAGE;
+			break;
+		case OPT_DIGEST:
+			if (slimfs_parse_digest(optarg, o.digest) < 0) {
+				log_error("--digest: '%s' is not sha256:<64 hex digits>", optarg);
+				return EXIT_USAGE;
+			}
+			o.have_digest = true;
+			break;
+		case OPT_READY_FD:
+			if (parse_uint_opt("--ready-fd", optarg, 0, INT_MAX, &fd) < 0)
+				return EXIT_USAGE;
+			o.ready_fd = (int)fd;
+			break;
+		case 'v':
+			o.verbosity++;
+			break;
+		case 'q':
+			o.verbosity = -1;
+			break;
+		case OPT_DEBUG:
+			o.debug = true;
+			o.foreground = true;
+			break;
+		case 'h':
+			mount_usage(stdout);
+			return 0;
+		default:
+			mount_usage(stderr);
+			return EXIT_USAGE;
+		}
+	}
+	if (argc - optind != 2) {
+		mount_usage(stderr);
+		return EXIT_USAGE;
+	}
+	o.image = argv[optind];
+	o.mountpoint = argv[optind + 1];
+	apply_verbosity(&o);
+	ret = do_mount(&o);
+	opts_free(&o);
+	return ret;
+}
+
+int cmd_mount_helper(int argc, char **argv)
+{
+	struct mount_opts o;
+	int i, npos = 0, ret;
+	bool fake = false;
+
+	opts_init(&o);
+	for (i = 1; i < argc; i++) {
+		const char *a = argv[i];
+
+		if (strcmp(a, "-o") == 0 && i + 1 < argc) {
+			if (apply_o(&o, argv[++i]) < 0)
+				return EXIT_USAGE;
+		} else if (strncmp(a, "-o", 2) == 0 && a[2]) {
+			if (apply_o(&o, a + 2) < 0)
+				return EXIT_USAGE;
+		} else if (strcmp(a, "-t") == 0 && i + 1 < argc) {
+			i++; /* the type: we know it */
+		} else if (strcmp(a, "-f") == 0) {
+			fake = true; /* mount(8) -f: do everything but mount */
+		} else if (strcmp(a, "-v") == 0) {
+			o.verbosity++;
+		} else if (strcmp(a, "-n") == 0 || strcmp(a, "-s") == 0) {
+			/* no mtab; sloppy: nothing to do */
+		} else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+			mount_usage(stdout);
+			return 0;
+		} else if (a[0] == '-' && a[1]) {
+			log_error("mount helper: unknown option '%s'", a);
+			return EXIT_USAGE;
+		} else if (npos == 0) {
+			o.image = a;
+			npos++;
+		} else if (npos == 1) {
+			o.mountpoint = a;
+			npos++;
+		} else {
+			log_error("mount helper: unexpected argument '%s'", a);
+			return EXIT_USAGE;
+		}
+	}
+	if (npos != 2) {
+		fprintf(stderr, "usage: mount.slimfs IMAGE DIR [-o OPTS]\n");
+		return EXIT_USAGE;
+	}
+	apply_verbosity(&o);
+	if (fake)
+		return 0;
+	ret = do_mount(&o);
+	opts_free(&o);
+	return ret;
+}

@@ -1,3 +1,878 @@
 // SPDX-License-Identifier: MIT
-/* placeholder: being written */
-typedef int slimfs_placeholder_;
+/*
+ * fuse_lowlevel_ops for an immutable image. Only the op functions reply, and
+ * exactly once; helpers return -errno. -EBADMSG/-EUCLEAN (corruption) become
+ * EIO at the boundary, with a log line: a reader never sees wrong bytes.
+ */
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/sysmacros.h>
+#include <sys/uio.h>
+
+#include "ops.h"
+#include "slimfs/format.h"
+#include "slimfs/util.h"
+
+/* Iovecs one read reply may carry; a read that needs more is copied. */
+#define READ_IOV_MAX 64
+#define ZEROS_LEN    65536u
+static const uint8_t zeros[ZEROS_LEN];
+
+static struct slimfs_fs *fs_of(fuse_req_t req)
+{
+	return fuse_req_userdata(req);
+}
+
+int slimfs_fs_init(struct slimfs_fs *fs, struct slimfs_image *img, struct slimfs_cache *cache,
+		   uint32_t view, const char *view_name)
+{
+	memset(fs, 0, sizeof(*fs));
+	fs->img = img;
+	fs->idx = img->idx;
+	fs->info = img->info;
+	fs->cache = cache;
+	fs->view = view;
+	fs->view_name = view_name;
+	fs->timeout = 365.0 * 86400; /* immutable: a year is forever */
+	fs->hidden_logged = calloc(fs->info->inode_count / 8 + 1, 1);
+	if (!fs->hidden_logged)
+		return -ENOMEM;
+	return 0;
+}
+
+void slimfs_fs_fini(struct slimfs_fs *fs)
+{
+	free((void *)fs->hidden_logged);
+	fs->hidden_logged = NULL;
+}
+
+/* The only place errors are replied: corruption becomes EIO, with a log line. */
+static void reply_err(fuse_req_t req, int r, const char *op, fuse_ino_t ino)
+{
+	struct slimfs_fs *fs = fs_of(req);
+
+	if (r == -EBADMSG || r == -EUCLEAN) {
+		atomic_fetch_add_explicit(&fs->stats.io_errors, 1, memory_order_relaxed);
+		log_error("%s: inode %llu: %s, returning EIO", op, (unsigned long long)(ino - 1),
+			  r == -EBADMSG ? "data failed verification" : "corrupt image structure");
+		r = -EIO;
+	}
+	fuse_reply_err(req, -r);
+}
+
+/* Inode behind a FUSE inode number, if it exists and is in the view. */
+static int get_inode(struct slimfs_fs *fs, fuse_ino_t ino, struct slimfs_inode *out)
+{
+	int r;
+
+	if (ino == 0 || ino - 1 >= fs->info->inode_count)
+		return -ESTALE;
+	r = slimfs_index_inode(fs->idx, (uint32_t)(ino - 1), out);
+	if (r < 0)
+		return r;
+	if (!slimfs_inode_in_view(out, fs->view))
+		return -ESTALE; /* a guessed number outside the view */
+	return 0;
+}
+
+static uint64_t blocks_of(struct slimfs_fs *fs, const struct slimfs_inode *in)
+{
+	uint64_t bytes = 0;
+
+	if (!S_ISREG(in->mode))
+		return (in->size + 511) / 512;
+	/* Bytes the extents cover: sparse files look sparse. */
+	for (uint32_t i = 0; i < in->count; i++) {
+		struct slimfs_extent x;
+
+		if (slimfs_index_extent(fs->idx, in, i, &x) < 0)
+			break;
+		bytes += x.len;
+	}
+	return (bytes + 511) / 512;
+}
+
+static void fill_stat(struct slimfs_fs *fs, const struct slimfs_inode *in, struct stat *st)
+{
+	memset(st, 0, sizeof(*st));
+	st->st_ino = (ino_t)in->id + 1;
+	st->st_mode = in->mode;
+	st->st_nlink = in->nlink ? in->nlink : 1;
+	st->st_uid = in->uid;
+	st->st_gid = in->gid;
+	if (S_ISCHR(in->mode) || S_ISBLK(in->mode))
+		st->st_rdev = (dev_t)in->rdev;
+	st->st_size = (off_t)in->size;
+	st->st_blksize = 4096;
+	st->st_blocks = (blkcnt_t)blocks_of(fs, in);
+	st->st_mtim.tv_sec = (time_t)in->mtime;
+	st->st_mtim.tv_nsec = in->mtime_ns;
+	st->st_atim = st->st_mtim;
+	st->st_ctim = st->st_mtim;
+}
+
+static void fill_entry(struct slimfs_fs *fs, const struct slimfs_inode *in,
+		       struct fuse_entry_param *e)
+{
+	memset(e, 0, sizeof(*e));
+	e->ino = (fuse_ino_t)in->id + 1;
+	e->generation = 1;
+	e->attr_timeout = fs->timeout;
+	e->entry_timeout = fs->timeout;
+	fill_stat(fs, in, &e->attr);
+}
+
+/* init */
+
+static void op_init(void *userdata, struct fuse_conn_info *conn)
+{
+	struct slimfs_fs *fs = userdata;
+	const unsigned wanted = FUSE_CAP_ASYNC_READ | FUSE_CAP_READDIRPLUS |
+				FUSE_CAP_CACHE_SYMLINKS | FUSE_CAP_PARALLEL_DIROPS;
+
+	conn->want |= conn->capable & wanted;
+	/*
+	 * Always readdirplus: a walk stats what it lists, and attributes come
+	 * from the same records. Nothing ever changes: no cache invalidation.
+	 */
+	conn->want &= ~(unsigned)(FUSE_CAP_READDIRPLUS_AUTO | FUSE_CAP_AUTO_INVAL_DATA);
+	if (!(conn->capable & FUSE_CAP_NO_OPEN_SUPPORT) ||
+	    !(conn->capable & FUSE_CAP_NO_OPENDIR_SUPPORT))
+		fs->no_open = false;
+	/* Readahead of several files at once, and parallel cold reads. */
+	conn->max_background = 64;
+	conn->congestion_threshold = 48;
+	conn->time_gran = 1;
+	if (fs->on_ready)
+		fs->on_ready(fs->ready_ud);
+}
+
+/* metadata */
+
+static void log_hidden(struct slimfs_fs *fs, const struct slimfs_inode *dir,
+		       const struct slimfs_inode *child, const char *name)
+{
+	char path[PATH_MAX];
+	size_t pos = sizeof(path) - 1;
+	uint32_t d = dir->id, depth = 0;
+	uint8_t bit = (uint8_t)(1u << (child->id & 7));
+
+	atomic_fetch_add_explicit(&fs->stats.hidden_by_view, 1, memory_order_relaxed);
+	if (atomic_fetch_or(&fs->hidden_logged[child->id / 8], bit) & bit)
+		return; /* said once already */
+	if (slimfs_log_get_level() < SLIMFS_LOG_INFO)
+		return;
+
+	/* Build the path from the end: name, then each ancestor's name. */
+	path[pos] = '\0';
+	size_t n = strlen(name);
+	if (n + 1 > pos)
+		return;
+	pos -= n;
+	memcpy(path + pos, name, n);
+	path[--pos] = '/';
+	while (d != 0 && depth++ < 4096) {
+		struct slimfs_inode cur, parent;
+		struct slimfs_dirent de;
+		bool found = false;
+
+		if (slimfs_index_inode(fs->idx, d, &cur) < 0 ||
+		    slimfs_index_inode(fs->idx, cur.parent, &parent) < 0)
+			break;
+		for (uint32_t i = 0; i < parent.count; i++) {
+			if (slimfs_index_dirent(fs->idx, &parent, i, &de) < 0)
+				break;
+			if (de.ino == d) {
+				found = true;
+				break;
+			}
+		}
+		if (!found || de.name_len + 1 > pos)
+			break;
+		pos -= de.name_len;
+		memcpy(path + pos, de.name, de.name_len);
+		path[--pos] = '/';
+		d = cur.parent;
+	}
+	log_info("hidden by view %s: %s", fs->view_name, path + pos);
+}
+
+static void reply_negative(fuse_req_t req, struct slimfs_fs *fs)
+{
+	struct fuse_entry_param e;
+
+	memset(&e, 0, sizeof(e));
+	e.entry_timeout = fs->timeout; /* ino 0: a cached "no such entry" */
+	atomic_fetch_add_explicit(&fs->stats.negative_lookups, 1, memory_order_relaxed);
+	fuse_reply_entry(req, &e);
+}
+
+static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct slimfs_fs *fs = fs_of(req);
+	struct slimfs_inode dir, child;
+	struct fuse_entry_param e;
+	size_t len = strlen(name);
+	uint32_t id;
+	int r;
+
+	atomic_fetch_add_explicit(&fs->stats.lookups, 1, memory_order_relaxed);
+	r = get_inode(fs, parent, &dir);
+	if (r < 0) {
+		reply_err(req, r == -ESTALE ? -ENOENT : r, "lookup", parent);
+		return;
+	}
+	if (!S_ISDIR(dir.mode)) {
+		reply_err(req, -ENOTDIR, "lookup", parent);
+		return;
+	}
+	if (len > SLIMFS_NAME_MAX) {
+		reply_err(req, -ENAMETOOLONG, "lookup", parent);
+		return;
+	}
+	if (strcmp(name, ".") == 0)
+		id = dir.id;
+	else if (strcmp(name, "..") == 0)
+		id = dir.parent;
+	else {
+		r = slimfs_index_lookup(fs->idx, &dir, name, len, &id);
+		if (r == -ENOENT) {
+			reply_negative(req, fs);
+			return;
+		}
+		if (r < 0) {
+			reply_err(req, r, "lookup", parent);
+			return;
+		}
+	}
+	r = slimfs_index_inode(fs->idx, id, &child);
+	if (r < 0) {
+		reply_err(req, r, "lookup", parent);
+		return;
+	}
+	if (!slimfs_inode_in_view(&child, fs->view)) {
+		log_hidden(fs, &dir, &child, name);
+		{
+			reply_negative(req, fs);
+			return;
+		}
+	}
+	fill_entry(fs, &child, &e);
+	fuse_reply_entry(req, &e);
+}
+
+static void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
+{
+	(void)ino;
+	(void)nlookup;
+	fuse_reply_none(req); /* inodes live in the index: nothing to free */
+}
+
+static void op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *forgets)
+{
+	(void)count;
+	(void)forgets;
+	fuse_reply_none(req);
+}
+
+static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct slimfs_fs *fs = fs_of(req);
+	struct slimfs_inode in;
+	struct stat st;
+	int r;
+
+	(void)fi;
+	r = get_inode(fs, ino, &in);
+	if (r < 0) {
+		reply_err(req, r, "getattr", ino);
+		return;
+	}
+	fill_stat(fs, &in, &st);
+	fuse_reply_attr(req, &st, fs->timeout);
+}
+
+static void op_readlink(fuse_req_t req, fuse_ino_t ino)
+{
+	struct slimfs_fs *fs = fs_of(req);
+	struct slimfs_inode in;
+	char target[PATH_MAX];
+	int r;
+
+	r = get_inode(fs, ino, &in);
+	if (r < 0) {
+		reply_err(req, r, "readlink", ino);
+		return;
+	}
+	if (!S_ISLNK(in.mode)) {
+		reply_err(req, -EINVAL, "readlink", ino);
+		return;
+	}
+	if (in.target_len >= sizeof(target) || !in.target) {
+		reply_err(req, -EUCLEAN, "readlink", ino);
+		return;
+	}
+	memcpy(target, in.target, in.target_len);
+	target[in.target_len] = '\0';
+	fuse_reply_readlink(req, target);
+}
+
+/* directories */
+
+static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct slimfs_fs *fs = fs_of(req);
+	struct slimfs_inode in;
+	int r;
+
+	if (fs->no_open) {
+		fuse_reply_err(req, ENOSYS);
+		return;
+	} /* the kernel stops asking */
+	r = get_inode(fs, ino, &in);
+	if (r < 0) {
+		reply_err(req, r, "opendir", ino);
+		return;
+	}
+	if (!S_ISDIR(in.mode)) {
+		reply_err(req, -ENOTDIR, "opendir", ino);
+		return;
+	}
+	fi->keep_cache = 1;
+	fi->cache_readdir = 1;
+	fuse_reply_open(req, fi);
+}
+
+/*
+ * Offsets: position p is ".", "..", then entry p - 2; the offset given with
+ * each entry is p + 1, where the next call resumes. Hidden entries keep
+ * their positions, so offsets stay stable.
+ */
+static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, bool plus)
+{
+	struct slimfs_fs *fs = fs_of(req);
+	struct slimfs_inode dir;
+	_cleanup_free_ char *buf = NULL;
+	size_t used = 0;
+	uint64_t pos, total;
+	int r;
+
+	r = get_inode(fs, ino, &dir);
+	if (r < 0) {
+		reply_err(req, r, "readdir", ino);
+		return;
+	}
+	if (!S_ISDIR(dir.mode)) {
+		reply_err(req, -ENOTDIR, "readdir", ino);
+		return;
+	}
+	size = MIN(size, (size_t)(1u << 20));
+	buf = malloc(MAX(size, 1u));
+	if (!buf) {
+		reply_err(req, -ENOMEM, "readdir", ino);
+		return;
+	}
+	total = 2 + (uint64_t)dir.count;
+	for (pos = off < 0 ? total : (uint64_t)off; pos < total; pos++) {
+		char name[SLIMFS_NAME_MAX + 1];
+		struct fuse_entry_param e;
+		struct slimfs_inode child;
+		size_t ent;
+
+		memset(&e, 0, sizeof(e));
+		if (pos < 2) {
+			/* No entry_param for "." and "..": the kernel skips them. */
+			strcpy(name, pos == 0 ? "." : "..");
+			e.attr.st_ino = pos == 0 ? ino : (fuse_ino_t)dir.parent + 1;
+			e.attr.st_mode = S_IFDIR;
+		} else {
+			struct slimfs_dirent de;
+
+			r = slimfs_index_dirent(fs->idx, &dir, (uint32_t)(pos - 2), &de);
+			if (r < 0) {
+				reply_err(req, r, "readdir", ino);
+				return;
+			}
+			r = slimfs_index_inode(fs->idx, de.ino, &child);
+			if (r < 0) {
+				reply_err(req, r, "readdir", ino);
+				return;
+			}
+			if (!slimfs_inode_in_view(&child, fs->view))
+				continue;
+			if (de.name_len > SLIMFS_NAME_MAX) {
+				reply_err(req, -EUCLEAN, "readdir", ino);
+				return;
+			}
+			memcpy(name, de.name, de.name_len);
+			name[de.name_len] = '\0';
+			if (plus) {
+				fill_entry(fs, &child, &e);
+			} else {
+				e.attr.st_ino = (ino_t)child.id + 1;
+				e.attr.st_mode = child.mode;
+			}
+		}
+		if (plus)
+			ent = fuse_add_direntry_plus(req, buf + used, size - used, name, &e,
+						     (off_t)(pos + 1));
+		else
+			ent = fuse_add_direntry(req, buf + used, size - used, name, &e.attr,
+						(off_t)(pos + 1));
+		if (ent > size - used)
+			break;
+		used += ent;
+	}
+	fuse_reply_buf(req, buf, used);
+}
+
+static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		       struct fuse_file_info *fi)
+{
+	(void)fi;
+	do_readdir(req, ino, size, off, false);
+}
+
+static void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+			   struct fuse_file_info *fi)
+{
+	(void)fi;
+	do_readdir(req, ino, size, off, true);
+}
+
+static void op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	(void)ino;
+	(void)fi;
+	fuse_reply_err(req, 0);
+}
+
+/* files */
+
+static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct slimfs_fs *fs = fs_of(req);
+	struct slimfs_inode in;
+	int r;
+
+	/* The mount is MS_RDONLY, so the VFS refuses writable opens before we could. */
+	if (fs->no_open) {
+		fuse_reply_err(req, ENOSYS);
+		return;
+	}
+	if ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC)) {
+		fuse_reply_err(req, EROFS);
+		return;
+	}
+	r = get_inode(fs, ino, &in);
+	if (r < 0) {
+		reply_err(req, r, "open", ino);
+		return;
+	}
+	if (S_ISDIR(in.mode)) {
+		reply_err(req, -EISDIR, "open", ino);
+		return;
+	}
+	fi->keep_cache = 1;
+	fi->noflush = 1;
+	fuse_reply_open(req, fi);
+}
+
+static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	(void)ino;
+	(void)fi;
+	fuse_reply_err(req, 0);
+}
+
+struct read_state {
+	struct iovec iov[READ_IOV_MAX];
+	struct slimfs_cache_entry *refs[READ_IOV_MAX];
+	unsigned niov, nrefs;
+};
+
+static void read_state_release(struct slimfs_fs *fs, struct read_state *s)
+{
+	for (unsigned i = 0; i < s->nrefs; i++)
+		slimfs_cache_put(fs->cache, s->refs[i]);
+	s->nrefs = 0;
+	s->niov = 0;
+}
+
+/*
+ * Bytes [off, off + len) of a regular file (within its size). With out set,
+ * copies into out; otherwise points iovecs at cached chunks (references kept
+ * in s) and returns -E2BIG when more iovecs would be needed.
+ */
+static int read_range(struct slimfs_fs *fs, const struct slimfs_inode *in, uint64_t off, size_t len,
+		      struct read_state *s, uint8_t *out)
+{
+	uint64_t pos = off, end = off + len;
+
+	for (uint32_t i = slimfs_index_extent_find(fs->idx, in, off); i < in->count && pos < end;
+	     i++) {
+		struct slimfs_cache_entry *ref;
+		struct slimfs_extent x;
+		const uint8_t *data;
+		uint64_t from, to;
+		uint32_t clen;
+		int r;
+
+		r = slimfs_index_extent(fs->idx, in, i, &x);
+		if (r < 0)
+			return r;
+		if (x.file_off >= end)
+			break;
+		to = MIN(end, x.file_off + x.len);
+		if (x.file_off + x.len <= pos)
+			continue;
+		from = MAX(pos, x.file_off);
+		/* A hole before this extent. */
+		while (pos < from) {
+			size_t z = (size_t)MIN(from - pos, (uint64_t)ZEROS_LEN);
+
+			if (out) {
+				memset(out + (pos - off), 0, z);
+			} else {
+				if (s->niov == READ_IOV_MAX)
+					return -E2BIG;
+				s->iov[s->niov++] = (struct iovec){(void *)zeros, z};
+			}
+			pos += z;
+		}
+		if (!out && (s->niov == READ_IOV_MAX || s->nrefs == READ_IOV_MAX))
+			return -E2BIG;
+		r = slimfs_cache_get(fs->cache, x.chunk, &ref, &data, &clen);
+		if (r < 0)
+			return r;
+		if ((uint64_t)x.chunk_off + x.len > clen) {
+			slimfs_cache_put(fs->cache, ref);
+			return -EUCLEAN;
+		}
+		data += x.chunk_off + (from - x.file_off);
+		if (out) {
+			memcpy(out + (from - off), data, to - from);
+			slimfs_cache_put(fs->cache, ref);
+		} else {
+			s->refs[s->nrefs++] = ref;
+			s->iov[s->niov++] = (struct iovec){(void *)data, to - from};
+		}
+		pos = to;
+	}
+	while (pos < end) { /* a trailing hole */
+		size_t z = (size_t)MIN(end - pos, (uint64_t)ZEROS_LEN);
+
+		if (out) {
+			memset(out + (pos - off), 0, z);
+		} else {
+			if (s->niov == READ_IOV_MAX)
+				return -E2BIG;
+			s->iov[s->niov++] = (struct iovec){(void *)zeros, z};
+		}
+		pos += z;
+	}
+	return 0;
+}
+
+static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		    struct fuse_file_info *fi)
+{
+	struct slimfs_fs *fs = fs_of(req);
+	struct slimfs_inode in;
+	struct read_state s;
+	size_t len;
+	int r;
+
+	(void)fi;
+	r = get_inode(fs, ino, &in);
+	if (r < 0) {
+		reply_err(req, r, "read", ino);
+		return;
+	}
+	if (!S_ISREG(in.mode)) {
+		reply_err(req, S_ISDIR(in.mode) ? -EISDIR : -EINVAL, "read", ino);
+		return;
+	}
+	if (off < 0) {
+		reply_err(req, -EINVAL, "read", ino);
+		return;
+	}
+	if ((uint64_t)off >= in.size) {
+		fuse_reply_buf(req, NULL, 0);
+		return;
+	}
+	len = (size_t)MIN((uint64_t)size, in.size - (uint64_t)off);
+	atomic_fetch_add_explicit(&fs->stats.reads, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&fs->stats.read_bytes, len, memory_order_relaxed);
+
+	s.niov = s.nrefs = 0;
+	r = read_range(fs, &in, (uint64_t)off, len, &s, NULL);
+	if (r == 0) {
+		/* Zero copy from the chunk cache to the kernel. */
+		fuse_reply_iov(req, s.iov, (int)s.niov);
+		read_state_release(fs, &s);
+		return;
+	}
+	read_state_release(fs, &s);
+	if (r == -E2BIG) {
+		/* Too many pieces (many tiny extents): copy them. Rare. */
+		_cleanup_free_ uint8_t *buf = malloc(len);
+
+		if (!buf) {
+			reply_err(req, -ENOMEM, "read", ino);
+			return;
+		}
+		r = read_range(fs, &in, (uint64_t)off, len, NULL, buf);
+		if (r == 0) {
+			fuse_reply_buf(req, (const char *)buf, len);
+			return;
+		}
+	}
+	reply_err(req, r, "read", ino);
+}
+
+static void op_statfs(fuse_req_t req, fuse_ino_t ino)
+{
+	struct slimfs_fs *fs = fs_of(req);
+	struct statvfs st;
+
+	(void)ino;
+	memset(&st, 0, sizeof(st));
+	st.f_bsize = 4096;
+	st.f_frsize = 4096;
+	st.f_blocks = (fsblkcnt_t)((fs->info->total_bytes + 4095) / 4096);
+	st.f_files = (fsfilcnt_t)fs->info->inode_count;
+	st.f_namemax = SLIMFS_NAME_MAX;
+	st.f_flag = ST_RDONLY;
+	fuse_reply_statfs(req, &st);
+}
+
+/* xattrs */
+
+static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
+{
+	struct slimfs_fs *fs = fs_of(req);
+	struct slimfs_inode in;
+	struct slimfs_xattr x;
+	int r;
+
+	/* No xattrs anywhere: ENOSYS once, and the kernel stops asking (exec, ls). */
+	if (fs->info->xattr_count == 0) {
+		fuse_reply_err(req, ENOSYS);
+		return;
+	}
+	r = get_inode(fs, ino, &in);
+	if (r < 0) {
+		reply_err(req, r, "getxattr", ino);
+		return;
+	}
+	if (in.xattr_count == 0) {
+		fuse_reply_err(req, ENODATA);
+		return;
+	}
+	r = slimfs_index_getxattr(fs->idx, &in, name, &x);
+	if (r < 0) {
+		reply_err(req, r, "getxattr", ino);
+		return;
+	}
+	if (size == 0) {
+		fuse_reply_xattr(req, x.value_len);
+		return;
+	}
+	if (size < x.value_len) {
+		fuse_reply_err(req, ERANGE);
+		return;
+	}
+	fuse_reply_buf(req, x.value, x.value_len);
+}
+
+static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
+{
+	struct slimfs_fs *fs = fs_of(req);
+	_cleanup_free_ char *buf = NULL;
+	struct slimfs_inode in;
+	size_t total = 0, pos = 0;
+	int r;
+
+	r = get_inode(fs, ino, &in);
+	if (r < 0) {
+		reply_err(req, r, "listxattr", ino);
+		return;
+	}
+	for (uint32_t i = 0; i < in.xattr_count; i++) {
+		struct slimfs_xattr x;
+
+		r = slimfs_index_xattr(fs->idx, &in, i, &x);
+		if (r < 0) {
+			reply_err(req, r, "listxattr", ino);
+			return;
+		}
+		total += x.name_len + 1;
+	}
+	if (size == 0) {
+		fuse_reply_xattr(req, total);
+		return;
+	}
+	if (size < total) {
+		fuse_reply_err(req, ERANGE);
+		return;
+	}
+	buf = malloc(MAX(total, 1u));
+	if (!buf) {
+		reply_err(req, -ENOMEM, "listxattr", ino);
+		return;
+	}
+	for (uint32_t i = 0; i < in.xattr_count; i++) {
+		struct slimfs_xattr x;
+
+		r = slimfs_index_xattr(fs->idx, &in, i, &x);
+		if (r < 0) {
+			reply_err(req, r, "listxattr", ino);
+			return;
+		}
+		memcpy(buf + pos, x.name, x.name_len);
+		pos += x.name_len;
+		buf[pos++] = '\0';
+	}
+	fuse_reply_buf(req, buf, total);
+}
+
+static void op_access(fuse_req_t req, fuse_ino_t ino, int mask)
+{
+	struct slimfs_fs *fs = fs_of(req);
+	struct slimfs_inode in;
+	int r;
+
+	r = get_inode(fs, ino, &in);
+	if (r < 0) {
+		reply_err(req, r, "access", ino);
+		return;
+	}
+	fuse_reply_err(req, (mask & W_OK) ? EROFS : 0);
+}
+
+/* Everything that writes: EROFS. */
+
+static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
+		       struct fuse_file_info *fi)
+{
+	(void)ino, (void)attr, (void)to_set, (void)fi;
+	fuse_reply_err(req, EROFS);
+}
+
+static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev)
+{
+	(void)parent, (void)name, (void)mode, (void)rdev;
+	fuse_reply_err(req, EROFS);
+}
+
+static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
+{
+	(void)parent, (void)name, (void)mode;
+	fuse_reply_err(req, EROFS);
+}
+
+static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	(void)parent, (void)name;
+	fuse_reply_err(req, EROFS);
+}
+
+static void op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name)
+{
+	(void)link, (void)parent, (void)name;
+	fuse_reply_err(req, EROFS);
+}
+
+static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
+		      const char *newname, unsigned int flags)
+{
+	(void)parent, (void)name, (void)newparent, (void)newname, (void)flags;
+	fuse_reply_err(req, EROFS);
+}
+
+static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname)
+{
+	(void)ino, (void)newparent, (void)newname;
+	fuse_reply_err(req, EROFS);
+}
+
+static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+		      struct fuse_file_info *fi)
+{
+	(void)parent, (void)name, (void)mode, (void)fi;
+	fuse_reply_err(req, EROFS);
+}
+
+static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
+		     struct fuse_file_info *fi)
+{
+	(void)ino, (void)buf, (void)size, (void)off, (void)fi;
+	fuse_reply_err(req, EROFS);
+}
+
+static void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
+			size_t size, int flags)
+{
+	(void)ino, (void)name, (void)value, (void)size, (void)flags;
+	fuse_reply_err(req, EROFS);
+}
+
+static void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
+{
+	(void)ino, (void)name;
+	fuse_reply_err(req, EROFS);
+}
+
+static void op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t length,
+			 struct fuse_file_info *fi)
+{
+	(void)ino, (void)mode, (void)offset, (void)length, (void)fi;
+	fuse_reply_err(req, EROFS);
+}
+
+static void op_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in,
+			       struct fuse_file_info *fi_in, fuse_ino_t ino_out, off_t off_out,
+			       struct fuse_file_info *fi_out, size_t len, int flags)
+{
+	(void)ino_in, (void)off_in, (void)fi_in, (void)ino_out, (void)off_out, (void)fi_out,
+		(void)len, (void)flags;
+	fuse_reply_err(req, EROFS);
+}
+
+const struct fuse_lowlevel_ops slimfs_fuse_ops = {
+	.init = op_init,
+	.lookup = op_lookup,
+	.forget = op_forget,
+	.forget_multi = op_forget_multi,
+	.getattr = op_getattr,
+	.readlink = op_readlink,
+	.opendir = op_opendir,
+	.readdir = op_readdir,
+	.readdirplus = op_readdirplus,
+	.releasedir = op_releasedir,
+	.open = op_open,
+	.read = op_read,
+	.release = op_release,
+	.statfs = op_statfs,
+	.getxattr = op_getxattr,
+	.listxattr = op_listxattr,
+	.access = op_access,
+	.setattr = op_setattr,
+	.mknod = op_mknod,
+	.mkdir = op_mkdir,
+	.unlink = op_unlink,
+	.rmdir = op_unlink,
+	.symlink = op_symlink,
+	.rename = op_rename,
+	.link = op_link,
+	.create = op_create,
+	.write = op_write,
+	.setxattr = op_setxattr,
+	.removexattr = op_removexattr,
+	.fallocate = op_fallocate,
+	.copy_file_range = op_copy_file_range,
+};

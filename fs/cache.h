@@ -1,0 +1,61 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Bounded in-memory cache of decoded chunks, keyed by chunk index. Sharded
+ * locks (none held while fetching or decoding), refcounted entries (eviction
+ * never frees a buffer a reader holds) and single-flight: however many
+ * readers want a chunk at once, one of them fetches it and the others wait
+ * for its result or its error.
+ *
+ * Miss path: disk cache (if any) -> backend (slimfs_image_fetch) -> SHA-256
+ * check of the frame + decompression + id check (slimfs_chunk_decode, one
+ * ZSTD_DCtx per thread) -> disk cache store -> memory. A disk cache entry that
+ * fails verification is removed and the chunk fetched again.
+ */
+#ifndef SLIMFS_CACHE_H
+#define SLIMFS_CACHE_H
+
+#include <stdint.h>
+
+#include "diskcache.h"
+#include "image.h"
+
+struct slimfs_cache;
+struct slimfs_cache_entry;
+
+struct slimfs_cache_opts {
+	uint64_t mem_bytes;	       /* bound on decoded bytes held (entries in use excepted) */
+	struct slimfs_diskcache *disk; /* borrowed, may be NULL */
+};
+
+/* A snapshot of the counters. */
+struct slimfs_cache_stats {
+	uint64_t requests;	  /* slimfs_cache_get calls */
+	uint64_t hits;		  /* found decoded in memory */
+	uint64_t waits;		  /* found being loaded by another thread, waited */
+	uint64_t misses;	  /* loads started */
+	uint64_t fetches;	  /* backend reads */
+	uint64_t bytes_fetched;	  /* compressed bytes read from the backend */
+	uint64_t verified;	  /* frames that passed verification */
+	uint64_t verify_failures; /* frames that did not (backend or disk) */
+	uint64_t disk_hits, disk_misses, disk_stores;
+	uint64_t evictions;		 /* memory entries dropped */
+	uint64_t mem_bytes, mem_entries; /* held now */
+};
+
+int slimfs_cache_new(struct slimfs_image *img, const struct slimfs_cache_opts *o,
+		     struct slimfs_cache **out);
+/* Every reference must have been put back. */
+void slimfs_cache_free(struct slimfs_cache *c);
+
+/*
+ * Decoded bytes of chunk i: *data (*len = usize bytes) stays valid until
+ * slimfs_cache_put(c, *ref). 0, or -EBADMSG (verification failed), -EUCLEAN
+ * (bad chunk record), -EIO and other -errno from the backend, -ENOMEM.
+ */
+int slimfs_cache_get(struct slimfs_cache *c, uint32_t i, struct slimfs_cache_entry **ref,
+		     const uint8_t **data, uint32_t *len);
+void slimfs_cache_put(struct slimfs_cache *c, struct slimfs_cache_entry *ref);
+
+void slimfs_cache_stats(struct slimfs_cache *c, struct slimfs_cache_stats *out);
+
+#endif
