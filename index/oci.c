@@ -568,7 +568,7 @@ static int apply_layer(struct slimfs_tree *t, struct blobs *b, const char *rel, 
 	}
 	archive_read_free(a);
 	/* even when ingest failed: a digest mismatch is the better message */
-	snprintf(what, sizeof(what), "layer %s", name);
+	snprintf(what, sizeof(what), "layer %s ('%s/%s')", name, b->source, rel);
 	{
 		int v = reader_finish(&rd, what, digest, size);
 
