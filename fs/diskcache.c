@@ -130,6 +130,8 @@ static int scan(struct slimfs_diskcache *dc, struct dc_entry **list, size_t *n, 
 	return 0;
 }
 
+static void evict(struct slimfs_diskcache *dc);
+
 int slimfs_diskcache_open(const char *dir, uint64_t max_bytes, struct slimfs_diskcache **out)
 {
 	struct slimfs_diskcache *dc;
@@ -168,6 +170,8 @@ int slimfs_diskcache_open(const char *dir, uint64_t max_bytes, struct slimfs_dis
 	dc->max_bytes = max_bytes;
 	scan(dc, NULL, NULL, &bytes);
 	atomic_store(&dc->bytes, bytes);
+	if (bytes > max_bytes)
+		evict(dc); /* the bound may have shrunk since the last mount */
 	*out = dc;
 	return 0;
 }
