@@ -407,7 +407,7 @@ struct writer {
 	struct wchunk *pack_chunk; /* reserved when the pack gets its first file */
 
 	struct pool pool;
-	uint64_t total_bytes, files, bytes_done, last_progress;
+	uint64_t total_bytes, files, files_done, bytes_done, last_progress;
 	struct strtab str;
 };
 
@@ -422,6 +422,7 @@ static void progress(struct writer *w, const char *phase, uint64_t done, uint64_
 	if (!force && now - w->last_progress < 100000000ull)
 		return;
 	w->last_progress = now;
+	p.files_done = w->files_done;
 	p.files_total = w->files;
 	w->o->progress(&p, w->o->progress_ud);
 }
@@ -818,7 +819,10 @@ static int write_data(struct writer *w)
 		int fd = -1;
 
 		wi->ext_start = (uint32_t)w->next;
-		if (!S_ISREG(wi->ti->mode) || !d->nseg || !d->size)
+		if (!S_ISREG(wi->ti->mode))
+			continue;
+		w->files_done++;
+		if (!d->nseg || !d->size)
 			continue;
 		r = check_segments(wi);
 		if (r < 0)
