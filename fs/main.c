@@ -20,6 +20,7 @@ static const struct command commands[] = {
 	{"cat", cmd_cat, "write a file of an image to standard output"},
 	{"extract", cmd_extract, "restore an image's tree into a directory"},
 	{"verify", cmd_verify, "check an image's index and every chunk"},
+	{"push", cmd_push, "store an image in an OCI registry"},
 };
 
 static void usage(FILE *f)
