@@ -409,6 +409,13 @@ static int run_daemon(struct mount_opts *o, struct daemon_ctx *d)
 	if (r < 0)
 		goto out;
 	fs_ready = true;
+	/*
+	 * ENOSYS from open/opendir (the kernel skips them and keeps the page and
+	 * directory caches) beat keep_cache + cache_readdir replies here, on the
+	 * bookworm rootfs (10k entries), warm, min of 5 on a loaded 2-vCPU VM:
+	 * tar of the tree 443 vs 1134 ms, cat of every file < 64K 660 vs 905 ms.
+	 * op_init turns it off if the kernel lacks the capability.
+	 */
 	fs.no_open = true;
 	fs.on_ready = on_ready;
 	fs.ready_ud = d;
