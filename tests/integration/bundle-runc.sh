@@ -48,8 +48,9 @@ remove_bundle() {
 }
 
 # (a) The image's own process: Entrypoint + Cmd, Env (+ PATH), WorkingDir.
+# (a)-(c) use the full view: they run programs a minimal view may leave out.
 b=$TMP/b1
-run "$SLIMFS" bundle "$img" "$b"
+run "$SLIMFS" bundle --view full "$img" "$b"
 [ "$(stat -f -c %t "$b/rootfs")" = 65735546 ] || die "$b/rootfs is not a FUSE mount"
 "$PYTHON" - "$b/config.json" <<'PY' || die "config.json is not what it should be"
 import json, sys
@@ -85,7 +86,7 @@ remove_bundle "$b"
 # (b) Arguments after --: the container sees a read-only root, its own pid
 # namespace and only a loopback interface.
 b=$TMP/b2
-run "$SLIMFS" bundle -q "$img" "$b" -- /bin/sh -c '
+run "$SLIMFS" bundle -q --view full "$img" "$b" -- /bin/sh -c '
 	if touch /probe 2>/dev/null; then echo root=writable; else echo root=read-only; fi
 	if (: >/usr/bin/perl) 2>/dev/null; then echo perl=writable; else echo perl=read-only; fi
 	echo pid1=$(cat /proc/1/comm)
@@ -104,13 +105,21 @@ remove_bundle "$b"
 # (c) A non-root user by name, resolved through the image's /etc/passwd:
 # the mount must let it read (allow_other) and the ids must be the image's.
 b=$TMP/b3
-run "$SLIMFS" bundle -q --user nobody "$img" "$b"
+run "$SLIMFS" bundle -q --view full --user nobody "$img" "$b"
 runc_run "$b"
 [ "$OUT" = "$expect_nobody" ] || die "container as nobody printed '$OUT', expected '$expect_nobody'"
 log "runc run as nobody: '$OUT'"
 remove_bundle "$b"
 
-# (d) Failures leave nothing behind and keep what was there.
+# (d) The image's default view (minimal when the build made one): the
+# entrypoint's shell must be in it, whatever else it leaves out.
+b=$TMP/b5
+run "$SLIMFS" bundle -q "$img" "$b" -- /bin/sh -c 'echo default-view-ok'
+runc_run "$b"
+[ "$OUT" = default-view-ok ] || die "container on the default view printed '$OUT'"
+remove_bundle "$b"
+
+# (e) Failures leave nothing behind and keep what was there.
 mkdir "$TMP/full"
 echo keep >"$TMP/full/file"
 run_fails "$SLIMFS" bundle "$img" "$TMP/full"
