@@ -13,6 +13,9 @@
 #include "slimfs/build.h"
 #include "slimfs/util.h"
 
+/* Named views on the command line; one bit of the 32 is kept for "minimal". */
+#define MAX_VIEWS 31u
+
 static void build_usage(FILE *f)
 {
 	fprintf(f,
@@ -32,6 +35,16 @@ static void build_usage(FILE *f)
 		"      --chunk-max SIZE    largest chunk (default %uK)\n"
 		"      --small-file-max SIZE  files up to SIZE are packed together (default %uK)\n"
 		"  -j, --threads N         compression threads (default: all cores)\n"
+		"      --view NAME=ALLOW   a view: what allow-list file ALLOW selects, plus\n"
+		"                          the entrypoint closure; repeatable, up to %u;\n"
+		"                          --view NAME alone: the closure only ('full' is taken)\n"
+		"      --entrypoint PATH   the image's program (a path, or a name on its PATH);\n"
+		"                          default: the config's Entrypoint and Cmd. It, its\n"
+		"                          interpreters and libraries join every view; without\n"
+		"                          --view, view 'minimal' (runtime-base + closure) is\n"
+		"                          made and mounted by default. Given once.\n"
+		"      --prune             keep only what some view shows (a smaller image; the\n"
+		"                          full view is then the union of the views)\n"
 		"  -q, --quiet             print errors only\n"
 		"  -v, --verbose           print more\n"
 		"      --progress          progress bar even when stderr is not a terminal\n"
@@ -39,7 +52,7 @@ static void build_usage(FILE *f)
 		"  -h, --help              this help\n",
 		SLIMFS_DEFAULT_ZSTD_LEVEL, SLIMFS_DEFAULT_CDC_MIN >> 10,
 		SLIMFS_DEFAULT_CDC_AVG >> 10, SLIMFS_DEFAULT_CDC_MAX >> 10,
-		SLIMFS_DEFAULT_SMALL_FILE_MAX >> 10);
+		SLIMFS_DEFAULT_SMALL_FILE_MAX >> 10, MAX_VIEWS);
 }
 
 struct progress_state {
@@ -168,6 +181,9 @@ int cmd_build(int argc, char **argv)
 		OPT_SMALL,
 		OPT_PROGRESS,
 		OPT_NO_PROGRESS,
+		OPT_VIEW,
+		OPT_ENTRYPOINT,
+		OPT_PRUNE,
 	};
 	static const struct option longopts[] = {
 		{"output", required_argument, NULL, 'o'},
@@ -183,6 +199,9 @@ int cmd_build(int argc, char **argv)
 		{"verbose", no_argument, NULL, 'v'},
 		{"progress", no_argument, NULL, OPT_PROGRESS},
 		{"no-progress", no_argument, NULL, OPT_NO_PROGRESS},
+		{"view", required_argument, NULL, OPT_VIEW},
+		{"entrypoint", required_argument, NULL, OPT_ENTRYPOINT},
+		{"prune", no_argument, NULL, OPT_PRUNE},
 		{"help", no_argument, NULL, 'h'},
 		{0},
 	};
@@ -251,6 +270,39 @@ int cmd_build(int argc, char **argv)
 			break;
 		case OPT_NO_PROGRESS:
 			progress = 0;
+			break;
+		case OPT_VIEW:
+			if (o.nviews >= MAX_VIEWS) {
+				log_error("--view: at most %u views", MAX_VIEWS);
+				return EXIT_USAGE;
+			}
+			/* NAME=FILE: the name ends at the first '=' (names have none) */
+			end = strchr(optarg, '=');
+			if (end) {
+				*end = '\0';
+				if (!end[1]) {
+					log_error("--view %s=: no allow-list file", optarg);
+					return EXIT_USAGE;
+				}
+			}
+			if (!*optarg) {
+				log_error("--view: no name (--view NAME=ALLOWFILE)");
+				return EXIT_USAGE;
+			}
+			o.views[o.nviews].name = optarg;
+			o.views[o.nviews].allow_file = end ? end + 1 : NULL;
+			o.nviews++;
+			break;
+		case OPT_ENTRYPOINT:
+			if (o.entrypoint) {
+				log_error("--entrypoint given twice ('%s', '%s')", o.entrypoint,
+					  optarg);
+				return EXIT_USAGE;
+			}
+			o.entrypoint = optarg;
+			break;
+		case OPT_PRUNE:
+			o.prune = true;
 			break;
 		case 'h':
 			build_usage(stdout);
