@@ -9,7 +9,7 @@ pkgs=(
 	libjansson-dev libssl-dev libcurl4-openssl-dev libelf-dev
 	scdoc python3 debootstrap squashfs-tools squashfuse erofs-utils
 	runc bubblewrap nginx docker-registry fio hyperfine valgrind
-	attr acl xz-utils curl iproute2 psmisc file
+	attr acl xz-utils curl iproute2 psmisc file apache2-utils
 )
 missing=()
 for p in "${pkgs[@]}"; do

@@ -2,7 +2,6 @@
 /* Backend dispatch and the local-file backend. */
 #include <fcntl.h>
 #include <pthread.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <time.h>
 #include <string.h>
@@ -23,9 +22,9 @@ void slimfs_fetch_stats_add(struct slimfs_fetch_stats *s, uint64_t bytes, uint64
 
 	while (i + 1 < SLIMFS_LAT_BUCKETS && us >= (16ull << i))
 		i++;
-	atomic_fetch_add_explicit(&s->requests, 1, memory_order_relaxed);
-	atomic_fetch_add_explicit(&s->bytes, bytes, memory_order_relaxed);
-	atomic_fetch_add_explicit(&s->lat[i], 1, memory_order_relaxed);
+	__atomic_fetch_add(&s->requests, 1, __ATOMIC_RELAXED);
+	__atomic_fetch_add(&s->bytes, bytes, __ATOMIC_RELAXED);
+	__atomic_fetch_add(&s->lat[i], 1, __ATOMIC_RELAXED);
 }
 
 uint64_t slimfs_fetch_stats_percentile(const struct slimfs_fetch_stats *s, double pct)
@@ -33,13 +32,13 @@ uint64_t slimfs_fetch_stats_percentile(const struct slimfs_fetch_stats *s, doubl
 	uint64_t total = 0, seen = 0, want;
 
 	for (unsigned i = 0; i < SLIMFS_LAT_BUCKETS; i++)
-		total += atomic_load_explicit(&s->lat[i], memory_order_relaxed);
+		total += __atomic_load_n(&s->lat[i], __ATOMIC_RELAXED);
 	if (!total)
 		return 0;
 	want = (uint64_t)((double)total * pct / 100.0 + 0.5);
 	want = MAX(want, 1u);
 	for (unsigned i = 0; i < SLIMFS_LAT_BUCKETS; i++) {
-		seen += atomic_load_explicit(&s->lat[i], memory_order_relaxed);
+		seen += __atomic_load_n(&s->lat[i], __ATOMIC_RELAXED);
 		if (seen >= want)
 			return 16ull << i;
 	}
@@ -58,7 +57,7 @@ static int file_read(struct slimfs_backend *b, uint64_t off, void *buf, size_t l
 	if (r == 0)
 		slimfs_fetch_stats_add(&b->stats, len, slimfs_now_ns() - start);
 	else
-		atomic_fetch_add_explicit(&b->stats.errors, 1, memory_order_relaxed);
+		__atomic_fetch_add(&b->stats.errors, 1, __ATOMIC_RELAXED);
 	return r;
 }
 
@@ -138,7 +137,7 @@ static int shaped_read(struct slimfs_backend *b, uint64_t off, void *buf, size_t
 	sleep_until(start + s->rtt_ns);
 	r = slimfs_backend_read(s->inner, off, buf, len);
 	if (r < 0) {
-		atomic_fetch_add_explicit(&b->stats.errors, 1, memory_order_relaxed);
+		__atomic_fetch_add(&b->stats.errors, 1, __ATOMIC_RELAXED);
 		return r;
 	}
 	if (s->rate_bps) {

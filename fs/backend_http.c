@@ -14,7 +14,6 @@
 #include <curl/curl.h>
 #include <inttypes.h>
 #include <pthread.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -234,7 +233,7 @@ static int http_read(struct slimfs_backend *b, uint64_t off, void *buf, size_t l
 		if (attempt) {
 			uint64_t backoff = 50ull << MIN(attempt, 6u);
 
-			atomic_fetch_add_explicit(&b->stats.retries, 1, memory_order_relaxed);
+			__atomic_fetch_add(&b->stats.retries, 1, __ATOMIC_RELAXED);
 			if (now + backoff * 1000000u >= deadline)
 				break;
 			sleep_ms(backoff);
@@ -254,7 +253,7 @@ static int http_read(struct slimfs_backend *b, uint64_t off, void *buf, size_t l
 		slimfs_fetch_stats_add(&b->stats, len, slimfs_now_ns() - start);
 		return 0;
 	}
-	atomic_fetch_add_explicit(&b->stats.errors, 1, memory_order_relaxed);
+	__atomic_fetch_add(&b->stats.errors, 1, __ATOMIC_RELAXED);
 	log_error("'%s': bytes %" PRIu64 "-%" PRIu64 ": %s (after %u attempts, %" PRIu64 " ms)",
 		  hb->url, off, off + len - 1, why[0] ? why : "timed out", attempt,
 		  (slimfs_now_ns() - start) / 1000000u);

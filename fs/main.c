@@ -21,6 +21,7 @@ static const struct command commands[] = {
 	{"extract", cmd_extract, "restore an image's tree into a directory"},
 	{"verify", cmd_verify, "check an image's index and every chunk"},
 	{"push", cmd_push, "store an image in an OCI registry"},
+	{"bundle", cmd_bundle, "make an OCI runtime bundle (runc, crun) over a mount"},
 };
 
 static void usage(FILE *f)
