@@ -57,6 +57,13 @@ int main(int argc, char **argv)
 	for (size_t i = 0; i < ARRAY_SIZE(commands); i++)
 		if (strcmp(argv[1], commands[i].name) == 0)
 			return commands[i].fn(argc - 1, argv + 1);
+	/*
+	 * mount.fuse(8) runs "slimfs IMAGE DIR -o OPTS" for 'mount -t fuse.slimfs'
+	 * and fstab lines of type fuse.slimfs: act as the mount helper then.
+	 */
+	if (argc >= 3 && argv[1][0] != '-' &&
+	    (strstr(argv[1], "://") || access(argv[1], F_OK) == 0))
+		return cmd_mount_helper(argc, argv);
 	fprintf(stderr, "slimfs: '%s' is not a slimfs command; see 'slimfs --help'\n", argv[1]);
 	return EXIT_USAGE;
 }
