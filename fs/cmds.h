@@ -13,6 +13,7 @@ int cmd_mount(int argc, char **argv);
 /* slimfs bundle: an OCI runtime bundle (config.json + rootfs mounted from an image) */
 int cmd_bundle(int argc, char **argv);
 int cmd_push(int argc, char **argv);
+int cmd_report(int argc, char **argv);
 /* mount(8) helper: mount.slimfs IMAGE DIR [-o OPTS] */
 int cmd_mount_helper(int argc, char **argv);
 
