@@ -1209,6 +1209,15 @@ static int add_needed(struct closure *c, size_t i, const char *name)
 		log_warn("closure: '%s' needs '%s': not found in the image", who, name);
 		return 0;
 	}
+	/* a path in DT_NEEDED must be a library too, not any file of the image */
+	if (strchr(name, '/') &&
+	    (slimfs_tree_resolve(c->t, NULL, found, true, NULL, NULL, &n) < 0 ||
+	     !compatible(c, n, &c->objs[i]))) {
+		log_warn("closure: '%s' needs '%s': not a compatible ELF file in the image", who,
+			 name);
+		free(found);
+		return 0;
+	}
 	r = slimfs_tree_resolve(c->t, NULL, found, true, add_node, c, &n);
 	if (r < 0 || !S_ISREG(n->ino->mode)) {
 		if (r == -ENOMEM)

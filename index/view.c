@@ -6,9 +6,13 @@
  * last rule matching a path or one of its parent directories decides; a
  * selected directory brings its subtree), then the entrypoint closure
  * (elf.c) is added. Then:
- *   - a selected symlink brings the chain it points through (each link, the
- *     directories on the way, the target; a directory target alone, not its
- *     subtree), unless the allow-list excludes one of them explicitly;
+ *   - a selected symlink to an ELF file (a program or library) brings the
+ *     chain it points through (each link, the directories on the way, the
+ *     file), unless the allow-list excludes one of them explicitly; a
+ *     symlink to anything else is left dangling when its target is hidden
+ *     (content cannot widen a view by planting links);
+ *   - selected ELF files bring their loader and libraries (ELF only: no
+ *     "#!" interpreters), unless explicitly excluded;
  *   - a symlink whose target is a visible directory (the merged-/usr
  *     aliases /bin, /lib, /lib64, /sbin) is visible when its own directory
  *     is, unless explicitly excluded: the name exposes nothing hidden;
@@ -242,16 +246,25 @@ static int follow_links(struct slimfs_tree *t, const struct slimfs_allowlist *al
 
 	for (size_t i = 0; i < links->n; i++) {
 		struct slimfs_tnode *l = links->v[i], *out;
-		int r = slimfs_tree_resolve(t, l->parent, l->ino->target ? l->ino->target : "",
-					    true, follow_visit, &f, &out);
+		const char *target = l->ino->target ? l->ino->target : "";
+		unsigned char magic[4];
+		int r;
 
+		/* only a program or library is followed: anything else dangles */
+		r = slimfs_tree_resolve(t, l->parent, target, true, NULL, NULL, &out);
+		if (r == 0 && (!S_ISREG(out->ino->mode) || out->ino->data.size < sizeof(magic) ||
+			       slimfs_tree_read(t, out->ino, magic, sizeof(magic), 0) < 0 ||
+			       memcmp(magic, "\177ELF", 4) != 0))
+			continue;
+		if (r == 0)
+			r = slimfs_tree_resolve(t, l->parent, target, true, follow_visit, &f, &out);
 		if (r == -ENOMEM)
 			return r;
 		if (r < 0 && r != -ECANCELED) {
 			_cleanup_free_ char *p = slimfs_tree_path(l);
 
-			log_debug("view: symlink '%s' -> '%s' dangles: %s", p ? p : "?",
-				  l->ino->target ? l->ino->target : "", strerror(-r));
+			log_debug("view: symlink '%s' -> '%s' dangles: %s", p ? p : "?", target,
+				  strerror(-r));
 		}
 	}
 	return 0;

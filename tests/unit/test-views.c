@@ -480,6 +480,7 @@ static void make_rootfs(const char *root, bool with_libc)
 	disk_text(root, "etc/shadow", "root:*:1::::::\n", 0600);
 	disk_text(root, "app/run.sh", "#!/usr/bin/env sh\necho hi\n", 0755);
 	disk_text(root, "app/data.txt", "data\n", 0644);
+	disk_link(root, "app/secret-link", "/etc/shadow");
 	disk_text(root, "usr/share/doc/x/copyright", "x\n", 0644);
 	disk_text(root, "tmp/.keep", "", 0644);
 }
@@ -618,9 +619,11 @@ static void test_closure(const char *dir)
 	CHECK_EQ(wa.default_view, -1);
 	got[0] = '\0';
 	visible(t->root, 1, got, sizeof(got));
-	CHECK(same(got, "/app\n/app/run.sh\n/bin\n/etc\n/etc/passwd\n/lib\n/lib64\n"
-			"/lib64/ld-linux-x86-64.so.2\n/usr\n/usr/bin\n/usr/bin/dash\n"
-			"/usr/bin/env\n/usr/bin/sh\n/usr/lib\n/usr/lib/" MULTIARCH "\n" LD LIBC));
+	/* /app/secret-link is there, /etc/shadow not: a link to a non-ELF file dangles */
+	CHECK(same(got,
+		   "/app\n/app/run.sh\n/app/secret-link\n/bin\n/etc\n/etc/passwd\n/lib\n/lib64\n"
+		   "/lib64/ld-linux-x86-64.so.2\n/usr\n/usr/bin\n/usr/bin/dash\n"
+		   "/usr/bin/env\n/usr/bin/sh\n/usr/lib\n/usr/lib/" MULTIARCH "\n" LD LIBC));
 	/* the closure is in every view; the links view adds nothing new but /lib64's dir */
 	got[0] = '\0';
 	visible(t->root, 2, got, sizeof(got));
