@@ -22,6 +22,7 @@ static const struct command commands[] = {
 	{"verify", cmd_verify, "check an image's index and every chunk"},
 	{"push", cmd_push, "store an image in an OCI registry"},
 	{"bundle", cmd_bundle, "make an OCI runtime bundle (runc, crun) over a mount"},
+	{"report", cmd_report, "attack surface of a view, and SBOMs (SPDX, CycloneDX)"},
 };
 
 static void usage(FILE *f)
