@@ -184,7 +184,7 @@ static int http_try(struct http_backend *hb, CURL *h, struct xfer *x, uint64_t b
 			       ? -EIO
 			       : -EAGAIN;
 	}
-	if (x->overflow) {
+	if (x->overflow && status == 206) {
 		snprintf(why, whylen, "HTTP %ld: body longer than the %zu bytes asked", status,
 			 x->len);
 		return -EAGAIN;

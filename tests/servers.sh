@@ -37,6 +37,7 @@ start_nginx() {
 	mkdir -p "$d/tmp"
 	cat >"$d/nginx.conf" <<NGX
 daemon off;
+user root;
 worker_processes 2;
 pid $d/nginx.pid;
 error_log $d/error.log;
