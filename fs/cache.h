@@ -10,10 +10,17 @@
  * check of the frame + decompression + id check (slimfs_chunk_decode, one
  * ZSTD_DCtx per thread) -> disk cache store -> memory. A disk cache entry that
  * fails verification is removed and the chunk fetched again.
+ *
+ * Errors are not cached, with one bound: a chunk whose load just failed
+ * answers that error for a short hold-off (1 s after a fetch error; after a
+ * verification failure 1 s, doubling per failed refetch up to 30 s) instead
+ * of being refetched by every request, and is logged at most once a minute.
  */
 #ifndef SLIMFS_CACHE_H
 #define SLIMFS_CACHE_H
 
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "diskcache.h"
@@ -40,6 +47,11 @@ struct slimfs_cache_stats {
 	uint64_t disk_hits, disk_misses, disk_stores;
 	uint64_t evictions;		 /* memory entries dropped */
 	uint64_t mem_bytes, mem_entries; /* held now */
+	uint64_t runs;			 /* backend reads made by slimfs_cache_load */
+	uint64_t coalesced;		 /* chunks that shared a read with another */
+	uint64_t background;		 /* chunks loaded by prefetch or read-ahead */
+	uint64_t background_bytes;	 /* their compressed bytes */
+	uint64_t held_off;		 /* requests answered by a remembered error */
 };
 
 int slimfs_cache_new(struct slimfs_image *img, const struct slimfs_cache_opts *o,
@@ -57,5 +69,28 @@ int slimfs_cache_get(struct slimfs_cache *c, uint32_t i, struct slimfs_cache_ent
 void slimfs_cache_put(struct slimfs_cache *c, struct slimfs_cache_entry *ref);
 
 void slimfs_cache_stats(struct slimfs_cache *c, struct slimfs_cache_stats *out);
+
+enum {
+	/* With a disk cache: store there and keep nothing in memory (prefetch all,
+	 * pull); a chunk already on disk whose frame verifies is skipped. */
+	SLIMFS_LOAD_DISK_ONLY = 1u << 0,
+	/* On behalf of prefetch or read-ahead (counted as such). */
+	SLIMFS_LOAD_BACKGROUND = 1u << 1,
+};
+
+/*
+ * Loads chunks[0, n) ahead of their use: chunks held in memory or being
+ * loaded by another thread are skipped, the rest come from the disk cache or
+ * from the backend, in as few reads as possible: chunks adjacent in the data
+ * area share one range request of up to max_run bytes. Each chunk is
+ * verified; readers that want one meanwhile wait for it (single-flight).
+ * Returns 0 when every chunk is (or was) available, else the first -errno;
+ * *loaded (may be NULL) receives how many chunks this call loaded.
+ */
+int slimfs_cache_load(struct slimfs_cache *c, const uint32_t *chunks, size_t n, uint64_t max_run,
+		      unsigned flags, size_t *loaded);
+
+/* Whether chunk i is decoded in memory now (a hint: no waiting). */
+bool slimfs_cache_has(struct slimfs_cache *c, uint32_t i);
 
 #endif

@@ -20,13 +20,22 @@
 #include "diskcache.h"
 #include "image.h"
 #include "ops.h"
+#include "prefetch.h"
 #include "slimfs/format.h"
 #include "slimfs/util.h"
+#include "stats.h"
+#include "trace.h"
 
 #define DEFAULT_CACHE_DIR  "/var/cache/slimfs"
 #define DEFAULT_CACHE_SIZE (2ull << 30)
 #define DEFAULT_MEM_CACHE  (256ull << 20)
 #define DEFAULT_THREADS	   8u
+#define DEFAULT_TIMEOUT_S  10u
+/*
+ * Sequential read-ahead window for remote images (none for local files: the
+ * kernel's read-ahead and the FUSE workers keep up with a local disk).
+ */
+#define READAHEAD_BYTES (4ull << 20)
 /* What the daemon child writes to the parent once the mount is live. */
 #define READY_MARK "\001READY\n"
 
@@ -43,6 +52,10 @@ struct mount_opts {
 	char *fuse_opts;	    /* owned: comma-separated, passed to FUSE */
 	char *view_buf, *cache_buf; /* owned: view= and cache= from -o */
 	bool has_fsname, has_subtype;
+	struct slimfs_fetch_opts fetch;
+	enum slimfs_prefetch_mode prefetch;
+	const char *trace, *stats_socket;
+	char *creds_buf, *trace_buf, *stats_buf; /* owned: from -o */
 };
 
 static void mount_usage(FILE *f)
@@ -60,7 +73,9 @@ static void mount_usage(FILE *f)
 		"                          fsname=NAME (default IMAGE), subtype=NAME (default\n"
 		"                          slimfs); ro is implied. Also view=, cache=, "
 		"cache_size=,\n"
-		"                          mem_cache=, threads=, digest= (as the options below)\n"
+		"                          mem_cache=, threads=, digest=, insecure, creds=,\n"
+		"                          timeout=, retries=, rate=, rtt=, prefetch=, trace=,\n"
+		"                          stats_socket= (as the options below)\n"
 		"      --view NAME         view to show (default: the image's default view, or\n"
 		"                          'full' when it has none); 'full' shows everything\n"
 		"      --cache DIR         disk chunk cache shared by all mounts (default %s;\n"
@@ -70,6 +85,28 @@ static void mount_usage(FILE *f)
 		"      --mem-cache SIZE    decoded chunks held in memory (default 256M)\n"
 		"      --threads N         FUSE worker threads (default %u)\n"
 		"      --digest sha256:HEX the image's index must have this digest\n"
+		"\n"
+		"remote images (http(s)://, oci://):\n"
+		"      --insecure          no TLS verification; plain HTTP to a registry that\n"
+		"                          is not on localhost\n"
+		"      --creds USER:PASS   registry credentials (default: the Docker config)\n"
+		"      --timeout SECONDS   bound on one read, retries included (default %u;\n"
+		"                          also 500ms, 1.5s); past it the reader gets EIO\n"
+		"      --retries N         extra attempts of a failed request (default 4)\n"
+		"      --rate RATE         emulate a link of this bandwidth: '100mbit', '1gbit',\n"
+		"                          '8Mbps' are bits/s; '12.5MB/s', '500K', '2MiB/s' are\n"
+		"                          bytes/s (k, M, G: powers of 1000; Ki, Mi, Gi: 1024)\n"
+		"      --rtt TIME          emulate this delay per request (e.g. 20ms)\n"
+		"      --prefetch MODE     at mount, fetch in the background: 'profile' (the\n"
+		"                          image's prefetch list, the default), 'all' (the\n"
+		"                          profile, then the rest of the image into the disk\n"
+		"                          cache), 'none'\n"
+		"      --trace FILE        record the paths looked up and read, and the chunks\n"
+		"                          read, in order (input of 'slimfs profile')\n"
+		"      --stats-socket PATH where 'slimfs stats MOUNTPOINT' asks (default\n"
+		"                          /run/slimfs/<mountpoint escaped>.sock)\n"
+		"   A fully cached image (slimfs pull, or read once with a disk cache) mounts\n"
+		"   and runs when its source is unreachable.\n"
 		"      --ready-fd N        write \"READY\\n\" to fd N once the mount is live\n"
 		"  -v, --verbose           log more (repeat for debug)\n"
 		"  -q, --quiet             log errors only\n"
@@ -78,7 +115,7 @@ static void mount_usage(FILE *f)
 		"\n"
 		"As mount(8) helper (mount.slimfs, 'mount -t fuse.slimfs', fstab):\n"
 		"  mount.slimfs IMAGE DIR [-o OPTS]\n",
-		DEFAULT_CACHE_DIR, DEFAULT_THREADS);
+		DEFAULT_CACHE_DIR, DEFAULT_THREADS, DEFAULT_TIMEOUT_S);
 }
 
 /* Appends opt to the FUSE option string. */
@@ -122,14 +159,41 @@ static int parse_uint_opt(const char *what, const char *arg, unsigned min, unsig
 	return 0;
 }
 
+static int parse_prefetch(const char *what, const char *v, enum slimfs_prefetch_mode *out)
+{
+	if (strcmp(v, "none") == 0)
+		*out = SLIMFS_PREFETCH_NONE;
+	else if (strcmp(v, "profile") == 0)
+		*out = SLIMFS_PREFETCH_PROFILE;
+	else if (strcmp(v, "all") == 0)
+		*out = SLIMFS_PREFETCH_ALL;
+	else {
+		log_error("%s: '%s' is not none, profile or all", what, v);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int dup_opt(char **buf, const char **dst, const char *v)
+{
+	free(*buf);
+	*dst = *buf = strdup(v);
+	return *buf ? 0 : -ENOMEM;
+}
+
 /* --view/--cache/... given as -o key=value (fstab lines); 1 if handled. */
 static int apply_slimfs_key(struct mount_opts *o, const char *opt)
 {
 	const char *v = strchr(opt, '=');
 	size_t k = v ? (size_t)(v - opt) : strlen(opt);
 
-	if (!v)
+	if (!v) {
+		if (strcmp(opt, "insecure") == 0) {
+			o->fetch.insecure = true;
+			return 1;
+		}
 		return 0;
+	}
 	v++;
 #define KEY(s) (k == strlen(s) && strncmp(opt, s, k) == 0)
 	if (KEY("view")) {
@@ -158,6 +222,24 @@ static int apply_slimfs_key(struct mount_opts *o, const char *opt)
 			return -EINVAL;
 		}
 		o->have_digest = true;
+	} else if (KEY("creds")) {
+		if (dup_opt(&o->creds_buf, &o->fetch.creds, v) < 0)
+			return -ENOMEM;
+	} else if (KEY("trace")) {
+		if (dup_opt(&o->trace_buf, &o->trace, v) < 0)
+			return -ENOMEM;
+	} else if (KEY("stats_socket")) {
+		if (dup_opt(&o->stats_buf, &o->stats_socket, v) < 0)
+			return -ENOMEM;
+	} else if (KEY("prefetch")) {
+		if (parse_prefetch("prefetch", v, &o->prefetch) < 0)
+			return -EINVAL;
+	} else if (KEY("timeout") || KEY("retries") || KEY("rate") || KEY("rtt")) {
+		char key[16];
+
+		snprintf(key, sizeof(key), "%.*s", (int)k, opt);
+		if (slimfs_parse_fetch_opt(key, key, v, &o->fetch) < 0)
+			return -EINVAL;
 	} else {
 		return 0;
 	}
@@ -344,25 +426,6 @@ static int select_view(struct slimfs_image *img, const char *want, uint32_t *vie
 	return *name ? 0 : -ENOMEM;
 }
 
-static void log_summary(struct slimfs_fs *fs, const char *mnt, uint64_t start_ns)
-{
-	struct slimfs_cache_stats cs;
-	char fetched[32], read[32];
-
-	slimfs_cache_stats(fs->cache, &cs);
-	slimfs_fmt_bytes(cs.bytes_fetched, fetched, sizeof(fetched));
-	slimfs_fmt_bytes(atomic_load(&fs->stats.read_bytes), read, sizeof(read));
-	log_info("unmounted '%s' after %.1fs: %" PRIu64 " lookups, %" PRIu64 " reads (%s); "
-		 "chunks: %" PRIu64 " requests, %" PRIu64 " hits, %" PRIu64 " waits, %" PRIu64
-		 " misses, %" PRIu64 " disk hits, %" PRIu64 " fetches (%s), %" PRIu64
-		 " verify failures; %" PRIu64 " I/O errors, %" PRIu64 " hidden by view %s",
-		 mnt, (double)(slimfs_now_ns() - start_ns) / 1e9, atomic_load(&fs->stats.lookups),
-		 atomic_load(&fs->stats.reads), read, cs.requests, cs.hits, cs.waits, cs.misses,
-		 cs.disk_hits, cs.fetches, fetched, cs.verify_failures,
-		 atomic_load(&fs->stats.io_errors), atomic_load(&fs->stats.hidden_by_view),
-		 fs->view_name);
-}
-
 /* Opens, mounts and serves until unmounted. Returns the exit code. */
 static int run_daemon(struct mount_opts *o, struct daemon_ctx *d)
 {
@@ -374,13 +437,25 @@ static int run_daemon(struct mount_opts *o, struct daemon_ctx *d)
 	struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
 	struct slimfs_cache_opts co;
 	struct slimfs_fs fs;
-	_cleanup_free_ char *view_name = NULL, *fsname = NULL, *optstr = NULL;
+	struct slimfs_trace *trace = NULL;
+	struct slimfs_prefetch *pf = NULL;
+	struct slimfs_stats_server *stats = NULL;
+	struct slimfs_stats_src src;
+	struct slimfs_prefetch_opts po;
+	_cleanup_free_ char *view_name = NULL, *fsname = NULL, *optstr = NULL, *mnt_abs = NULL;
+	_cleanup_free_ char *summary = NULL;
 	uint64_t start_ns = slimfs_now_ns();
-	bool fs_ready = false;
+	bool fs_ready = false, use_cache = strcmp(o->cache_dir, "none") != 0;
 	uint32_t view;
 	int r, ret = 1;
 
-	r = slimfs_image_open(o->image, NULL, o->have_digest ? o->digest : NULL, &img);
+	mnt_abs = realpath(o->mountpoint, NULL);
+	if (!mnt_abs) {
+		log_error_errno(-errno, "cannot resolve mountpoint '%s'", o->mountpoint);
+		goto out;
+	}
+	r = slimfs_image_open_cached(o->image, &o->fetch, o->have_digest ? o->digest : NULL,
+				     use_cache ? o->cache_dir : NULL, &img);
 	if (r < 0) {
 		log_error_errno(r, "cannot open image '%s'", o->image);
 		goto out;
@@ -389,8 +464,7 @@ static int run_daemon(struct mount_opts *o, struct daemon_ctx *d)
 	if (r < 0)
 		goto out;
 
-	if (strcmp(o->cache_dir, "none") != 0 &&
-	    (o->cache_explicit || slimfs_backend_local_fd(img->backend) < 0)) {
+	if (use_cache && (o->cache_explicit || slimfs_backend_local_fd(img->backend) < 0)) {
 		r = slimfs_diskcache_open(o->cache_dir, o->cache_size, &dc);
 		if (r < 0) {
 			if (o->cache_explicit)
@@ -419,6 +493,32 @@ static int run_daemon(struct mount_opts *o, struct daemon_ctx *d)
 	fs.no_open = true;
 	fs.on_ready = on_ready;
 	fs.ready_ud = d;
+	src = (struct slimfs_stats_src){.fs = &fs, .mountpoint = mnt_abs, .start_ns = start_ns};
+
+	if (o->trace) {
+		r = slimfs_trace_open(o->trace, img->idx, view_name, start_ns, &trace);
+		if (r < 0)
+			goto out;
+		fs.trace = trace;
+	}
+	po = (struct slimfs_prefetch_opts){
+		.mode = o->prefetch,
+		.has_disk = dc != NULL,
+		.readahead = img->backend->remote,
+	};
+	r = slimfs_prefetch_start(cache, img, &po, &pf);
+	if (r < 0)
+		goto out;
+	fs.prefetch = pf;
+	src.prefetch = pf;
+	if (img->backend->remote && !img->offline)
+		fs.readahead_bytes = READAHEAD_BYTES;
+	r = slimfs_stats_serve(o->stats_socket, &src, &stats);
+	if (r < 0) {
+		if (o->stats_socket)
+			goto out;
+		log_warn("continuing without a stats socket");
+	}
 
 	fsname = escape_opt(o->image);
 	if (!fsname || asprintf(&optstr, "ro%s%s%s%s%s",
@@ -460,7 +560,9 @@ static int run_daemon(struct mount_opts *o, struct daemon_ctx *d)
 		log_error_errno(r, "FUSE session loop failed");
 	else
 		ret = 0;
-	log_summary(&fs, o->mountpoint, start_ns);
+	summary = slimfs_stats_summary(&src);
+	if (summary)
+		log_info("%s", summary);
 out_unmount:
 	fuse_session_unmount(se);
 out_signals:
@@ -469,6 +571,12 @@ out_session:
 	fuse_session_destroy(se);
 out:
 	fuse_opt_free_args(&args);
+	slimfs_stats_stop(stats);
+	slimfs_prefetch_stop(pf);
+	if (slimfs_trace_close(trace) < 0) {
+		log_error("cannot write the trace '%s'", o->trace);
+		ret = 1;
+	}
 	if (fs_ready)
 		slimfs_fs_fini(&fs);
 	slimfs_cache_free(cache);
@@ -562,6 +670,8 @@ static void opts_init(struct mount_opts *o)
 	o->mem_cache = DEFAULT_MEM_CACHE;
 	o->threads = DEFAULT_THREADS;
 	o->ready_fd = -1;
+	o->prefetch = SLIMFS_PREFETCH_PROFILE;
+	o->fetch.timeout_ms = DEFAULT_TIMEOUT_S * 1000u;
 }
 
 static void opts_free(struct mount_opts *o)
@@ -569,6 +679,9 @@ static void opts_free(struct mount_opts *o)
 	free(o->fuse_opts);
 	free(o->view_buf);
 	free(o->cache_buf);
+	free(o->creds_buf);
+	free(o->trace_buf);
+	free(o->stats_buf);
 }
 
 static void apply_verbosity(struct mount_opts *o)
@@ -591,6 +704,15 @@ int cmd_mount(int argc, char **argv)
 		OPT_DIGEST,
 		OPT_READY_FD,
 		OPT_DEBUG,
+		OPT_INSECURE,
+		OPT_CREDS,
+		OPT_TIMEOUT,
+		OPT_RETRIES,
+		OPT_RATE,
+		OPT_RTT,
+		OPT_PREFETCH,
+		OPT_TRACE,
+		OPT_STATS_SOCKET,
 	};
 	static const struct option longopts[] = {
 		{"foreground", no_argument, NULL, 'f'},
@@ -604,6 +726,15 @@ int cmd_mount(int argc, char **argv)
 		{"verbose", no_argument, NULL, 'v'},
 		{"quiet", no_argument, NULL, 'q'},
 		{"debug", no_argument, NULL, OPT_DEBUG},
+		{"insecure", no_argument, NULL, OPT_INSECURE},
+		{"creds", required_argument, NULL, OPT_CREDS},
+		{"timeout", required_argument, NULL, OPT_TIMEOUT},
+		{"retries", required_argument, NULL, OPT_RETRIES},
+		{"rate", required_argument, NULL, OPT_RATE},
+		{"rtt", required_argument, NULL, OPT_RTT},
+		{"prefetch", required_argument, NULL, OPT_PREFETCH},
+		{"trace", required_argument, NULL, OPT_TRACE},
+		{"stats-socket", required_argument, NULL, OPT_STATS_SOCKET},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -662,6 +793,37 @@ int cmd_mount(int argc, char **argv)
 		case OPT_DEBUG:
 			o.debug = true;
 			o.foreground = true;
+			break;
+		case OPT_INSECURE:
+			o.fetch.insecure = true;
+			break;
+		case OPT_CREDS:
+			o.fetch.creds = optarg;
+			break;
+		case OPT_TIMEOUT:
+		case OPT_RETRIES:
+		case OPT_RATE:
+		case OPT_RTT: {
+			const char *key = c == OPT_TIMEOUT   ? "timeout"
+					  : c == OPT_RETRIES ? "retries"
+					  : c == OPT_RATE    ? "rate"
+							     : "rtt";
+			char what[16];
+
+			snprintf(what, sizeof(what), "--%s", key);
+			if (slimfs_parse_fetch_opt(what, key, optarg, &o.fetch) < 0)
+				return EXIT_USAGE;
+			break;
+		}
+		case OPT_PREFETCH:
+			if (parse_prefetch("--prefetch", optarg, &o.prefetch) < 0)
+				return EXIT_USAGE;
+			break;
+		case OPT_TRACE:
+			o.trace = optarg;
+			break;
+		case OPT_STATS_SOCKET:
+			o.stats_socket = optarg;
 			break;
 		case 'h':
 			mount_usage(stdout);

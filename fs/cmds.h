@@ -14,6 +14,9 @@ int cmd_mount(int argc, char **argv);
 int cmd_bundle(int argc, char **argv);
 int cmd_push(int argc, char **argv);
 int cmd_report(int argc, char **argv);
+/* slimfs stats MNT: a mount's statistics; slimfs pull: fill the disk cache */
+int cmd_stats(int argc, char **argv);
+int cmd_pull(int argc, char **argv);
 /* mount(8) helper: mount.slimfs IMAGE DIR [-o OPTS] */
 int cmd_mount_helper(int argc, char **argv);
 

@@ -1,8 +1,11 @@
 // SPDX-License-Identifier: MIT
 /* Opening an image through a backend, and simple uncached reads. */
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 
 #include "image.h"
 #include "slimfs/format.h"
@@ -202,4 +205,332 @@ ssize_t slimfs_reader_pread(struct slimfs_reader *r, const struct slimfs_inode *
 		memcpy(out + (from - off), plain + x.chunk_off + (from - x.file_off), to - from);
 	}
 	return (ssize_t)len;
+}
+
+/* --- the index cache, and images opened from it when offline */
+
+static bool is_remote_src(const char *src)
+{
+	return strncmp(src, "http://", 7) == 0 || strncmp(src, "https://", 8) == 0 ||
+	       strncmp(src, "oci://", 6) == 0;
+}
+
+/* DIR/index/<sha256(src) hex><suffix> */
+static char *index_cache_path(const char *dir, const char *src, const char *suffix)
+{
+	uint8_t key[32];
+	char hex[65], *p;
+
+	slimfs_sha256(src, strlen(src), key);
+	slimfs_hex(key, 32, hex);
+	if (asprintf(&p, "%s/index/%s%s", dir, hex, suffix) < 0)
+		return NULL;
+	return p;
+}
+
+/* Writes buf to path atomically (temporary file + rename). */
+static int write_atomic(const char *path, const void *buf, size_t len)
+{
+	_cleanup_free_ char *tmp = NULL;
+	_cleanup_close_ int fd = -1;
+	int r;
+
+	if (asprintf(&tmp, "%s.tmp-%d", path, (int)getpid()) < 0)
+		return -ENOMEM;
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return -errno;
+	r = slimfs_write_all(fd, buf, len);
+	if (r == 0 && rename(tmp, path) < 0)
+		r = -errno;
+	if (r < 0)
+		unlink(tmp);
+	return r;
+}
+
+static void index_cache_store(struct slimfs_image *img, const char *dir)
+{
+	_cleanup_free_ char *sub = NULL, *path = NULL, *pin = NULL;
+	int r;
+
+	if (asprintf(&sub, "%s/index", dir) < 0)
+		return;
+	if ((mkdir(dir, 0755) < 0 && errno != EEXIST) ||
+	    (mkdir(sub, 0755) < 0 && errno != EEXIST)) {
+		log_warn_errno(-errno, "cannot create '%s': the index is not cached", sub);
+		return;
+	}
+	path = index_cache_path(dir, img->source, "");
+	pin = index_cache_path(dir, img->source, ".pin");
+	if (!path || !pin)
+		return;
+	r = write_atomic(path, img->index_buf, img->index_len);
+	if (r < 0) {
+		log_warn_errno(r, "cannot cache the index in '%s'", path);
+		return;
+	}
+	if (img->backend->pinned) {
+		char hex[66];
+
+		slimfs_hex(img->backend->index_digest, 32, hex);
+		hex[64] = '\n';
+		r = write_atomic(pin, hex, 65);
+		if (r < 0)
+			log_warn_errno(r, "cannot write '%s'", pin);
+	} else {
+		unlink(pin);
+	}
+	log_debug("index of '%s' cached in '%s'", img->source, path);
+}
+
+/* A backend for an image whose source is unreachable: every read fails. */
+static int offline_read(struct slimfs_backend *b, uint64_t off, void *buf, size_t len)
+{
+	(void)off, (void)buf, (void)len;
+	__atomic_fetch_add(&b->stats.errors, 1, __ATOMIC_RELAXED);
+	return -EIO;
+}
+
+static void offline_free(struct slimfs_backend *b)
+{
+	(void)b;
+}
+
+static const struct slimfs_backend_ops offline_ops = {
+	.read = offline_read,
+	.free = offline_free,
+};
+
+static int open_offline(const char *src, const uint8_t *digest, const char *dir,
+			struct slimfs_image **out)
+{
+	_cleanup_free_ char *path = index_cache_path(dir, src, "");
+	_cleanup_free_ char *pin = index_cache_path(dir, src, ".pin");
+	_cleanup_close_ int fd = -1;
+	struct slimfs_image *img;
+	uint8_t pinned[32];
+	struct stat st;
+	char hex[66];
+	int r;
+
+	if (!path || !pin)
+		return -ENOMEM;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	if (st.st_size < (off_t)SLIMFS_SUPER_SIZE || (uint64_t)st.st_size > INDEX_MAX) {
+		log_error("'%s': cached index has a bad size", path);
+		return -EUCLEAN;
+	}
+	img = calloc(1, sizeof(*img));
+	if (!img)
+		return -ENOMEM;
+	img->offline = true;
+	img->source = strdup(src);
+	img->backend = calloc(1, sizeof(*img->backend));
+	img->index_len = (size_t)st.st_size;
+	img->index_buf = malloc(img->index_len);
+	if (!img->source || !img->backend || !img->index_buf) {
+		r = -ENOMEM;
+		goto fail;
+	}
+	img->backend->ops = &offline_ops;
+	img->backend->remote = true;
+	if (asprintf(&img->backend->name, "%s (offline)", src) < 0) {
+		img->backend->name = NULL;
+		r = -ENOMEM;
+		goto fail;
+	}
+	r = slimfs_pread_all(fd, img->index_buf, img->index_len, 0);
+	if (r < 0) {
+		log_error_errno(r, "cannot read '%s'", path);
+		goto fail;
+	}
+	r = slimfs_index_open_mem(img->index_buf, img->index_len, &img->idx);
+	if (r < 0) {
+		log_error_errno(r, "'%s': bad cached index", path);
+		goto fail;
+	}
+	if (!digest) {
+		_cleanup_close_ int pfd = open(pin, O_RDONLY | O_CLOEXEC);
+
+		if (pfd >= 0 && read(pfd, hex, 65) == 65 && hex[64] == '\n') {
+			hex[64] = '\0';
+			if (slimfs_parse_digest(hex, pinned) == 0)
+				digest = pinned;
+		}
+	}
+	if (digest && memcmp(digest, slimfs_index_digest(img->idx), 32) != 0) {
+		log_error("'%s': cached index does not have the expected digest", path);
+		r = -EBADMSG;
+		goto fail;
+	}
+	img->info = slimfs_index_info(img->idx);
+	*out = img;
+	return 0;
+fail:
+	slimfs_image_close(img);
+	return r;
+}
+
+int slimfs_image_open_cached(const char *src, const struct slimfs_fetch_opts *fo,
+			     const uint8_t *digest, const char *cache_dir,
+			     struct slimfs_image **out)
+{
+	struct slimfs_image *img;
+	int r, o;
+
+	r = slimfs_image_open(src, fo, digest, &img);
+	if (r == 0) {
+		if (cache_dir && img->backend->remote)
+			index_cache_store(img, cache_dir);
+		*out = img;
+		return 0;
+	}
+	/* Not when the source answered with the wrong or a broken image. */
+	if (!cache_dir || !is_remote_src(src) || r == -EBADMSG || r == -EUCLEAN ||
+	    r == -EPROTONOSUPPORT || r == -ENOMEM)
+		return r;
+	o = open_offline(src, digest, cache_dir, &img);
+	if (o < 0) {
+		if (o != -ENOENT)
+			log_error_errno(o, "'%s': cannot use the cached index either", src);
+		return r;
+	}
+	log_warn("'%s' is unreachable: serving what the cache holds (offline)", src);
+	*out = img;
+	return 0;
+}
+
+/* --- option values */
+
+/* Number with an optional fraction: value in *v, the rest in *end. */
+static int parse_decimal(const char *s, double *v, const char **end)
+{
+	char *e;
+
+	errno = 0;
+	if (!(*s >= '0' && *s <= '9') && *s != '.')
+		return -EINVAL;
+	*v = strtod(s, &e);
+	if (errno || e == s || *v < 0 || *v != *v)
+		return -EINVAL;
+	*end = e;
+	return 0;
+}
+
+int slimfs_parse_rate(const char *s, uint64_t *out)
+{
+	const char *u;
+	double v, mul = 1;
+	bool bits;
+
+	if (parse_decimal(s, &v, &u) < 0)
+		return -EINVAL;
+	switch (*u) {
+	case 'k':
+	case 'K':
+		mul = 1e3;
+		u++;
+		break;
+	case 'm':
+	case 'M':
+		mul = 1e6;
+		u++;
+		break;
+	case 'g':
+	case 'G':
+		mul = 1e9;
+		u++;
+		break;
+	default:
+		break;
+	}
+	if (*u == 'i' && mul > 1) {
+		mul = mul == 1e3 ? 1024.0 : mul == 1e6 ? 1048576.0 : 1073741824.0;
+		u++;
+	}
+	if (strcasecmp(u, "bit") == 0 || strcasecmp(u, "bit/s") == 0 ||
+	    strcasecmp(u, "bits") == 0 || strcmp(u, "bps") == 0)
+		bits = true;
+	else if (!*u || strcmp(u, "B") == 0 || strcmp(u, "B/s") == 0 || strcmp(u, "Bps") == 0)
+		bits = false;
+	else
+		return -EINVAL;
+	v *= mul;
+	if (bits)
+		v /= 8;
+	if (v < 1 || v > 1e15)
+		return -EINVAL;
+	*out = (uint64_t)v;
+	return 0;
+}
+
+int slimfs_parse_duration(const char *s, uint64_t unit_ns, uint64_t *out)
+{
+	const char *u;
+	double v, mul;
+
+	if (parse_decimal(s, &v, &u) < 0)
+		return -EINVAL;
+	if (!*u)
+		mul = (double)unit_ns;
+	else if (strcmp(u, "ns") == 0)
+		mul = 1;
+	else if (strcmp(u, "us") == 0)
+		mul = 1e3;
+	else if (strcmp(u, "ms") == 0)
+		mul = 1e6;
+	else if (strcmp(u, "s") == 0)
+		mul = 1e9;
+	else if (strcmp(u, "m") == 0 || strcmp(u, "min") == 0)
+		mul = 60e9;
+	else
+		return -EINVAL;
+	v *= mul;
+	if (v > 1e15)
+		return -EINVAL;
+	*out = (uint64_t)v;
+	return 0;
+}
+
+int slimfs_parse_fetch_opt(const char *what, const char *key, const char *v,
+			   struct slimfs_fetch_opts *f)
+{
+	uint64_t x;
+	char *end;
+	unsigned long n;
+
+	if (strcmp(key, "timeout") == 0) {
+		if (slimfs_parse_duration(v, 1000000000ull, &x) < 0 || x < 1000000 ||
+		    x > 86400000000000ull) {
+			log_error("%s: '%s' is not a timeout (seconds, or e.g. 500ms)", what, v);
+			return -EINVAL;
+		}
+		f->timeout_ms = (unsigned)(x / 1000000);
+	} else if (strcmp(key, "retries") == 0) {
+		errno = 0;
+		n = strtoul(v, &end, 10);
+		if (errno || end == v || *end || n < 1 || n > 100) {
+			log_error("%s: '%s' is not a number in 1..100", what, v);
+			return -EINVAL;
+		}
+		f->retries = (unsigned)n;
+	} else if (strcmp(key, "rate") == 0) {
+		if (slimfs_parse_rate(v, &f->rate_bps) < 0) {
+			log_error("%s: '%s' is not a rate (e.g. 100mbit or 12.5MB/s)", what, v);
+			return -EINVAL;
+		}
+	} else if (strcmp(key, "rtt") == 0) {
+		if (slimfs_parse_duration(v, 1000000ull, &x) < 0 || x > 60000000000ull) {
+			log_error("%s: '%s' is not a delay (e.g. 20ms)", what, v);
+			return -EINVAL;
+		}
+		f->rtt_us = (unsigned)(x / 1000);
+	} else {
+		return -ENOENT;
+	}
+	return 0;
 }

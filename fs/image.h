@@ -22,9 +22,12 @@ struct slimfs_image {
 	void *index_buf;		/* owned: mmap'd or malloc'd */
 	size_t index_len;
 	bool index_mapped;
-	struct slimfs_index *idx; /* owned */
+	struct slimfs_index *idx;	/* owned */
 	const struct slimfs_info *info; /* borrowed from idx */
 	char *source;			/* owned: what was opened */
+	/* The backend could not be opened: the index came from the cache dir and
+	 * every backend read fails with -EIO (only cached chunks are served). */
+	bool offline;
 };
 
 /*
@@ -34,6 +37,28 @@ struct slimfs_image {
 int slimfs_image_open(const char *src, const struct slimfs_fetch_opts *fo, const uint8_t *digest,
 		      struct slimfs_image **out);
 void slimfs_image_close(struct slimfs_image *img);
+
+/*
+ * As slimfs_image_open, with an index cache in cache_dir (may be NULL):
+ * DIR/index/<sha256 of src> holds the index of a remote image once it has
+ * been opened. When the backend cannot be opened (server gone) and a cached
+ * index exists, that index is checked (its own checksums, and digest or the
+ * digest an OCI reference pinned when it was cached) and the image opens
+ * offline (img->offline).
+ */
+int slimfs_image_open_cached(const char *src, const struct slimfs_fetch_opts *fo,
+			     const uint8_t *digest, const char *cache_dir,
+			     struct slimfs_image **out);
+
+/* "100mbit", "1gbit", "8Mbps" (bits/s, decimal); "12.5MB/s", "500K", "2MiB/s",
+ * "1000" (bytes/s; k/M/G decimal, Ki/Mi/Gi binary) -> bytes per second. */
+int slimfs_parse_rate(const char *s, uint64_t *bytes_per_s);
+/* "20ms", "1.5s", "500us", "2m"; a bare number is in unit_ns. -> nanoseconds */
+int slimfs_parse_duration(const char *s, uint64_t unit_ns, uint64_t *ns);
+/* Fetch option key ("timeout" in seconds, "retries", "rate", "rtt" in ms when
+ * bare) = v into f; what names it in messages. 0, -EINVAL, -ENOENT (no such key). */
+int slimfs_parse_fetch_opt(const char *what, const char *key, const char *v,
+			   struct slimfs_fetch_opts *f);
 
 /* Reads the compressed frame of chunk i (csize bytes) from the backend, unverified. */
 int slimfs_image_fetch(struct slimfs_image *img, const struct slimfs_chunk *c, void *frame);

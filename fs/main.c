@@ -23,6 +23,8 @@ static const struct command commands[] = {
 	{"push", cmd_push, "store an image in an OCI registry"},
 	{"bundle", cmd_bundle, "make an OCI runtime bundle (runc, crun) over a mount"},
 	{"report", cmd_report, "attack surface of a view, and SBOMs (SPDX, CycloneDX)"},
+	{"pull", cmd_pull, "fill the disk cache with an image, for offline mounts"},
+	{"stats", cmd_stats, "statistics of a mount (fetches, caches, prefetch, hints)"},
 };
 
 static void usage(FILE *f)

@@ -37,9 +37,13 @@ int slimfs_fs_init(struct slimfs_fs *fs, struct slimfs_image *img, struct slimfs
 	fs->view = view;
 	fs->view_name = view_name;
 	fs->timeout = 365.0 * 86400; /* immutable: a year is forever */
+	fs->coalesce = true;
 	fs->hidden_logged = calloc(fs->info->inode_count / 8 + 1, 1);
 	if (!fs->hidden_logged)
 		return -ENOMEM;
+	pthread_mutex_init(&fs->hints_lock, NULL);
+	for (unsigned i = 0; i < SLIMFS_RA_SLOTS; i++)
+		pthread_mutex_init(&fs->ra[i].lock, NULL);
 	return 0;
 }
 
@@ -47,6 +51,41 @@ void slimfs_fs_fini(struct slimfs_fs *fs)
 {
 	free((void *)fs->hidden_logged);
 	fs->hidden_logged = NULL;
+	for (unsigned i = 0; i < SLIMFS_HINTS; i++) {
+		free(fs->hints[i]);
+		fs->hints[i] = NULL;
+	}
+	pthread_mutex_destroy(&fs->hints_lock);
+	for (unsigned i = 0; i < SLIMFS_RA_SLOTS; i++)
+		pthread_mutex_destroy(&fs->ra[i].lock);
+}
+
+unsigned slimfs_fs_hints(struct slimfs_fs *fs, char *out[SLIMFS_HINTS])
+{
+	unsigned n = 0;
+
+	pthread_mutex_lock(&fs->hints_lock);
+	for (unsigned k = 0; k < SLIMFS_HINTS; k++) {
+		const char *h = fs->hints[(fs->hints_next + k) % SLIMFS_HINTS];
+
+		if (h && (out[n] = strdup(h)))
+			n++;
+	}
+	pthread_mutex_unlock(&fs->hints_lock);
+	return n;
+}
+
+/* At most one error line a second: a failing server must not flood the log. */
+static bool error_log_ok(struct slimfs_fs *fs)
+{
+	unsigned now = (unsigned)(slimfs_now_ns() / 1000000000u);
+	unsigned last = atomic_load_explicit(&fs->last_error_log, memory_order_relaxed);
+
+	if (last == now || !atomic_compare_exchange_strong(&fs->last_error_log, &last, now)) {
+		atomic_fetch_add_explicit(&fs->errors_not_logged, 1, memory_order_relaxed);
+		return false;
+	}
+	return true;
 }
 
 /* The only place errors are replied: corruption becomes EIO, with a log line. */
@@ -56,8 +95,13 @@ static void reply_err(fuse_req_t req, int r, const char *op, fuse_ino_t ino)
 
 	if (r == -EBADMSG || r == -EUCLEAN) {
 		atomic_fetch_add_explicit(&fs->stats.io_errors, 1, memory_order_relaxed);
-		log_error("%s: inode %llu: %s, returning EIO", op, (unsigned long long)(ino - 1),
-			  r == -EBADMSG ? "data failed verification" : "corrupt image structure");
+		if (error_log_ok(fs))
+			log_error("%s: inode %llu: %s, returning EIO (%llu similar lines not "
+				  "logged)",
+				  op, (unsigned long long)(ino - 1),
+				  r == -EBADMSG ? "data failed verification"
+						: "corrupt image structure",
+				  (unsigned long long)atomic_exchange(&fs->errors_not_logged, 0));
 		r = -EIO;
 	}
 	fuse_reply_err(req, -r);
@@ -155,49 +199,25 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 static void log_hidden(struct slimfs_fs *fs, const struct slimfs_inode *dir,
 		       const struct slimfs_inode *child, const char *name)
 {
-	char path[PATH_MAX];
-	size_t pos = sizeof(path) - 1;
-	uint32_t d = dir->id, depth = 0;
+	char path[PATH_MAX], *old;
 	uint8_t bit = (uint8_t)(1u << (child->id & 7));
+	int n;
 
 	atomic_fetch_add_explicit(&fs->stats.hidden_by_view, 1, memory_order_relaxed);
 	if (atomic_fetch_or(&fs->hidden_logged[child->id / 8], bit) & bit)
 		return; /* said once already */
-	if (slimfs_log_get_level() < SLIMFS_LOG_INFO)
+	atomic_fetch_add_explicit(&fs->stats.hidden_paths, 1, memory_order_relaxed);
+	n = slimfs_index_path(fs->idx, dir->id, path, sizeof(path));
+	if (n < 0 || (size_t)n + strlen(name) + 2 > sizeof(path))
 		return;
-
-	/* Build the path from the end: name, then each ancestor's name. */
-	path[pos] = '\0';
-	size_t n = strlen(name);
-	if (n + 1 > pos)
-		return;
-	pos -= n;
-	memcpy(path + pos, name, n);
-	path[--pos] = '/';
-	while (d != 0 && depth++ < 4096) {
-		struct slimfs_inode cur, parent;
-		struct slimfs_dirent de;
-		bool found = false;
-
-		if (slimfs_index_inode(fs->idx, d, &cur) < 0 ||
-		    slimfs_index_inode(fs->idx, cur.parent, &parent) < 0)
-			break;
-		for (uint32_t i = 0; i < parent.count; i++) {
-			if (slimfs_index_dirent(fs->idx, &parent, i, &de) < 0)
-				break;
-			if (de.ino == d) {
-				found = true;
-				break;
-			}
-		}
-		if (!found || de.name_len + 1 > pos)
-			break;
-		pos -= de.name_len;
-		memcpy(path + pos, de.name, de.name_len);
-		path[--pos] = '/';
-		d = cur.parent;
-	}
-	log_info("hidden by view %s: %s", fs->view_name, path + pos);
+	snprintf(path + n, sizeof(path) - (size_t)n, "%s%s", n == 1 ? "" : "/", name);
+	pthread_mutex_lock(&fs->hints_lock);
+	old = fs->hints[fs->hints_next];
+	fs->hints[fs->hints_next] = strdup(path);
+	fs->hints_next = (fs->hints_next + 1) % SLIMFS_HINTS;
+	pthread_mutex_unlock(&fs->hints_lock);
+	free(old);
+	log_info("hidden by view %s: %s", fs->view_name, path);
 }
 
 static void reply_negative(fuse_req_t req, struct slimfs_fs *fs)
@@ -240,6 +260,9 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	else {
 		r = slimfs_index_lookup(fs->idx, &dir, name, len, &id);
 		if (r == -ENOENT) {
+			if (fs->trace)
+				slimfs_trace_lookup(fs->trace, dir.id, name, 0,
+						    SLIMFS_TRACE_MISSING);
 			reply_negative(req, fs);
 			return;
 		}
@@ -254,12 +277,14 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		return;
 	}
 	if (!slimfs_inode_in_view(&child, fs->view)) {
+		if (fs->trace)
+			slimfs_trace_lookup(fs->trace, dir.id, name, child.id, SLIMFS_TRACE_HIDDEN);
 		log_hidden(fs, &dir, &child, name);
-		{
-			reply_negative(req, fs);
-			return;
-		}
+		reply_negative(req, fs);
+		return;
 	}
+	if (fs->trace && id != dir.id && id != dir.parent)
+		slimfs_trace_lookup(fs->trace, dir.id, name, child.id, SLIMFS_TRACE_FOUND);
 	fill_entry(fs, &child, &e);
 	fuse_reply_entry(req, &e);
 }
@@ -476,6 +501,8 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		reply_err(req, -EISDIR, "open", ino);
 		return;
 	}
+	if (fs->trace)
+		slimfs_trace_inode(fs->trace, in.id);
 	fi->keep_cache = 1;
 	fi->noflush = 1;
 	fuse_reply_open(req, fi);
@@ -545,6 +572,8 @@ static int read_range(struct slimfs_fs *fs, const struct slimfs_inode *in, uint6
 		}
 		if (!out && (s->niov == READ_IOV_MAX || s->nrefs == READ_IOV_MAX))
 			return -E2BIG;
+		if (fs->trace)
+			slimfs_trace_chunk(fs->trace, x.chunk);
 		r = slimfs_cache_get(fs->cache, x.chunk, &ref, &data, &clen);
 		if (r < 0)
 			return r;
@@ -577,6 +606,77 @@ static int read_range(struct slimfs_fs *fs, const struct slimfs_inode *in, uint6
 	return 0;
 }
 
+/* Bytes one coalesced read of a FUSE request may fetch (max_read is 1 MiB). */
+#define COALESCE_MAX (4ull << 20)
+/* Chunks looked at per request or read-ahead job. */
+#define WANT_MAX 128u
+/* A read at most this far past (or before) where the last one ended is sequential. */
+#define SEQ_AHEAD (256u << 10)
+#define SEQ_BACK  (2u << 20)
+
+/* Chunks of in's extents that overlap [from, to) and are not in memory. */
+static size_t missing_chunks(struct slimfs_fs *fs, const struct slimfs_inode *in, uint64_t from,
+			     uint64_t to, uint32_t *out, size_t max)
+{
+	uint32_t last = UINT32_MAX;
+	size_t n = 0;
+
+	for (uint32_t i = slimfs_index_extent_find(fs->idx, in, from); i < in->count && n < max;
+	     i++) {
+		struct slimfs_extent x;
+
+		if (slimfs_index_extent(fs->idx, in, i, &x) < 0 || x.file_off >= to)
+			break;
+		if (x.chunk == last)
+			continue;
+		last = x.chunk;
+		if (!slimfs_cache_has(fs->cache, x.chunk))
+			out[n++] = x.chunk;
+	}
+	return n;
+}
+
+/*
+ * Sequential read-ahead: the second read in a row that continues where the
+ * last one of the same file ended queues the next readahead_bytes of the file
+ * for the background workers, and again each time the reader has consumed
+ * half of that window.
+ */
+static void read_ahead(struct slimfs_fs *fs, const struct slimfs_inode *in, fuse_ino_t ino,
+		       uint64_t off, size_t len)
+{
+	struct slimfs_ra_slot *sl = &fs->ra[ino % SLIMFS_RA_SLOTS];
+	uint64_t end = off + len, from = 0, to = 0;
+	uint32_t want[WANT_MAX];
+	size_t n;
+
+	if (end >= in->size)
+		return;
+	pthread_mutex_lock(&sl->lock);
+	if (sl->ino == ino && off <= sl->next_off + SEQ_AHEAD && off + SEQ_BACK >= sl->next_off) {
+		sl->streak++;
+		sl->next_off = MAX(sl->next_off, end);
+	} else {
+		sl->ino = ino;
+		sl->next_off = end;
+		sl->ra_end = 0;
+		sl->streak = off == 0;
+	}
+	if (sl->streak >= 2 && sl->ra_end < end + fs->readahead_bytes / 2) {
+		from = MAX(sl->ra_end, end);
+		to = MIN(in->size, end + fs->readahead_bytes);
+		sl->ra_end = to;
+	}
+	pthread_mutex_unlock(&sl->lock);
+	if (to <= from)
+		return;
+	n = missing_chunks(fs, in, from, to, want, WANT_MAX);
+	if (n) {
+		atomic_fetch_add_explicit(&fs->stats.readaheads, 1, memory_order_relaxed);
+		slimfs_prefetch_readahead(fs->prefetch, want, n);
+	}
+}
+
 static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		    struct fuse_file_info *fi)
 {
@@ -607,6 +707,28 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	len = (size_t)MIN((uint64_t)size, in.size - (uint64_t)off);
 	atomic_fetch_add_explicit(&fs->stats.reads, 1, memory_order_relaxed);
 	atomic_fetch_add_explicit(&fs->stats.read_bytes, len, memory_order_relaxed);
+	if (fs->trace)
+		slimfs_trace_inode(fs->trace, in.id);
+	if (fs->readahead_bytes && fs->prefetch)
+		read_ahead(fs, &in, ino, (uint64_t)off, len);
+	if (fs->coalesce) {
+		/* Several chunks missing: one range request for each adjacent run. */
+		uint32_t want[WANT_MAX];
+		size_t n =
+			missing_chunks(fs, &in, (uint64_t)off, (uint64_t)off + len, want, WANT_MAX);
+
+		if (n >= 2) {
+			r = slimfs_cache_load(fs->cache, want, n, COALESCE_MAX, 0, NULL);
+			if (r < 0) {
+				atomic_fetch_add_explicit(&fs->stats.read_errors, 1,
+							  memory_order_relaxed);
+				if (r != -ENOMEM && r != -EBADMSG && r != -EUCLEAN)
+					r = -EIO;
+				reply_err(req, r, "read", ino);
+				return;
+			}
+		}
+	}
 
 	s.niov = s.nrefs = 0;
 	r = read_range(fs, &in, (uint64_t)off, len, &s, NULL);
@@ -631,6 +753,10 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 			return;
 		}
 	}
+	atomic_fetch_add_explicit(&fs->stats.read_errors, 1, memory_order_relaxed);
+	/* Whatever the source answered (416, refused, timed out): EIO to the reader. */
+	if (r != -ENOMEM && r != -EBADMSG && r != -EUCLEAN)
+		r = -EIO;
 	reply_err(req, r, "read", ino);
 }
 

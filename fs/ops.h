@@ -18,12 +18,28 @@
 
 #include "cache.h"
 #include "image.h"
+#include "prefetch.h"
+#include "trace.h"
+
+/* Hidden-path hints kept for `slimfs stats` (the last few, newest last). */
+#define SLIMFS_HINTS 8
+/* Sequential-read detection slots (hashed by inode). */
+#define SLIMFS_RA_SLOTS 64
+
+struct slimfs_ra_slot {
+	pthread_mutex_t lock;
+	uint64_t ino, next_off, ra_end;
+	unsigned streak;
+};
 
 struct slimfs_fs_stats {
 	_Atomic uint64_t lookups, negative_lookups;
 	_Atomic uint64_t hidden_by_view; /* lookups of entries the view hides */
 	_Atomic uint64_t reads, read_bytes;
-	_Atomic uint64_t io_errors; /* corruption turned into EIO */
+	_Atomic uint64_t io_errors;    /* corruption turned into EIO */
+	_Atomic uint64_t read_errors;  /* reads answered with an error */
+	_Atomic uint64_t hidden_paths; /* distinct inodes hidden by the view and looked up */
+	_Atomic uint64_t readaheads;   /* read-ahead jobs queued */
 };
 
 struct slimfs_fs {
@@ -41,7 +57,22 @@ struct slimfs_fs {
 	void *ready_ud;
 	struct slimfs_fs_stats stats;
 	_Atomic uint8_t *hidden_logged; /* one bit per inode: "hidden by view" said */
+	/* Optional parts, set by the caller after slimfs_fs_init (NULL: off). */
+	struct slimfs_trace *trace;	  /* borrowed: --trace */
+	struct slimfs_prefetch *prefetch; /* borrowed: read-ahead goes there */
+	bool coalesce;			  /* one range request for a read's adjacent chunks */
+	uint64_t readahead_bytes;	  /* window of sequential read-ahead, 0: off */
+	pthread_mutex_t hints_lock;
+	char *hints[SLIMFS_HINTS]; /* owned, under hints_lock */
+	unsigned hints_next;
+	_Atomic unsigned last_error_log; /* second of the last EIO log line */
+	_Atomic uint64_t errors_not_logged;
+	struct slimfs_ra_slot ra[SLIMFS_RA_SLOTS];
 };
+
+/* Copies the hidden-path hints (oldest first) into out[]; returns how many.
+ * The strings are the caller's to free. */
+unsigned slimfs_fs_hints(struct slimfs_fs *fs, char *out[SLIMFS_HINTS]);
 
 /* Fills fs for img, cache and view; 0 or -ENOMEM. */
 int slimfs_fs_init(struct slimfs_fs *fs, struct slimfs_image *img, struct slimfs_cache *cache,

@@ -1,0 +1,291 @@
+// SPDX-License-Identifier: MIT
+/* Background prefetch and read-ahead (see prefetch.h). */
+#include <pthread.h>
+#include <stdio.h>
+
+#include "prefetch.h"
+#include "slimfs/format.h"
+#include "slimfs/util.h"
+
+#define DEFAULT_THREADS 2u
+#define DEFAULT_MAX_RUN (8ull << 20)
+#define RA_QUEUE	32u
+#define RA_MAX		128u /* chunks per read-ahead job */
+
+struct ra_job {
+	uint32_t n;
+	uint32_t chunks[RA_MAX];
+};
+
+struct slimfs_prefetch {
+	struct slimfs_cache *cache; /* borrowed */
+	struct slimfs_image *img;   /* borrowed */
+	struct slimfs_prefetch_opts o;
+	pthread_mutex_t lock;
+	pthread_cond_t work, idle;
+	bool stop;
+	/* The plan: chunk indices in order; [0, nprofile) keep in memory too. */
+	uint32_t *plan;
+	size_t nplan, nprofile, cursor, busy;
+	uint64_t done, done_bytes, total_bytes, failed, end_ns, start_ns;
+	bool finished;
+	/* Read-ahead ring. */
+	struct ra_job ra[RA_QUEUE];
+	unsigned ra_head, ra_len;
+	uint64_t ra_jobs, ra_dropped;
+	pthread_t *threads;
+	unsigned nthreads;
+};
+
+const char *slimfs_prefetch_mode_name(enum slimfs_prefetch_mode m)
+{
+	return m == SLIMFS_PREFETCH_ALL ? "all" : m == SLIMFS_PREFETCH_PROFILE ? "profile" : "none";
+}
+
+/* Profile order first, then (mode all) the other chunks in data order. */
+static int make_plan(struct slimfs_prefetch *p)
+{
+	const struct slimfs_info *info = p->img->info;
+	uint64_t n = info->chunk_count;
+	_cleanup_free_ uint8_t *seen = NULL;
+	struct slimfs_chunk ch;
+
+	if (p->o.mode == SLIMFS_PREFETCH_NONE || n == 0)
+		return 0;
+	seen = calloc(n / 8 + 1, 1);
+	p->plan = malloc(n * sizeof(*p->plan));
+	if (!seen || !p->plan)
+		return -ENOMEM;
+	for (uint64_t k = 0; k < info->prefetch_count; k++) {
+		uint32_t i;
+
+		if (slimfs_index_prefetch(p->img->idx, k, &i) < 0 || i >= n)
+			continue;
+		if (seen[i / 8] & (1u << (i & 7)))
+			continue;
+		seen[i / 8] |= (uint8_t)(1u << (i & 7));
+		p->plan[p->nplan++] = i;
+	}
+	p->nprofile = p->nplan;
+	if (p->o.mode == SLIMFS_PREFETCH_ALL) {
+		if (!p->o.has_disk && !p->o.disk_only)
+			log_warn("--prefetch all needs a disk cache: prefetching the profile only");
+		else
+			for (uint64_t i = 0; i < n; i++)
+				if (!(seen[i / 8] & (1u << (i & 7))))
+					p->plan[p->nplan++] = (uint32_t)i;
+	}
+	for (size_t k = 0; k < p->nplan; k++)
+		if (slimfs_index_chunk(p->img->idx, p->plan[k], &ch) == 0)
+			p->total_bytes += ch.csize;
+	return 0;
+}
+
+/* Next batch of the plan: entries adjacent in the data area, up to max_run. Locked. */
+static size_t take_batch(struct slimfs_prefetch *p, size_t *start, bool *profile)
+{
+	struct slimfs_chunk prev = {0}, ch;
+	uint64_t bytes = 0;
+	bool have = false;
+	size_t k = p->cursor;
+
+	*start = k;
+	*profile = k < p->nprofile;
+	while (k < p->nplan) {
+		if (slimfs_index_chunk(p->img->idx, p->plan[k], &ch) < 0) {
+			k++;
+			continue;
+		}
+		if (have && (ch.off != prev.off + prev.csize || bytes + ch.csize > p->o.max_run ||
+			     (k < p->nprofile) != *profile))
+			break;
+		bytes += ch.csize;
+		prev = ch;
+		have = true;
+		k++;
+	}
+	p->cursor = k;
+	return k - *start;
+}
+
+static void *worker(void *arg)
+{
+	struct slimfs_prefetch *p = arg;
+
+	pthread_mutex_lock(&p->lock);
+	while (!p->stop) {
+		if (p->ra_len) {
+			struct ra_job job = p->ra[p->ra_head];
+
+			p->ra_head = (p->ra_head + 1) % RA_QUEUE;
+			p->ra_len--;
+			pthread_mutex_unlock(&p->lock);
+			(void)slimfs_cache_load(p->cache, job.chunks, job.n, p->o.max_run,
+						SLIMFS_LOAD_BACKGROUND, NULL);
+			pthread_mutex_lock(&p->lock);
+			continue;
+		}
+		if (p->cursor < p->nplan) {
+			size_t start, n, failed = 0;
+			uint64_t bytes = 0;
+			bool profile;
+			unsigned flags = SLIMFS_LOAD_BACKGROUND;
+			struct slimfs_chunk ch;
+
+			n = take_batch(p, &start, &profile);
+			p->busy++;
+			pthread_mutex_unlock(&p->lock);
+			if (p->o.disk_only || !profile)
+				flags |= SLIMFS_LOAD_DISK_ONLY;
+			for (size_t k = 0; k < n; k++)
+				if (slimfs_index_chunk(p->img->idx, p->plan[start + k], &ch) == 0)
+					bytes += ch.csize;
+			if (slimfs_cache_load(p->cache, p->plan + start, n, p->o.max_run, flags,
+					      NULL) < 0) {
+				/* Which ones failed: those neither in memory nor on disk now
+				 * are not known cheaply; count the batch's chunks again one by
+				 * one through the cache (each answers its remembered error). */
+				for (size_t k = 0; k < n; k++)
+					if (slimfs_cache_load(p->cache, p->plan + start + k, 1,
+							      p->o.max_run, flags, NULL) < 0)
+						failed++;
+			}
+			pthread_mutex_lock(&p->lock);
+			p->busy--;
+			p->done += n;
+			p->done_bytes += bytes;
+			p->failed += failed;
+			if (p->cursor >= p->nplan && p->busy == 0 && !p->finished) {
+				p->finished = true;
+				p->end_ns = slimfs_now_ns();
+				pthread_cond_broadcast(&p->idle);
+			}
+			continue;
+		}
+		pthread_cond_wait(&p->work, &p->lock);
+	}
+	pthread_mutex_unlock(&p->lock);
+	return NULL;
+}
+
+int slimfs_prefetch_start(struct slimfs_cache *c, struct slimfs_image *img,
+			  const struct slimfs_prefetch_opts *o, struct slimfs_prefetch **out)
+{
+	struct slimfs_prefetch *p = calloc(1, sizeof(*p));
+	int r;
+
+	if (!p)
+		return -ENOMEM;
+	p->cache = c;
+	p->img = img;
+	p->o = *o;
+	if (!p->o.threads)
+		p->o.threads = DEFAULT_THREADS;
+	if (!p->o.max_run)
+		p->o.max_run = DEFAULT_MAX_RUN;
+	p->start_ns = slimfs_now_ns();
+	pthread_mutex_init(&p->lock, NULL);
+	pthread_cond_init(&p->work, NULL);
+	pthread_cond_init(&p->idle, NULL);
+	r = make_plan(p);
+	if (r < 0)
+		goto fail;
+	if (p->nplan == 0) {
+		p->finished = true;
+		p->end_ns = p->start_ns;
+		if (!p->o.readahead) {
+			*out = p;
+			return 0;
+		}
+	}
+	p->threads = calloc(p->o.threads, sizeof(*p->threads));
+	if (!p->threads) {
+		r = -ENOMEM;
+		goto fail;
+	}
+	for (; p->nthreads < p->o.threads; p->nthreads++) {
+		r = -pthread_create(&p->threads[p->nthreads], NULL, worker, p);
+		if (r < 0) {
+			log_error_errno(r, "cannot start a prefetch thread");
+			slimfs_prefetch_stop(p);
+			return r;
+		}
+	}
+	if (p->nplan)
+		log_debug("prefetching %zu chunks (%zu of the profile, mode %s)", p->nplan,
+			  p->nprofile, slimfs_prefetch_mode_name(o->mode));
+	*out = p;
+	return 0;
+fail:
+	slimfs_prefetch_stop(p);
+	return r;
+}
+
+void slimfs_prefetch_stop(struct slimfs_prefetch *p)
+{
+	if (!p)
+		return;
+	pthread_mutex_lock(&p->lock);
+	p->stop = true;
+	pthread_cond_broadcast(&p->work);
+	pthread_cond_broadcast(&p->idle);
+	pthread_mutex_unlock(&p->lock);
+	for (unsigned i = 0; i < p->nthreads; i++)
+		pthread_join(p->threads[i], NULL);
+	pthread_mutex_destroy(&p->lock);
+	pthread_cond_destroy(&p->work);
+	pthread_cond_destroy(&p->idle);
+	free(p->threads);
+	free(p->plan);
+	free(p);
+}
+
+void slimfs_prefetch_readahead(struct slimfs_prefetch *p, const uint32_t *chunks, size_t n)
+{
+	struct ra_job *j;
+
+	if (!p || !p->o.readahead || n == 0)
+		return;
+	n = MIN(n, (size_t)RA_MAX);
+	pthread_mutex_lock(&p->lock);
+	if (p->ra_len == RA_QUEUE || p->stop) {
+		p->ra_dropped++;
+		pthread_mutex_unlock(&p->lock);
+		return;
+	}
+	j = &p->ra[(p->ra_head + p->ra_len) % RA_QUEUE];
+	j->n = (uint32_t)n;
+	memcpy(j->chunks, chunks, n * sizeof(*chunks));
+	p->ra_len++;
+	p->ra_jobs++;
+	pthread_cond_signal(&p->work);
+	pthread_mutex_unlock(&p->lock);
+}
+
+void slimfs_prefetch_progress(struct slimfs_prefetch *p, struct slimfs_prefetch_progress *out)
+{
+	memset(out, 0, sizeof(*out));
+	if (!p)
+		return;
+	pthread_mutex_lock(&p->lock);
+	out->mode = p->o.mode;
+	out->total = p->nplan;
+	out->done = p->done;
+	out->total_bytes = p->total_bytes;
+	out->done_bytes = p->done_bytes;
+	out->failed = p->failed;
+	out->readahead_jobs = p->ra_jobs;
+	out->readahead_dropped = p->ra_dropped;
+	out->finished = p->finished;
+	out->start_ns = p->start_ns;
+	out->end_ns = p->end_ns;
+	pthread_mutex_unlock(&p->lock);
+}
+
+void slimfs_prefetch_wait(struct slimfs_prefetch *p)
+{
+	pthread_mutex_lock(&p->lock);
+	while (!p->finished && !p->stop)
+		pthread_cond_wait(&p->idle, &p->lock);
+	pthread_mutex_unlock(&p->lock);
+}

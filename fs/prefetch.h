@@ -1,0 +1,60 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Background fetching for a mount (and for `slimfs pull`): a few threads
+ * that load, in order of priority, (1) read-ahead jobs queued by readers of
+ * sequential files, (2) the image's PREFETCH section (the profile) in order,
+ * and with SLIMFS_PREFETCH_ALL (3) every other chunk in data order. Work
+ * goes through slimfs_cache_load, so chunks adjacent in the data area are
+ * fetched as one large range request, each chunk is verified, and a reader
+ * that needs a chunk being prefetched waits for it instead of fetching it
+ * twice. Stopping (unmount) waits for the requests in flight.
+ */
+#ifndef SLIMFS_PREFETCH_H
+#define SLIMFS_PREFETCH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cache.h"
+
+enum slimfs_prefetch_mode {
+	SLIMFS_PREFETCH_NONE,
+	SLIMFS_PREFETCH_PROFILE,
+	SLIMFS_PREFETCH_ALL,
+};
+
+struct slimfs_prefetch_opts {
+	enum slimfs_prefetch_mode mode;
+	unsigned threads; /* workers (default 2) */
+	uint64_t max_run; /* bytes per range request (default 8 MiB) */
+	bool disk_only;	  /* everything to the disk cache only (pull) */
+	bool has_disk;	  /* a disk cache exists (else 'all' stops after the profile) */
+	bool readahead;	  /* accept read-ahead jobs */
+};
+
+struct slimfs_prefetch_progress {
+	enum slimfs_prefetch_mode mode;
+	uint64_t total, done;		  /* chunks planned, processed */
+	uint64_t total_bytes, done_bytes; /* their compressed bytes */
+	uint64_t failed;		  /* chunks that could not be loaded */
+	uint64_t readahead_jobs, readahead_dropped;
+	bool finished;		   /* the plan is done (read-ahead may go on) */
+	uint64_t start_ns, end_ns; /* end_ns: when finished */
+};
+
+struct slimfs_prefetch;
+
+int slimfs_prefetch_start(struct slimfs_cache *c, struct slimfs_image *img,
+			  const struct slimfs_prefetch_opts *o, struct slimfs_prefetch **out);
+/* Stops the workers (after their requests in flight) and frees p; NULL is a no-op. */
+void slimfs_prefetch_stop(struct slimfs_prefetch *p);
+/* Queues chunks[0, n) for loading in the background; dropped when the queue is full. */
+void slimfs_prefetch_readahead(struct slimfs_prefetch *p, const uint32_t *chunks, size_t n);
+void slimfs_prefetch_progress(struct slimfs_prefetch *p, struct slimfs_prefetch_progress *out);
+/* Blocks until the plan is done (or the prefetcher is stopped). */
+void slimfs_prefetch_wait(struct slimfs_prefetch *p);
+
+const char *slimfs_prefetch_mode_name(enum slimfs_prefetch_mode m);
+
+#endif

@@ -1,0 +1,50 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Statistics of a mount, served on a unix socket for `slimfs stats`. A
+ * client connects, writes one line ("text", "json" or "prometheus") and
+ * reads the answer until EOF. The socket's default path derives from the
+ * mountpoint (slimfs_stats_socket_path); with --stats-socket elsewhere, a
+ * symlink at the default path leads to it, so `stats MNT` always finds it.
+ */
+#ifndef SLIMFS_STATS_H
+#define SLIMFS_STATS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ops.h"
+#include "prefetch.h"
+
+enum slimfs_stats_format {
+	SLIMFS_STATS_TEXT,
+	SLIMFS_STATS_JSON,
+	SLIMFS_STATS_PROMETHEUS,
+};
+
+struct slimfs_stats_src {
+	struct slimfs_fs *fs;		  /* borrowed */
+	struct slimfs_prefetch *prefetch; /* borrowed, may be NULL */
+	const char *mountpoint;		  /* absolute */
+	uint64_t start_ns;
+};
+
+/* The runtime directory: /run/slimfs for root, else $XDG_RUNTIME_DIR/slimfs
+ * or /tmp/slimfs-UID. */
+int slimfs_stats_dir(char *out, size_t len);
+/* Default socket of the mount at mountpoint (made absolute and canonical):
+ * DIR/<mountpoint escaped as systemd-escape --path does>.sock. */
+int slimfs_stats_socket_path(const char *mountpoint, char *out, size_t len);
+
+/* Rendered statistics (malloc'd), or NULL. */
+char *slimfs_stats_render(const struct slimfs_stats_src *src, enum slimfs_stats_format f);
+/* The one-line summary logged at unmount (malloc'd), or NULL. */
+char *slimfs_stats_summary(const struct slimfs_stats_src *src);
+
+struct slimfs_stats_server;
+/* Listens on path (NULL: the default); src must outlive the server. */
+int slimfs_stats_serve(const char *path, const struct slimfs_stats_src *src,
+		       struct slimfs_stats_server **out);
+/* Stops serving, removes the socket (and the symlink). NULL is a no-op. */
+void slimfs_stats_stop(struct slimfs_stats_server *s);
+
+#endif
