@@ -45,6 +45,10 @@ static void build_usage(FILE *f)
 		"                          made and mounted by default. Given once.\n"
 		"      --prune             keep only what some view shows (a smaller image; the\n"
 		"                          full view is then the union of the views)\n"
+		"      --profile PROFILE   put the chunks of PROFILE's '#@chunk' lines first in\n"
+		"                          the data, in order, and prefetch them at mount\n"
+		"                          ('slimfs profile'; chunks match by content, so build\n"
+		"                          with the traced image's --chunk-* options)\n"
 		"  -q, --quiet             print errors only\n"
 		"  -v, --verbose           print more\n"
 		"      --progress          progress bar even when stderr is not a terminal\n"
@@ -184,6 +188,7 @@ int cmd_build(int argc, char **argv)
 		OPT_VIEW,
 		OPT_ENTRYPOINT,
 		OPT_PRUNE,
+		OPT_PROFILE,
 	};
 	static const struct option longopts[] = {
 		{"output", required_argument, NULL, 'o'},
@@ -202,6 +207,7 @@ int cmd_build(int argc, char **argv)
 		{"view", required_argument, NULL, OPT_VIEW},
 		{"entrypoint", required_argument, NULL, OPT_ENTRYPOINT},
 		{"prune", no_argument, NULL, OPT_PRUNE},
+		{"profile", required_argument, NULL, OPT_PROFILE},
 		{"help", no_argument, NULL, 'h'},
 		{0},
 	};
@@ -303,6 +309,13 @@ int cmd_build(int argc, char **argv)
 			break;
 		case OPT_PRUNE:
 			o.prune = true;
+			break;
+		case OPT_PROFILE:
+			if (o.profile) {
+				log_error("--profile given twice ('%s', '%s')", o.profile, optarg);
+				return EXIT_USAGE;
+			}
+			o.profile = optarg;
 			break;
 		case 'h':
 			build_usage(stdout);
