@@ -16,7 +16,9 @@ digest=$("$SLIMFS" inspect --json "$TMP/www/tree.slimfs" |
 	python3 -c 'import json,sys; print(json.load(sys.stdin)["digest"])')
 size=$(stat -c %s "$TMP/www/tree.slimfs")
 
-url=$(start_nginx "$TMP/www")
+# Not in $(...): NGINX_LOG and the stop-at-exit hook must reach this shell.
+start_nginx "$TMP/www" >"$TMP/url"
+url=$(cat "$TMP/url")
 log "serving at $url"
 
 # --- HTTP: one small read fetches a small part of the image
@@ -40,7 +42,8 @@ run_fails "$SLIMFS" mount -f --cache none "$url/missing.slimfs" "$TMP/mnt"
 run_fails "$SLIMFS" inspect "http://127.0.0.1:1/tree.slimfs"
 
 # --- OCI registry: push, then mount by tag and by digest
-reg=$(start_registry)
+start_registry >"$TMP/reg"
+reg=$(cat "$TMP/reg")
 out=$("$SLIMFS" push "$TMP/www/tree.slimfs" "$reg/slimfs/tree:v1") || die "push failed"
 pinned=$(printf '%s\n' "$out" | tail -n 1)
 case $pinned in
@@ -63,7 +66,8 @@ run_fails "$SLIMFS" mount -f --cache none "${pinned%?}0" "$TMP/mnt"
 # --- a registry with Basic auth (htpasswd): --creds works, no creds fails
 if command -v htpasswd >/dev/null; then
 	htpasswd -Bbc "$TMP/htpasswd" tester s3cret >/dev/null 2>&1
-	areg=$(start_registry "$TMP/htpasswd")
+	start_registry "$TMP/htpasswd" >"$TMP/areg"
+	areg=$(cat "$TMP/areg")
 	run_fails "$SLIMFS" push "$TMP/www/tree.slimfs" "$areg/slimfs/tree:v1"
 	run "$SLIMFS" push -q --creds tester:s3cret "$TMP/www/tree.slimfs" "$areg/slimfs/tree:v1"
 	slimfs_mount --cache none --creds tester:s3cret "oci://$areg/slimfs/tree:v1" "$TMP/mnt"
