@@ -7,7 +7,9 @@
  * path in sort order), subdirectories are entered with
  * openat(O_NOFOLLOW | O_DIRECTORY) and left through "..", checked against the
  * (st_dev, st_ino) recorded on the way down. So depth costs heap, not stack
- * or file descriptors. Symlinks are never followed. File data is not read:
+ * or file descriptors; entries are added to their directory's tree node
+ * (slimfs_tree_set_at), never resolved from the root, so depth costs no time
+ * either. Symlinks are never followed. File data is not read:
  * the tree records the path and the data segments (SEEK_DATA/SEEK_HOLE), and
  * the writer reads the file later.
  */
@@ -29,7 +31,8 @@ struct level {
 	size_t n, i;
 	dev_t dev;
 	ino_t ino;
-	size_t pathlen; /* length of the relative path of this directory */
+	size_t pathlen;		   /* length of the relative path of this directory */
+	struct slimfs_tnode *node; /* borrowed: this directory in the tree */
 };
 
 struct hl_ent {
@@ -314,8 +317,9 @@ static int map_segments(struct walker *w, int fd, uint64_t size, struct slimfs_t
 	return 0;
 }
 
-/* One non-directory entry (dirfd: its parent, w->rel: its path). */
-static int do_file(struct walker *w, int dirfd, const char *name, const struct stat *st)
+/* One non-directory entry (dirfd and parent: its directory, w->rel: its path). */
+static int do_file(struct walker *w, int dirfd, struct slimfs_tnode *parent, const char *name,
+		   const struct stat *st)
 {
 	struct slimfs_tinode *ino;
 	_cleanup_close_ int fd = -1;
@@ -335,7 +339,7 @@ static int do_file(struct walker *w, int dirfd, const char *name, const struct s
 		size_t i = w->hl_cap ? hl_slot(w, st->st_dev, st->st_ino) : 0;
 
 		if (w->hl_cap && w->hl[i].tino)
-			return slimfs_tree_set(w->t, w->rel, w->hl[i].tino, NULL);
+			return slimfs_tree_set_at(w->t, parent, name, w->hl[i].tino, NULL);
 	}
 
 	ino = slimfs_tinode_new((uint32_t)(st->st_mode & (S_IFMT | 07777)));
@@ -381,7 +385,7 @@ static int do_file(struct walker *w, int dirfd, const char *name, const struct s
 	r = read_xattrs(w, fd, ino);
 	if (r < 0)
 		goto fail;
-	r = slimfs_tree_set(w->t, w->rel, ino, NULL);
+	r = slimfs_tree_set_at(w->t, parent, name, ino, NULL);
 	if (r < 0) {
 		log_error_errno(r, "'%s/%s': cannot add to the tree", w->root, w->rel);
 		goto fail;
@@ -397,8 +401,12 @@ fail:
 	return r;
 }
 
-/* A directory just opened as fd: its inode goes to the tree. */
-static int do_dir(struct walker *w, int fd, const struct stat *st)
+/*
+ * A directory just opened as fd: its inode goes to the tree, as name in
+ * parent (parent NULL: the root). *node is its tree node.
+ */
+static int do_dir(struct walker *w, int fd, const struct stat *st, struct slimfs_tnode *parent,
+		  const char *name, struct slimfs_tnode **node)
 {
 	struct slimfs_tinode *ino = slimfs_tinode_new((uint32_t)(st->st_mode & (S_IFMT | 07777)));
 	int r;
@@ -408,7 +416,8 @@ static int do_dir(struct walker *w, int fd, const struct stat *st)
 	set_meta(ino, st);
 	r = read_xattrs(w, fd, ino);
 	if (r >= 0)
-		r = slimfs_tree_set(w->t, w->rel, ino, NULL);
+		r = parent ? slimfs_tree_set_at(w->t, parent, name, ino, node)
+			   : slimfs_tree_set(w->t, "", ino, node);
 	if (r < 0) {
 		slimfs_tinode_unref(ino);
 		return log_error_errno(r, "'%s/%s': cannot add the directory", w->root, w->rel);
@@ -418,6 +427,7 @@ static int do_dir(struct walker *w, int fd, const struct stat *st)
 
 static int walk(struct walker *w)
 {
+	struct slimfs_tnode *node;
 	struct level *lv = NULL;
 	size_t depth = 0, cap = 0;
 	int fd = -1, r;
@@ -433,7 +443,7 @@ static int walk(struct walker *w)
 		r = log_error_errno(-errno, "cannot stat '%s'", w->root);
 		goto out;
 	}
-	r = do_dir(w, fd, &st);
+	r = do_dir(w, fd, &st, NULL, NULL, &node);
 	if (r < 0)
 		goto out;
 
@@ -443,7 +453,7 @@ static int walk(struct walker *w)
 		r = -ENOMEM;
 		goto out;
 	}
-	lv[0] = (struct level){.dev = st.st_dev, .ino = st.st_ino, .pathlen = 0};
+	lv[0] = (struct level){.dev = st.st_dev, .ino = st.st_ino, .pathlen = 0, .node = node};
 	r = read_names(fd, &lv[0]);
 	if (r < 0) {
 		log_error_errno(r, "cannot read directory '%s'", w->root);
@@ -486,7 +496,7 @@ static int walk(struct walker *w)
 			goto out;
 		}
 		if (!S_ISDIR(st.st_mode)) {
-			r = do_file(w, fd, name, &st);
+			r = do_file(w, fd, l->node, name, &st);
 			if (r < 0)
 				goto out;
 			continue;
@@ -503,7 +513,7 @@ static int walk(struct walker *w)
 			r = log_error_errno(-errno, "cannot stat '%s/%s'", w->root, w->rel);
 			goto out;
 		}
-		r = do_dir(w, fd, &st);
+		r = do_dir(w, fd, &st, l->node, name, &node);
 		if (r < 0)
 			goto out;
 		if (depth == cap) {
@@ -516,8 +526,10 @@ static int walk(struct walker *w)
 			lv = nl;
 			cap *= 2;
 		}
-		lv[depth] = (struct level){
-			.dev = st.st_dev, .ino = st.st_ino, .pathlen = strlen(w->rel)};
+		lv[depth] = (struct level){.dev = st.st_dev,
+					   .ino = st.st_ino,
+					   .pathlen = strlen(w->rel),
+					   .node = node};
 		depth++;
 		r = read_names(fd, &lv[depth - 1]);
 		if (r < 0) {

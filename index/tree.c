@@ -527,6 +527,62 @@ static int mkdir_child(struct slimfs_tree *t, struct slimfs_tnode *dir, const ch
 	return 0;
 }
 
+/*
+ * Puts ino at the existing node n: a directory over a directory keeps the
+ * children, anything else drops the old subtree (the node keeps its slot).
+ */
+static int replace_node(struct slimfs_tree *t, struct slimfs_tnode *n, struct slimfs_tinode *ino)
+{
+	struct slimfs_tinode *old = n->ino;
+
+	if (n == t->root && !S_ISDIR(ino->mode))
+		return -EISDIR;
+	/* referenced first: ino may live in the subtree dropped below */
+	ino->nlink++;
+	if (!(is_dir(n) && S_ISDIR(ino->mode))) {
+		for (uint32_t i = 0; i < n->child_cap; i++) {
+			struct slimfs_tnode *ch = n->child[i];
+
+			if (!ch)
+				continue;
+			n->child[i] = NULL;
+			ch->parent = NULL;
+			subtree_free(t, ch);
+		}
+		free(n->child);
+		n->child = NULL;
+		n->child_cap = 0;
+		n->nchild = 0;
+	}
+	n->ino = ino;
+	n->layer = t->layer;
+	slimfs_tinode_unref(old);
+	return 0;
+}
+
+/* A new entry name -> ino in dir (name not present). */
+static int add_child(struct slimfs_tree *t, struct slimfs_tnode *dir, const char *name, size_t len,
+		     struct slimfs_tinode *ino, struct slimfs_tnode **out)
+{
+	struct slimfs_tnode *c = node_new(name, len);
+	int r;
+
+	if (!c)
+		return -ENOMEM;
+	r = table_insert(dir, c);
+	if (r < 0) {
+		free(c->name);
+		free(c);
+		return r;
+	}
+	t->nodes++;
+	ino->nlink++;
+	c->ino = ino;
+	c->layer = t->layer;
+	*out = c;
+	return 0;
+}
+
 int slimfs_tree_set(struct slimfs_tree *t, const char *path, struct slimfs_tinode *ino,
 		    struct slimfs_tnode **out)
 {
@@ -541,34 +597,9 @@ int slimfs_tree_set(struct slimfs_tree *t, const char *path, struct slimfs_tinod
 	if (r < 0)
 		return r;
 	if (w.node) {
-		/* replace: a directory over a directory keeps the children */
-		struct slimfs_tinode *old = w.node->ino;
-
-		if (w.node == t->root && !S_ISDIR(ino->mode))
-			return -EISDIR;
-		/* referenced first: ino may live in the subtree dropped below */
-		ino->nlink++;
-		if (!(is_dir(w.node) && S_ISDIR(ino->mode))) {
-			struct slimfs_tnode *ch;
-			uint32_t i;
-
-			/* drop the old subtree, keep the node in its slot */
-			for (i = 0; i < w.node->child_cap; i++) {
-				ch = w.node->child[i];
-				if (!ch)
-					continue;
-				w.node->child[i] = NULL;
-				ch->parent = NULL;
-				subtree_free(t, ch);
-			}
-			free(w.node->child);
-			w.node->child = NULL;
-			w.node->child_cap = 0;
-			w.node->nchild = 0;
-		}
-		w.node->ino = ino;
-		w.node->layer = t->layer;
-		slimfs_tinode_unref(old);
+		r = replace_node(t, w.node, ino);
+		if (r < 0)
+			return r;
 		if (out)
 			*out = w.node;
 		return 0;
@@ -589,24 +620,43 @@ int slimfs_tree_set(struct slimfs_tree *t, const char *path, struct slimfs_tinod
 				return r;
 			continue;
 		}
-		c = node_new(name, len);
-		if (!c)
-			return -ENOMEM;
-		r = table_insert(dir, c);
-		if (r < 0) {
-			free(c->name);
-			free(c);
+		r = add_child(t, dir, name, len, ino, &c);
+		if (r < 0)
 			return r;
-		}
-		t->nodes++;
-		ino->nlink++;
-		c->ino = ino;
-		c->layer = t->layer;
 		if (out)
 			*out = c;
 		return 0;
 	}
 	return -EINVAL;
+}
+
+int slimfs_tree_set_at(struct slimfs_tree *t, struct slimfs_tnode *dir, const char *name,
+		       struct slimfs_tinode *ino, struct slimfs_tnode **out)
+{
+	struct slimfs_tnode *c;
+	size_t len;
+	int r;
+
+	if (!dir || !name || !ino)
+		return -EINVAL;
+	len = strlen(name);
+	if (len == 0 || len > NAME_MAX_LEN || memchr(name, '/', len) ||
+	    (name[0] == '.' && (len == 1 || (len == 2 && name[1] == '.'))))
+		return -EINVAL;
+	if (S_ISLNK(dir->ino->mode))
+		return -ELOOP;
+	if (!is_dir(dir))
+		return -ENOTDIR;
+	c = table_find(dir, name, len);
+	if (c)
+		r = replace_node(t, c, ino);
+	else
+		r = add_child(t, dir, name, len, ino, &c);
+	if (r < 0)
+		return r;
+	if (out)
+		*out = c;
+	return 0;
 }
 
 int slimfs_tree_link(struct slimfs_tree *t, const char *path, const char *target)

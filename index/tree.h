@@ -104,6 +104,14 @@ int slimfs_tree_lookup(struct slimfs_tree *t, const char *path, struct slimfs_tn
  */
 int slimfs_tree_set(struct slimfs_tree *t, const char *path, struct slimfs_tinode *ino,
 		    struct slimfs_tnode **out);
+/*
+ * Like slimfs_tree_set() for the single component name in directory dir (a
+ * node of this tree), without resolving a path from the root: deep sources
+ * cost O(1) per entry. -EINVAL for "", ".", "..", a '/' or more than 255
+ * bytes; -ELOOP when dir is a symlink, -ENOTDIR when not a directory.
+ */
+int slimfs_tree_set_at(struct slimfs_tree *t, struct slimfs_tnode *dir, const char *name,
+		       struct slimfs_tinode *ino, struct slimfs_tnode **out);
 /* Hardlink: path becomes another name of target's inode. -ENOENT when target
  * is missing, -EPERM when it is a directory. */
 int slimfs_tree_link(struct slimfs_tree *t, const char *path, const char *target);
