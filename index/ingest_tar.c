@@ -9,6 +9,7 @@
  * entries of the layers below and never appear in the tree themselves.
  */
 #include <errno.h>
+#include <stdbool.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
@@ -26,6 +27,7 @@
 #define XATTR_VALUE_MAX	   (64u << 10)
 #define WH_PREFIX	   ".wh."
 #define WH_OPAQUE	   ".wh..wh..opq"
+#define ZERO_RUN	   4096u /* zero pieces of this size (aligned in the file) are holes */
 
 /* libarchive's errno for the failure; format problems become -EBADMSG. */
 static int archive_err(struct archive *a)
@@ -189,7 +191,49 @@ static int apply_whiteout(struct layer_ctx *c, const char *base)
 	return 0;
 }
 
-/* Reads the entry's data into the spool, one segment per run of blocks. */
+/* Appends file bytes [off, off + len) to the spool and to the file's segments. */
+static int add_segment(struct layer_ctx *c, struct slimfs_tcontent *d, uint32_t *cap, uint64_t off,
+		       const uint8_t *buf, size_t len)
+{
+	struct slimfs_tseg *last = d->nseg ? &d->seg[d->nseg - 1] : NULL;
+	uint64_t soff;
+	int r;
+
+	r = slimfs_tree_spool(c->t, buf, len, &soff);
+	if (r < 0)
+		return r;
+	if (last && last->file_off + last->len == off && last->src_off + last->len == soff) {
+		last->len += len;
+		return 0;
+	}
+	if (d->nseg == *cap) {
+		uint32_t ncap = *cap ? *cap * 2 : 4;
+		struct slimfs_tseg *s;
+
+		if (*cap >= UINT32_MAX / 2)
+			return fail(c, -E2BIG, "too many data segments");
+		s = realloc(d->seg, ncap * sizeof(*s));
+		if (!s)
+			return -ENOMEM;
+		d->seg = s;
+		*cap = ncap;
+	}
+	d->seg[d->nseg++] = (struct slimfs_tseg){.file_off = off, .len = len, .src_off = soff};
+	return 0;
+}
+
+static bool all_zero(const uint8_t *p, size_t n)
+{
+	return n == 0 || (p[0] == 0 && memcmp(p, p + 1, n - 1) == 0);
+}
+
+/*
+ * Reads the entry's data into the spool, one segment per run of data. Runs
+ * of zeros (whole ZERO_RUN-aligned pieces) become holes instead: they read
+ * back as zeros all the same, cost no spool space and no chunks, and a
+ * "zstd bomb" (a tiny layer that expands to gigabytes of zeros, which is a
+ * legitimate file) costs decompression time only, not disk.
+ */
 static int read_data(struct layer_ctx *c, struct slimfs_tinode *ino, uint64_t size)
 {
 	struct slimfs_tcontent *d = &ino->data;
@@ -200,12 +244,11 @@ static int read_data(struct layer_ctx *c, struct slimfs_tinode *ino, uint64_t si
 	d->from_spool = true;
 	d->size = size;
 	for (;;) {
-		const void *buf;
-		size_t len;
+		const uint8_t *buf;
+		size_t len, i = 0;
 		la_int64_t off;
-		uint64_t soff;
 
-		r = archive_read_data_block(c->a, &buf, &len, &off);
+		r = archive_read_data_block(c->a, (const void **)&buf, &len, &off);
 		if (r == ARCHIVE_EOF)
 			break;
 		if (r == ARCHIVE_WARN) {
@@ -220,28 +263,24 @@ static int read_data(struct layer_ctx *c, struct slimfs_tinode *ino, uint64_t si
 		if (off < 0 || (uint64_t)off < end || len > size || (uint64_t)off > size - len)
 			return fail(c, -EBADMSG,
 				    "data block outside the file (corrupt sparse map)");
-		r = slimfs_tree_spool(c->t, buf, len, &soff);
-		if (r < 0)
-			return r;
-		if (d->nseg &&
-		    d->seg[d->nseg - 1].file_off + d->seg[d->nseg - 1].len == (uint64_t)off &&
-		    d->seg[d->nseg - 1].src_off + d->seg[d->nseg - 1].len == soff) {
-			d->seg[d->nseg - 1].len += len;
-		} else {
-			if (d->nseg == cap) {
-				uint32_t ncap = cap ? cap * 2 : 4;
-				struct slimfs_tseg *s;
+		while (i < len) {
+			uint64_t at = (uint64_t)off + i;
+			size_t n = MIN(len - i, ZERO_RUN - (size_t)(at % ZERO_RUN)), j;
 
-				if (cap >= UINT32_MAX / 2)
-					return fail(c, -E2BIG, "too many data segments");
-				s = realloc(d->seg, ncap * sizeof(*s));
-				if (!s)
-					return -ENOMEM;
-				d->seg = s;
-				cap = ncap;
+			if (all_zero(buf + i, n)) {
+				i += n;
+				continue;
 			}
-			d->seg[d->nseg++] = (struct slimfs_tseg){
-				.file_off = (uint64_t)off, .len = len, .src_off = soff};
+			/* one segment for this piece and the non-zero pieces after it */
+			for (j = i + n; j < len; j += n) {
+				n = MIN(len - j, (size_t)ZERO_RUN);
+				if (all_zero(buf + j, n))
+					break;
+			}
+			r = add_segment(c, d, &cap, at, buf + i, j - i);
+			if (r < 0)
+				return r;
+			i = j;
 		}
 		end = (uint64_t)off + len;
 	}
