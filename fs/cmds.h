@@ -14,6 +14,8 @@ int cmd_mount(int argc, char **argv);
 int cmd_bundle(int argc, char **argv);
 int cmd_push(int argc, char **argv);
 int cmd_report(int argc, char **argv);
+/* slimfs bench: cold start of a command from an image, per fetch mode */
+int cmd_bench(int argc, char **argv);
 /* slimfs profile: traces of mount --trace -> allow-list + prefetch order */
 int cmd_profile(int argc, char **argv);
 /* slimfs stats MNT: a mount's statistics; slimfs pull: fill the disk cache */

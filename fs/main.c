@@ -25,6 +25,7 @@ static const struct command commands[] = {
 	{"report", cmd_report, "attack surface of a view, and SBOMs (SPDX, CycloneDX)"},
 	{"pull", cmd_pull, "fill the disk cache with an image, for offline mounts"},
 	{"stats", cmd_stats, "statistics of a mount (fetches, caches, prefetch, hints)"},
+	{"bench", cmd_bench, "time a command's cold start from an image, per fetch mode"},
 	{"profile", cmd_profile, "merge mount traces into a profile (allow-list + chunk order)"},
 };
 
