@@ -324,6 +324,18 @@ static int set_meta(struct layer_ctx *c, struct archive_entry *e, struct slimfs_
 	if (archive_entry_mtime_is_set(e)) {
 		sec = archive_entry_mtime(e);
 		nsec = archive_entry_mtime_nsec(e);
+#if ARCHIVE_VERSION_NUMBER < 3008000
+		/*
+		 * libarchive before 3.8 parses a negative pax time "-S.F" as
+		 * (-S, +F) instead of -(S + F): undo that. The sign of "-0.F"
+		 * is lost inside libarchive and cannot be recovered here.
+		 */
+		if (sec < 0 && nsec > 0 &&
+		    (archive_format(c->a) & ARCHIVE_FORMAT_BASE_MASK) == ARCHIVE_FORMAT_TAR) {
+			sec--;
+			nsec = 1000000000 - nsec;
+		}
+#endif
 		if (nsec < 0 || nsec > 999999999) {
 			/* normalise to 0 <= nsec < 1e9, the seconds carry the sign */
 			sec += nsec / 1000000000;
