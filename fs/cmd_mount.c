@@ -55,6 +55,8 @@ struct mount_opts {
 	struct slimfs_fetch_opts fetch;
 	enum slimfs_prefetch_mode prefetch;
 	const char *trace, *stats_socket;
+	int64_t readahead; /* bytes, -1: the default */
+	bool no_coalesce;
 	char *creds_buf, *trace_buf, *stats_buf; /* owned: from -o */
 };
 
@@ -75,7 +77,7 @@ static void mount_usage(FILE *f)
 		"cache_size=,\n"
 		"                          mem_cache=, threads=, digest=, insecure, creds=,\n"
 		"                          timeout=, retries=, rate=, rtt=, prefetch=, trace=,\n"
-		"                          stats_socket= (as the options below)\n"
+		"                          stats_socket=, readahead= (as below)\n"
 		"      --view NAME         view to show (default: the image's default view, or\n"
 		"                          'full' when it has none); 'full' shows everything\n"
 		"      --cache DIR         disk chunk cache shared by all mounts (default %s;\n"
@@ -101,6 +103,8 @@ static void mount_usage(FILE *f)
 		"                          image's prefetch list, the default), 'all' (the\n"
 		"                          profile, then the rest of the image into the disk\n"
 		"                          cache), 'none'\n"
+		"      --readahead SIZE    read ahead of sequential readers (default 4M for\n"
+		"                          remote images, 0 for local files; 0 is off)\n"
 		"      --trace FILE        record the paths looked up and read, and the chunks\n"
 		"                          read, in order (input of 'slimfs profile')\n"
 		"      --stats-socket PATH where 'slimfs stats MOUNTPOINT' asks (default\n"
@@ -231,6 +235,15 @@ static int apply_slimfs_key(struct mount_opts *o, const char *opt)
 	} else if (KEY("stats_socket")) {
 		if (dup_opt(&o->stats_buf, &o->stats_socket, v) < 0)
 			return -ENOMEM;
+	} else if (KEY("readahead")) {
+		uint64_t ra;
+
+		if (parse_size_opt("readahead", v, &ra) < 0)
+			return -EINVAL;
+		o->readahead = (int64_t)MIN(ra, 1ull << 30);
+	} else if (KEY("coalesce")) {
+		/* For measurements: coalesce=0 fetches each chunk on its own. */
+		o->no_coalesce = strcmp(v, "0") == 0;
 	} else if (KEY("prefetch")) {
 		if (parse_prefetch("prefetch", v, &o->prefetch) < 0)
 			return -EINVAL;
@@ -504,15 +517,18 @@ static int run_daemon(struct mount_opts *o, struct daemon_ctx *d)
 	po = (struct slimfs_prefetch_opts){
 		.mode = o->prefetch,
 		.has_disk = dc != NULL,
-		.readahead = img->backend->remote,
+		.readahead = img->backend->remote || o->readahead > 0,
 	};
 	r = slimfs_prefetch_start(cache, img, &po, &pf);
 	if (r < 0)
 		goto out;
 	fs.prefetch = pf;
 	src.prefetch = pf;
-	if (img->backend->remote && !img->offline)
+	if (o->readahead >= 0)
+		fs.readahead_bytes = (uint64_t)o->readahead;
+	else if (img->backend->remote && !img->offline)
 		fs.readahead_bytes = READAHEAD_BYTES;
+	fs.coalesce = !o->no_coalesce;
 	r = slimfs_stats_serve(o->stats_socket, &src, &stats);
 	if (r < 0) {
 		if (o->stats_socket)
@@ -671,6 +687,7 @@ static void opts_init(struct mount_opts *o)
 	o->threads = DEFAULT_THREADS;
 	o->ready_fd = -1;
 	o->prefetch = SLIMFS_PREFETCH_PROFILE;
+	o->readahead = -1;
 	o->fetch.timeout_ms = DEFAULT_TIMEOUT_S * 1000u;
 }
 
@@ -713,6 +730,7 @@ int cmd_mount(int argc, char **argv)
 		OPT_PREFETCH,
 		OPT_TRACE,
 		OPT_STATS_SOCKET,
+		OPT_READAHEAD,
 	};
 	static const struct option longopts[] = {
 		{"foreground", no_argument, NULL, 'f'},
@@ -735,6 +753,7 @@ int cmd_mount(int argc, char **argv)
 		{"prefetch", required_argument, NULL, OPT_PREFETCH},
 		{"trace", required_argument, NULL, OPT_TRACE},
 		{"stats-socket", required_argument, NULL, OPT_STATS_SOCKET},
+		{"readahead", required_argument, NULL, OPT_READAHEAD},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -825,6 +844,14 @@ int cmd_mount(int argc, char **argv)
 		case OPT_STATS_SOCKET:
 			o.stats_socket = optarg;
 			break;
+		case OPT_READAHEAD: {
+			uint64_t ra;
+
+			if (parse_size_opt("--readahead", optarg, &ra) < 0)
+				return EXIT_USAGE;
+			o.readahead = (int64_t)MIN(ra, 1ull << 30);
+			break;
+		}
 		case 'h':
 			mount_usage(stdout);
 			return 0;

@@ -42,6 +42,7 @@ int slimfs_fs_init(struct slimfs_fs *fs, struct slimfs_image *img, struct slimfs
 	if (!fs->hidden_logged)
 		return -ENOMEM;
 	pthread_mutex_init(&fs->hints_lock, NULL);
+	pthread_mutex_init(&fs->data_ra_lock, NULL);
 	for (unsigned i = 0; i < SLIMFS_RA_SLOTS; i++)
 		pthread_mutex_init(&fs->ra[i].lock, NULL);
 	return 0;
@@ -56,6 +57,7 @@ void slimfs_fs_fini(struct slimfs_fs *fs)
 		fs->hints[i] = NULL;
 	}
 	pthread_mutex_destroy(&fs->hints_lock);
+	pthread_mutex_destroy(&fs->data_ra_lock);
 	for (unsigned i = 0; i < SLIMFS_RA_SLOTS; i++)
 		pthread_mutex_destroy(&fs->ra[i].lock);
 }
@@ -606,6 +608,26 @@ static int read_range(struct slimfs_fs *fs, const struct slimfs_inode *in, uint6
 	return 0;
 }
 
+/*
+ * What the remote read path bought, measured on the bookworm rootfs image
+ * (10k entries, 87 MiB in 4558 chunks) with a cold `tar -cf - -C MNT . | wc -c`,
+ * --cache none --prefetch none, on a noisy 2-vCPU VM, 1-2 runs each:
+ *
+ *                                        local file   HTTP, --rtt 20ms
+ *   each chunk its own request           3.8-4.2 s    90.9 s (4560 requests)
+ *   + coalescing (one request per run)   3.7 s        76.6 s (3802 requests)
+ *   + per-file sequential read-ahead     15 s (!)     66-73 s (2919 requests)
+ *   + read-ahead in data order           -            47-51 s (2950 requests)
+ *
+ * (HTTP without the emulated delay: 13.0 s with neither, 10.2 s with both.)
+ * tar reads one file at a time, so with a 20 ms round trip a walk over small
+ * files is bound by misses in series; read-ahead in data order helps as far
+ * as the data order follows tar's. On a local file read-ahead only competes
+ * with the FUSE workers for the CPUs: it is off there by default. Decoding
+ * stays in the fetching thread: a 64 KiB chunk decodes and verifies in well
+ * under 0.1 ms against a 20 ms request, and the FUSE workers and the two
+ * background workers already decode in parallel.
+ */
 /* Bytes one coalesced read of a FUSE request may fetch (max_read is 1 MiB). */
 #define COALESCE_MAX (4ull << 20)
 /* Chunks looked at per request or read-ahead job. */
@@ -677,6 +699,56 @@ static void read_ahead(struct slimfs_fs *fs, const struct slimfs_inode *in, fuse
 	}
 }
 
+/* Misses this many chunks apart or less walk the data area forward. */
+#define DATA_SEQ_GAP 16u
+
+/*
+ * Read-ahead in data order: the builder lays chunks out in tree order, so a
+ * walk over many small files (tar, cp -a, a scan) misses chunks that follow
+ * each other in the data area, one small file at a time, where per-file
+ * read-ahead sees nothing sequential. Two misses in a row at most
+ * DATA_SEQ_GAP chunks forward queue the next readahead_bytes of the data
+ * area, and again when the walk has used half of it.
+ */
+static void data_ahead(struct slimfs_fs *fs, uint32_t miss)
+{
+	uint32_t want[WANT_MAX], from = 0, to = 0;
+	uint64_t bytes = 0;
+	size_t n = 0;
+
+	pthread_mutex_lock(&fs->data_ra_lock);
+	if (miss > fs->data_last_miss && miss - fs->data_last_miss <= DATA_SEQ_GAP)
+		fs->data_streak++;
+	else if (miss != fs->data_last_miss)
+		fs->data_streak = 0;
+	fs->data_last_miss = miss;
+	if (fs->data_streak >= 2 &&
+	    (fs->data_ra_end <= miss || fs->data_ra_end - miss < WANT_MAX / 2)) {
+		from = MAX(fs->data_ra_end, miss + 1);
+		to = (uint32_t)MIN((uint64_t)from + WANT_MAX, fs->info->chunk_count);
+	}
+	pthread_mutex_unlock(&fs->data_ra_lock);
+	for (uint32_t i = from; i < to && bytes < fs->readahead_bytes; i++) {
+		struct slimfs_chunk ch;
+
+		if (slimfs_index_chunk(fs->idx, i, &ch) < 0)
+			break;
+		bytes += ch.csize;
+		if (!slimfs_cache_has(fs->cache, i))
+			want[n++] = i;
+		to = i + 1;
+	}
+	if (to <= from)
+		return;
+	pthread_mutex_lock(&fs->data_ra_lock);
+	fs->data_ra_end = MAX(fs->data_ra_end, to);
+	pthread_mutex_unlock(&fs->data_ra_lock);
+	if (n) {
+		atomic_fetch_add_explicit(&fs->stats.readaheads, 1, memory_order_relaxed);
+		slimfs_prefetch_readahead(fs->prefetch, want, n);
+	}
+}
+
 static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		    struct fuse_file_info *fi)
 {
@@ -711,13 +783,15 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		slimfs_trace_inode(fs->trace, in.id);
 	if (fs->readahead_bytes && fs->prefetch)
 		read_ahead(fs, &in, ino, (uint64_t)off, len);
-	if (fs->coalesce) {
-		/* Several chunks missing: one range request for each adjacent run. */
+	if (fs->coalesce || fs->readahead_bytes) {
 		uint32_t want[WANT_MAX];
 		size_t n =
 			missing_chunks(fs, &in, (uint64_t)off, (uint64_t)off + len, want, WANT_MAX);
 
-		if (n >= 2) {
+		if (n && fs->readahead_bytes && fs->prefetch)
+			data_ahead(fs, want[n - 1]);
+		/* Several chunks missing: one range request for each adjacent run. */
+		if (n >= 2 && fs->coalesce) {
 			r = slimfs_cache_load(fs->cache, want, n, COALESCE_MAX, 0, NULL);
 			if (r < 0) {
 				atomic_fetch_add_explicit(&fs->stats.read_errors, 1,

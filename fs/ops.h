@@ -68,6 +68,10 @@ struct slimfs_fs {
 	_Atomic unsigned last_error_log; /* second of the last EIO log line */
 	_Atomic uint64_t errors_not_logged;
 	struct slimfs_ra_slot ra[SLIMFS_RA_SLOTS];
+	/* Read-ahead in data order: misses that walk the data area forward. */
+	pthread_mutex_t data_ra_lock;
+	uint32_t data_last_miss, data_ra_end;
+	unsigned data_streak;
 };
 
 /* Copies the hidden-path hints (oldest first) into out[]; returns how many.
