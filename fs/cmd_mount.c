@@ -21,6 +21,7 @@
 #include "image.h"
 #include "ops.h"
 #include "prefetch.h"
+#include "profile.h"
 #include "slimfs/format.h"
 #include "slimfs/util.h"
 #include "stats.h"
@@ -55,6 +56,8 @@ struct mount_opts {
 	struct slimfs_fetch_opts fetch;
 	enum slimfs_prefetch_mode prefetch;
 	const char *trace, *stats_socket;
+	const char *prefetch_profile; /* profile file whose chunks to prefetch */
+	char *pprofile_buf;
 	int64_t readahead; /* bytes, -1: the default */
 	bool no_coalesce;
 	char *creds_buf, *trace_buf, *stats_buf; /* owned: from -o */
@@ -103,6 +106,9 @@ static void mount_usage(FILE *f)
 		"                          image's prefetch list, the default), 'all' (the\n"
 		"                          profile, then the rest of the image into the disk\n"
 		"                          cache), 'none'\n"
+		"      --prefetch-profile FILE  prefetch the chunks of a profile file ('slimfs\n"
+		"                          profile'), in its order, instead of the image's own\n"
+		"                          list: try a profile on any image without rebuilding\n"
 		"      --readahead SIZE    read ahead of sequential readers (default 4M for\n"
 		"                          remote images, 0 for local files; 0 is off)\n"
 		"      --trace FILE        record the paths looked up and read, and the chunks\n"
@@ -228,6 +234,9 @@ static int apply_slimfs_key(struct mount_opts *o, const char *opt)
 		o->have_digest = true;
 	} else if (KEY("creds")) {
 		if (dup_opt(&o->creds_buf, &o->fetch.creds, v) < 0)
+			return -ENOMEM;
+	} else if (KEY("prefetch_profile")) {
+		if (dup_opt(&o->pprofile_buf, &o->prefetch_profile, v) < 0)
 			return -ENOMEM;
 	} else if (KEY("trace")) {
 		if (dup_opt(&o->trace_buf, &o->trace, v) < 0)
@@ -452,6 +461,7 @@ static int run_daemon(struct mount_opts *o, struct daemon_ctx *d)
 	struct slimfs_fs fs;
 	struct slimfs_trace *trace = NULL;
 	struct slimfs_prefetch *pf = NULL;
+	_cleanup_free_ uint8_t *profile_ids = NULL; /* read by slimfs_prefetch_start only */
 	struct slimfs_stats_server *stats = NULL;
 	struct slimfs_stats_src src;
 	struct slimfs_prefetch_opts po;
@@ -519,6 +529,16 @@ static int run_daemon(struct mount_opts *o, struct daemon_ctx *d)
 		.has_disk = dc != NULL,
 		.readahead = img->backend->remote || o->readahead > 0,
 	};
+	if (o->prefetch_profile) {
+		r = slimfs_profile_read_chunks(o->prefetch_profile, &profile_ids, &po.nprofile_ids);
+		if (r < 0) {
+			log_error_errno(r, "cannot read the profile '%s'", o->prefetch_profile);
+			goto out;
+		}
+		po.profile_ids = profile_ids;
+		if (po.mode == SLIMFS_PREFETCH_NONE)
+			po.mode = SLIMFS_PREFETCH_PROFILE;
+	}
 	r = slimfs_prefetch_start(cache, img, &po, &pf);
 	if (r < 0)
 		goto out;
@@ -698,6 +718,7 @@ static void opts_free(struct mount_opts *o)
 	free(o->cache_buf);
 	free(o->creds_buf);
 	free(o->trace_buf);
+	free(o->pprofile_buf);
 	free(o->stats_buf);
 }
 
@@ -729,6 +750,7 @@ int cmd_mount(int argc, char **argv)
 		OPT_RTT,
 		OPT_PREFETCH,
 		OPT_TRACE,
+		OPT_PREFETCH_PROFILE,
 		OPT_STATS_SOCKET,
 		OPT_READAHEAD,
 	};
@@ -752,6 +774,7 @@ int cmd_mount(int argc, char **argv)
 		{"rtt", required_argument, NULL, OPT_RTT},
 		{"prefetch", required_argument, NULL, OPT_PREFETCH},
 		{"trace", required_argument, NULL, OPT_TRACE},
+		{"prefetch-profile", required_argument, NULL, OPT_PREFETCH_PROFILE},
 		{"stats-socket", required_argument, NULL, OPT_STATS_SOCKET},
 		{"readahead", required_argument, NULL, OPT_READAHEAD},
 		{"help", no_argument, NULL, 'h'},
@@ -840,6 +863,9 @@ int cmd_mount(int argc, char **argv)
 			break;
 		case OPT_TRACE:
 			o.trace = optarg;
+			break;
+		case OPT_PREFETCH_PROFILE:
+			o.prefetch_profile = optarg;
 			break;
 		case OPT_STATS_SOCKET:
 			o.stats_socket = optarg;

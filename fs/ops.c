@@ -185,6 +185,14 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 	 * from the same records. Nothing ever changes: no cache invalidation.
 	 */
 	conn->want &= ~(unsigned)(FUSE_CAP_READDIRPLUS_AUTO | FUSE_CAP_AUTO_INVAL_DATA);
+	/*
+	 * Except when tracing: readdirplus hands the kernel every entry of a
+	 * listed directory, so later lookups of those names never reach us
+	 * and would be missing from the trace (python lists encodings/, then
+	 * stats aliases.py).
+	 */
+	if (fs->trace)
+		conn->want &= ~(unsigned)FUSE_CAP_READDIRPLUS;
 	if (!(conn->capable & FUSE_CAP_NO_OPEN_SUPPORT) ||
 	    !(conn->capable & FUSE_CAP_NO_OPENDIR_SUPPORT))
 		fs->no_open = false;

@@ -42,6 +42,64 @@ const char *slimfs_prefetch_mode_name(enum slimfs_prefetch_mode m)
 	return m == SLIMFS_PREFETCH_ALL ? "all" : m == SLIMFS_PREFETCH_PROFILE ? "profile" : "none";
 }
 
+/*
+ * --prefetch-profile: the profile's chunk ids, in its order, mapped to this
+ * image's chunk indices through a hash table of the image's ids (ids are
+ * content hashes, so a profile recorded on another build of the same content
+ * maps onto this one). Ids the image lacks are skipped and counted.
+ */
+static int plan_profile_ids(struct slimfs_prefetch *p, uint8_t *seen)
+{
+	uint64_t n = p->img->info->chunk_count, cap = 16, missing = 0;
+	_cleanup_free_ uint32_t *table = NULL;
+	struct slimfs_chunk ch;
+
+	while (cap < 2 * n)
+		cap <<= 1;
+	table = malloc(cap * sizeof(*table));
+	if (!table)
+		return -ENOMEM;
+	memset(table, 0xff, cap * sizeof(*table));
+	for (uint64_t i = 0; i < n; i++) {
+		uint64_t h;
+
+		if (slimfs_index_chunk(p->img->idx, (uint32_t)i, &ch) < 0)
+			continue;
+		memcpy(&h, ch.id, sizeof(h));
+		while (table[h & (cap - 1)] != UINT32_MAX)
+			h++;
+		table[h & (cap - 1)] = (uint32_t)i;
+	}
+	for (size_t k = 0; k < p->o.nprofile_ids; k++) {
+		const uint8_t *id = p->o.profile_ids + 16 * k;
+		uint64_t h;
+		uint32_t i;
+
+		memcpy(&h, id, sizeof(h));
+		for (;; h++) {
+			i = table[h & (cap - 1)];
+			if (i == UINT32_MAX || (slimfs_index_chunk(p->img->idx, i, &ch) == 0 &&
+						memcmp(ch.id, id, 16) == 0))
+				break;
+		}
+		if (i == UINT32_MAX) {
+			missing++;
+			continue;
+		}
+		if (seen[i / 8] & (1u << (i & 7)))
+			continue;
+		seen[i / 8] |= (uint8_t)(1u << (i & 7));
+		p->plan[p->nplan++] = i;
+	}
+	log_info("prefetch profile: %zu of %zu chunks are in this image", p->nplan,
+		 p->o.nprofile_ids);
+	if (missing && missing * 2 >= p->o.nprofile_ids)
+		log_warn("prefetch profile: %llu of its chunks are not in this image "
+			 "(another image, or other --chunk-* options)",
+			 (unsigned long long)missing);
+	return 0;
+}
+
 /* Profile order first, then (mode all) the other chunks in data order. */
 static int make_plan(struct slimfs_prefetch *p)
 {
@@ -56,7 +114,13 @@ static int make_plan(struct slimfs_prefetch *p)
 	p->plan = malloc(n * sizeof(*p->plan));
 	if (!seen || !p->plan)
 		return -ENOMEM;
-	for (uint64_t k = 0; k < info->prefetch_count; k++) {
+	if (p->o.profile_ids) {
+		int r = plan_profile_ids(p, seen);
+
+		if (r < 0)
+			return r;
+	}
+	for (uint64_t k = 0; !p->o.profile_ids && k < info->prefetch_count; k++) {
 		uint32_t i;
 
 		if (slimfs_index_prefetch(p->img->idx, k, &i) < 0 || i >= n)

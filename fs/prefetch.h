@@ -31,6 +31,10 @@ struct slimfs_prefetch_opts {
 	bool disk_only;	  /* everything to the disk cache only (pull) */
 	bool has_disk;	  /* a disk cache exists (else 'all' stops after the profile) */
 	bool readahead;	  /* accept read-ahead jobs */
+	/* chunk ids (16 bytes each) to prefetch instead of the image's list
+	 * (--prefetch-profile); borrowed, used only by slimfs_prefetch_start */
+	const uint8_t *profile_ids;
+	size_t nprofile_ids;
 };
 
 struct slimfs_prefetch_progress {
