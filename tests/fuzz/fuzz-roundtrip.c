@@ -16,7 +16,7 @@
 #include "fuzz-image.h"
 #include "fuzz.h"
 
-#define DATA_MAX (2u << 20) /* bytes of file data per input */
+#define DATA_MAX (512u << 10) /* bytes of file data per input (CDC is slow instrumented) */
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
