@@ -107,7 +107,7 @@ if [ "$(id -u)" != 0 ] || ! [ -c /dev/fuse ] || ! command -v fusermount3 >/dev/n
 fi
 
 # A refused index: mount exits non-zero with a message, nothing is mounted.
-for name in super-checksum-wrong dir-cycle-to-root chunk-off-beyond-data super-magic-byte0; do
+for name in super-checksum-wrong dir-cycle-to-root chunk-off-beyond-data super-magic-0; do
 	[ -e "$TMP/v/$name.img" ] || continue
 	mnt=$TMP/mnt-$name
 	mkdir -p "$mnt"
