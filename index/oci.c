@@ -51,6 +51,22 @@ struct blobs {
 	bool all; /* extract every regular member (OCI archive) */
 };
 
+
+/*
+ * The decompressors libarchive runs in-process. Not _filter_all(): for lrzip,
+ * lzop and grzip it would run external programs on hostile input.
+ */
+static void support_filters(struct archive *a)
+{
+	archive_read_support_filter_none(a);
+	archive_read_support_filter_gzip(a);
+	archive_read_support_filter_bzip2(a);
+	archive_read_support_filter_xz(a);
+	archive_read_support_filter_lzma(a);
+	archive_read_support_filter_zstd(a);
+	archive_read_support_filter_lz4(a);
+	archive_read_support_filter_compress(a);
+}
 static void blobs_clear(struct blobs *b)
 {
 	for (size_t i = 0; i < b->n; i++) {
@@ -180,7 +196,7 @@ static struct archive *outer_open(const char *source, int fd)
 
 	if (!a)
 		return NULL;
-	archive_read_support_filter_all(a);
+	support_filters(a);
 	archive_read_support_format_tar(a);
 	archive_read_support_format_gnutar(a);
 	if (lseek(fd, 0, SEEK_SET) < 0 || archive_read_open_fd(a, fd, READ_BUF) != ARCHIVE_OK) {
@@ -553,7 +569,7 @@ static int apply_layer(struct slimfs_tree *t, struct blobs *b, const char *rel, 
 		reader_close(&rd);
 		return -ENOMEM;
 	}
-	archive_read_support_filter_all(a);
+	support_filters(a);
 	archive_read_support_format_tar(a);
 	archive_read_support_format_gnutar(a);
 	archive_read_support_format_cpio(a);
@@ -948,7 +964,7 @@ static enum kind detect(const char *source, int fd, json_t **manifest)
 
 	if (!a)
 		return KIND_LAYER;
-	archive_read_support_filter_all(a);
+	support_filters(a);
 	archive_read_support_format_tar(a);
 	archive_read_support_format_gnutar(a);
 	if (archive_read_open_fd(a, fd, READ_BUF) != ARCHIVE_OK)
@@ -1026,7 +1042,7 @@ static int ingest_file(struct slimfs_tree *t, const char *source, int fd,
 
 		if (!a)
 			return -ENOMEM;
-		archive_read_support_filter_all(a);
+		support_filters(a);
 		archive_read_support_format_tar(a);
 		archive_read_support_format_gnutar(a);
 		archive_read_support_format_cpio(a);
