@@ -10,9 +10,6 @@
 #include "slimfs/util.h"
 #include "tree.h"
 
-/* Fewer profile chunks than this share in the new image: warn. */
-#define PROFILE_MATCH_MIN 0.5
-
 void slimfs_build_opts_init(struct slimfs_build_opts *o)
 {
 	memset(o, 0, sizeof(*o));
@@ -45,53 +42,17 @@ static int check_opts(const struct slimfs_build_opts *o)
 	return 0;
 }
 
-/*
- * How many of the profile's chunks the writer placed first: the image's
- * prefetch count, read back from the index just written (the writer keeps
- * no count of its own).
- */
-static int profile_report(const char *profile, size_t nids, int fd)
-{
-	uint8_t super[SLIMFS_SUPER_SIZE];
-	_cleanup_free_ uint8_t *buf = NULL;
-	struct slimfs_index *idx = NULL;
-	uint64_t isz, found;
-	int r;
-
-	r = slimfs_pread_all(fd, super, sizeof(super), 0);
-	if (r == 0)
-		r = slimfs_index_peek(super, sizeof(super), &isz, NULL);
-	if (r == 0 && isz > (1ull << 32))
-		r = -EFBIG;
-	if (r == 0 && !(buf = malloc((size_t)isz)))
-		r = -ENOMEM;
-	if (r == 0)
-		r = slimfs_pread_all(fd, buf, (size_t)isz, 0);
-	if (r == 0)
-		r = slimfs_index_open_mem(buf, (size_t)isz, &idx);
-	if (r < 0)
-		return log_error_errno(r, "cannot read back the index just written");
-	found = slimfs_index_info(idx)->prefetch_count;
-	slimfs_index_free(idx);
-	log_info("profile '%s': %llu of %zu chunks are in this image, placed first and "
-		 "prefetched",
-		 profile, (unsigned long long)found, nids);
-	if ((double)found < PROFILE_MATCH_MIN * (double)nids)
-		log_warn("profile '%s': only %llu of its %zu chunks are in this image: was it "
-			 "recorded on an image of other content, or built with other --chunk-* "
-			 "or --small-file-max options?",
-			 profile, (unsigned long long)found, nids);
-	return 0;
-}
-
 int slimfs_build(const struct slimfs_build_opts *o, const char *const *sources, size_t nsources,
 		 int out_fd, struct slimfs_build_stats *stats)
 {
 	struct slimfs_write_args wa = {.o = o, .default_view = -1};
 	struct slimfs_tree *t = NULL;
 	uint8_t *prefetch = NULL;
+	char **ppaths = NULL;
+	size_t nppaths = 0;
 	char *config = NULL;
 	size_t config_len = 0;
+	uint64_t t0;
 	int r;
 
 	r = check_opts(o);
@@ -109,26 +70,34 @@ int slimfs_build(const struct slimfs_build_opts *o, const char *const *sources, 
 			log_warn("profile '%s' has no '#@chunk' lines: no prefetch order",
 				 o->profile);
 		wa.prefetch_ids = prefetch;
+		r = slimfs_profile_read_paths(o->profile, &ppaths, &nppaths);
+		if (r < 0)
+			goto out;
+		wa.profile_paths = (const char *const *)ppaths;
+		wa.nprofile_paths = nppaths;
 	}
 	r = slimfs_tree_new(&t);
 	if (r < 0)
 		goto out;
+	t0 = slimfs_now_ns();
 	for (size_t i = 0; i < nsources; i++) {
 		r = slimfs_ingest(t, sources[i], o, &config, &config_len);
 		if (r < 0)
 			goto out;
 	}
+	log_debug("build: ingest %.3f s", (double)(slimfs_now_ns() - t0) / 1e9);
 	wa.config = config;
 	wa.config_len = config_len;
+	t0 = slimfs_now_ns();
 	r = slimfs_views_apply(t, o, config, config_len, &wa);
 	if (r < 0)
 		goto out;
+	log_debug("build: views %.3f s", (double)(slimfs_now_ns() - t0) / 1e9);
 	r = slimfs_write_image(t, &wa, out_fd, stats);
 	slimfs_views_free(&wa);
-	if (r == 0 && wa.nprefetch)
-		r = profile_report(o->profile, wa.nprefetch, out_fd);
 out:
 	free(prefetch);
+	slimfs_profile_paths_free(ppaths, nppaths);
 	free(config);
 	slimfs_tree_free(t);
 	return r;

@@ -930,3 +930,117 @@ int slimfs_profile_read_chunks(const char *path, uint8_t **ids, size_t *n)
 		return r;
 	return slimfs_profile_parse_chunks(buf, len, path, ids, n);
 }
+
+/* ---- reading a profile's paths ---- */
+
+/*
+ * One path line as the literal path it selects: *out malloc'd, or NULL
+ * when the line selects no single literal path (a glob, an unanchored name,
+ * a comment, a directive or a negation).
+ */
+static int literal_path(const char *s, size_t k, char **out)
+{
+	struct buf b = {0};
+	size_t i;
+
+	*out = NULL;
+	while (k && (*s == ' ' || *s == '\t')) {
+		s++;
+		k--;
+	}
+	while (k && (s[k - 1] == '\r' || s[k - 1] == ' ' || s[k - 1] == '\t') &&
+	       !(k >= 2 && s[k - 2] == '\\'))
+		k--;
+	if (!k || s[0] == '#' || s[0] == '@' || s[0] == '!')
+		return 0;
+	if (s[0] != '/' && buf_add(&b, "/", 1) < 0)
+		goto oom;
+	for (i = 0; i < k; i++) {
+		char c = s[i];
+
+		if (c == '\\') {
+			if (++i == k)
+				goto skip;
+			c = s[i];
+		} else if (c == '[' && k - i >= sizeof(newline_class) &&
+			   !memcmp(s + i, newline_class, sizeof(newline_class))) {
+			c = '\n';
+			i += sizeof(newline_class) - 1;
+		} else if (c == '*' || c == '?' || c == '[') {
+			goto skip;
+		}
+		if (buf_add(&b, &c, 1) < 0)
+			goto oom;
+	}
+	/* "name" alone matches at any depth: not one path */
+	if (s[0] != '/' && !memchr(s, '/', k))
+		goto skip;
+	if (buf_add(&b, "", 1) < 0)
+		goto oom;
+	*out = b.p;
+	return 0;
+skip:
+	free(b.p);
+	return 0;
+oom:
+	free(b.p);
+	return -ENOMEM;
+}
+
+void slimfs_profile_paths_free(char **paths, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(paths[i]);
+	free(paths);
+}
+
+int slimfs_profile_parse_paths(const char *text, size_t len, char ***paths, size_t *n)
+{
+	char **v = NULL;
+	size_t cap = 0, cnt = 0, i = 0;
+	int r;
+
+	while (i < len) {
+		const char *s = text + i, *e = memchr(s, '\n', len - i);
+		size_t k = e ? (size_t)(e - s) : len - i;
+		char *p;
+
+		i += k + 1;
+		r = literal_path(s, k, &p);
+		if (r < 0)
+			goto fail;
+		if (!p)
+			continue;
+		if (cnt == cap) {
+			size_t c = cap ? cap * 2 : 256;
+			char **nv = realloc(v, c * sizeof(*nv));
+
+			if (!nv) {
+				free(p);
+				r = -ENOMEM;
+				goto fail;
+			}
+			v = nv;
+			cap = c;
+		}
+		v[cnt++] = p;
+	}
+	*paths = v;
+	*n = cnt;
+	return 0;
+fail:
+	slimfs_profile_paths_free(v, cnt);
+	return r;
+}
+
+int slimfs_profile_read_paths(const char *path, char ***paths, size_t *n)
+{
+	_cleanup_free_ char *buf = NULL;
+	size_t len = 0;
+	int r;
+
+	r = read_file(path, "profile", PROFILE_FILE_MAX, &buf, &len);
+	if (r < 0)
+		return r;
+	return slimfs_profile_parse_paths(buf, len, paths, n);
+}

@@ -139,4 +139,16 @@ int slimfs_profile_parse_chunks(const char *text, size_t len, const char *origin
 				size_t *n);
 int slimfs_profile_read_chunks(const char *path, uint8_t **ids, size_t *n);
 
+/*
+ * The literal paths of a profile's path lines, in file order (repeats kept):
+ * absolute ("/usr/bin/x"), unescaped (the newline class back to '\n').
+ * Comments, blank lines, directives, negated lines and lines that are real
+ * globs (an unescaped '*', '?' or '[') or unanchored names are skipped, so
+ * any allow-list reads as the literal paths it names. *paths is a malloc'd
+ * array of malloc'd strings (slimfs_profile_paths_free()), NULL when none.
+ */
+int slimfs_profile_parse_paths(const char *text, size_t len, char ***paths, size_t *n);
+int slimfs_profile_read_paths(const char *path, char ***paths, size_t *n);
+void slimfs_profile_paths_free(char **paths, size_t n);
+
 #endif

@@ -161,6 +161,11 @@ struct slimfs_write_args {
 	bool prune;
 	const uint8_t *prefetch_ids; /* 16 bytes each */
 	size_t nprefetch;
+	/* absolute paths a profiled run touched, first access first: their
+	 * small files are packed first, apart, and prefetched (symlinks on the
+	 * way are followed; paths that are no regular file are ignored) */
+	const char *const *profile_paths;
+	size_t nprofile_paths;
 };
 int slimfs_write_image(struct slimfs_tree *t, const struct slimfs_write_args *a, int out_fd,
 		       struct slimfs_build_stats *stats);

@@ -4,13 +4,19 @@
  *
  *   1. walk: DFS pre-order from the root, children sorted by name; inode ids
  *      at first encounter (root 0), dirents of a directory contiguous.
- *   2. data: regular files in inode id order. Large files are cut by the
- *      content-defined chunker within each data segment (holes are skipped);
- *      small files are packed into shared chunks cut at file boundaries. Each
- *      chunk is named by XXH3-128 and stored once; new chunks are compressed
- *      by a thread pool (one ZSTD_CCtx per worker), which also computes the
- *      SHA-256 of each frame. Only compressed frames stay in memory.
- *   3. order: prefetch chunks first, then by first reference in id order.
+ *   2. data: worker threads prepare regular files in parallel, a window
+ *      ahead of the calling thread: a large file is read, cut by the
+ *      content-defined chunker within each data segment (holes skipped),
+ *      each chunk named by XXH3-128 and, the first time its id is seen,
+ *      compressed (one ZSTD_CCtx per worker) and digested (SHA-256) right
+ *      there, so identical chunks are compressed once; a small file is read
+ *      and hashed. The calling thread takes the files in a fixed order and
+ *      packs the small ones into shared chunks cut at file boundaries (packs
+ *      are compressed by the workers too): first the small files a profile
+ *      names, in profile order, in packs of their own; then every other
+ *      file in inode id order. Only compressed frames stay in memory.
+ *   3. order: profiled packs, then the profile's chunk ids, then by first
+ *      reference in id order.
  *   4. index: superblock and sections laid out in memory, checksummed,
  *      written at 0, then the frames from data_off.
  *
@@ -43,6 +49,11 @@
  * 128 KiB block; keep chunks this far below SLIMFS_CHUNK_MAX so that every
  * frame fits under it too. */
 #define CHUNK_SLACK 4096u
+/* Files prepared ahead of the calling thread, per worker. */
+#define FILE_WINDOW_PER_THREAD 256u
+/* Chunks queued for compression, in largest chunks per worker: beyond it a
+ * worker compresses what it cuts itself. */
+#define COMPRESS_BACKLOG_PER_THREAD 4u
 
 /* ---- chunks ---------------------------------------------------------- */
 
@@ -160,193 +171,6 @@ static int hmap_add(struct hmap *m, const uint8_t key[16], struct wchunk *c, uin
 	return 0;
 }
 
-/* ---- compression pool ------------------------------------------------ */
-
-struct job {
-	struct wchunk *c;
-	void *raw; /* owned, freed by the worker */
-	size_t len;
-};
-
-struct pool {
-	pthread_mutex_t lock;
-	pthread_cond_t work, done;
-	struct job *q; /* ring of qcap */
-	size_t qcap, qhead, qlen;
-	size_t inflight; /* queued + being compressed */
-	bool stop;
-	int err;
-	int level;
-	uint64_t raw_bytes_done;
-	pthread_t *th;
-	unsigned nth;
-};
-
-static int compress_one(ZSTD_CCtx *cctx, struct job *j)
-{
-	size_t cap = ZSTD_compressBound(j->len), r;
-	void *dst = malloc(cap), *shrunk;
-
-	if (!dst)
-		return -ENOMEM;
-	r = ZSTD_compress2(cctx, dst, cap, j->raw, j->len);
-	if (ZSTD_isError(r)) {
-		free(dst);
-		log_error("zstd: cannot compress a chunk of %zu bytes: %s", j->len,
-			  ZSTD_getErrorName(r));
-		return -EIO;
-	}
-	if (r > SLIMFS_CHUNK_MAX) {
-		free(dst);
-		log_error("compressed chunk of %zu bytes exceeds the format's %u byte limit", r,
-			  SLIMFS_CHUNK_MAX);
-		return -EFBIG;
-	}
-	shrunk = realloc(dst, r ? r : 1);
-	if (shrunk)
-		dst = shrunk;
-	slimfs_sha256(dst, r, j->c->sha256);
-	j->c->csize = (uint32_t)r;
-	j->c->frame = dst;
-	return 0;
-}
-
-static void *worker_main(void *arg)
-{
-	struct pool *p = arg;
-	ZSTD_CCtx *cctx = ZSTD_createCCtx();
-	int setup = 0;
-
-	if (!cctx) {
-		setup = -ENOMEM;
-	} else if (ZSTD_isError(ZSTD_CCtx_setParameter(cctx, ZSTD_c_compressionLevel, p->level)) ||
-		   ZSTD_isError(ZSTD_CCtx_setParameter(cctx, ZSTD_c_contentSizeFlag, 1)) ||
-		   ZSTD_isError(ZSTD_CCtx_setParameter(cctx, ZSTD_c_checksumFlag, 0))) {
-		log_error("zstd: cannot set compression level %d", p->level);
-		setup = -EINVAL;
-	}
-
-	pthread_mutex_lock(&p->lock);
-	for (;;) {
-		struct job j;
-		int r;
-
-		while (!p->qlen && !p->stop)
-			pthread_cond_wait(&p->work, &p->lock);
-		if (!p->qlen)
-			break;
-		j = p->q[p->qhead];
-		p->qhead = (p->qhead + 1) % p->qcap;
-		p->qlen--;
-		pthread_mutex_unlock(&p->lock);
-
-		r = setup < 0 ? setup : compress_one(cctx, &j);
-		free(j.raw);
-
-		pthread_mutex_lock(&p->lock);
-		if (r < 0 && !p->err)
-			p->err = r;
-		p->raw_bytes_done += j.len;
-		p->inflight--;
-		pthread_cond_broadcast(&p->done);
-	}
-	pthread_mutex_unlock(&p->lock);
-	ZSTD_freeCCtx(cctx);
-	return NULL;
-}
-
-static int pool_start(struct pool *p, unsigned nth, int level)
-{
-	int r;
-
-	memset(p, 0, sizeof(*p));
-	p->level = level;
-	p->qcap = 2 * (size_t)nth + 2; /* bounds raw chunks in memory */
-	p->q = calloc(p->qcap, sizeof(*p->q));
-	p->th = calloc(nth, sizeof(*p->th));
-	if (!p->q || !p->th) {
-		free(p->q);
-		free(p->th);
-		return -ENOMEM;
-	}
-	pthread_mutex_init(&p->lock, NULL);
-	pthread_cond_init(&p->work, NULL);
-	pthread_cond_init(&p->done, NULL);
-	for (p->nth = 0; p->nth < nth; p->nth++) {
-		r = pthread_create(&p->th[p->nth], NULL, worker_main, p);
-		if (r) {
-			if (p->nth > 0)
-				break;
-			log_error_errno(-r, "cannot start a compression thread");
-			pthread_mutex_destroy(&p->lock);
-			pthread_cond_destroy(&p->work);
-			pthread_cond_destroy(&p->done);
-			free(p->q);
-			free(p->th);
-			return -r;
-		}
-	}
-	return 0;
-}
-
-/* Queues raw (ownership passes to the pool, also on error). */
-static int pool_submit(struct pool *p, struct wchunk *c, void *raw, size_t len)
-{
-	int r;
-
-	pthread_mutex_lock(&p->lock);
-	while (p->qlen == p->qcap && !p->err)
-		pthread_cond_wait(&p->done, &p->lock);
-	r = p->err;
-	if (!r) {
-		p->q[(p->qhead + p->qlen) % p->qcap] = (struct job){.c = c, .raw = raw, .len = len};
-		p->qlen++;
-		p->inflight++;
-		pthread_cond_signal(&p->work);
-	}
-	pthread_mutex_unlock(&p->lock);
-	if (r)
-		free(raw);
-	return r;
-}
-
-/* Waits for every queued job; returns the first worker error. */
-static int pool_drain(struct pool *p)
-{
-	int r;
-
-	pthread_mutex_lock(&p->lock);
-	while (p->inflight)
-		pthread_cond_wait(&p->done, &p->lock);
-	r = p->err;
-	pthread_mutex_unlock(&p->lock);
-	return r;
-}
-
-static void pool_stop(struct pool *p)
-{
-	if (!p->th)
-		return;
-	pthread_mutex_lock(&p->lock);
-	p->stop = true;
-	pthread_cond_broadcast(&p->work);
-	pthread_mutex_unlock(&p->lock);
-	for (unsigned i = 0; i < p->nth; i++)
-		pthread_join(p->th[i], NULL);
-	/* jobs still queued after an error */
-	while (p->qlen) {
-		free(p->q[p->qhead].raw);
-		p->qhead = (p->qhead + 1) % p->qcap;
-		p->qlen--;
-	}
-	pthread_mutex_destroy(&p->lock);
-	pthread_cond_destroy(&p->work);
-	pthread_cond_destroy(&p->done);
-	free(p->q);
-	free(p->th);
-	p->th = NULL;
-}
-
 /* ---- writer state ---------------------------------------------------- */
 
 struct winode {
@@ -355,6 +179,11 @@ struct winode {
 	uint32_t parent, nlink;
 	uint32_t dirent_start, dirent_count; /* directories */
 	uint32_t ext_start, ext_count;	     /* regular files */
+	/* profiled small files: packed first, extent kept here until the
+	 * extents are written in inode order */
+	bool profiled;
+	struct wchunk *pchunk;
+	uint32_t poff;
 };
 
 struct wdirent {
@@ -380,6 +209,53 @@ struct strtab {
 	size_t set_cap, set_n;
 };
 
+/*
+ * One regular file prepared by a worker: a small file's content and hashes,
+ * or a large file's chunks (cut, named, deduplicated and, when new,
+ * compressed right away). The calling thread consumes these in a fixed
+ * order, so what it decides does not depend on which worker finished first.
+ */
+struct fjob {
+	struct winode *wi;
+	bool done; /* under pool.lock */
+	int err;
+	uint8_t *buf; /* small: owned, the content with holes as zeros */
+	uint8_t key[16];
+	uint64_t h64;
+	struct wextent *ext; /* large: owned, in file order */
+	size_t next, ext_cap;
+};
+
+/* A chunk to compress: its plain bytes follow the header. */
+struct cjob {
+	struct cjob *next;
+	struct wchunk *c;
+	size_t len;
+	uint8_t data[];
+};
+
+struct writer;
+
+/*
+ * Two queues: chunks to compress (taken first, so that compression keeps
+ * up and its backlog stays small) and files to prepare (a ring, at most
+ * one window of them).
+ */
+struct pool {
+	pthread_mutex_t lock;
+	pthread_cond_t work, done;
+	struct cjob *chead, **ctail;
+	size_t cbytes, cbytes_max; /* queued plain bytes, and the bound */
+	struct fjob **fq;	   /* ring of fqcap */
+	size_t fqcap, fqhead, fqlen;
+	size_t inflight; /* queued + being worked on, both kinds */
+	bool stop;
+	int err;
+	pthread_t *th;
+	unsigned nth;
+	struct writer *w;
+};
+
 struct writer {
 	struct slimfs_tree *t;
 	const struct slimfs_write_args *a;
@@ -394,17 +270,23 @@ struct writer {
 
 	struct wextent *ext;
 	size_t next, ext_cap;
+	/* chunks and by_id are shared with the workers, under chunk_lock */
+	pthread_mutex_t chunk_lock;
 	struct chunk_store chunks;
-	struct hmap by_id, small;
+	struct hmap by_id;
+	struct hmap small; /* calling thread only */
 	struct slimfs_cdc cdc;
 	uint32_t chunk_max;
 	uint32_t small_max; /* files of 1..small_max bytes are packed */
-	uint8_t *window;    /* READ_WINDOW + chunk_max */
 
 	/* the open pack of small files */
 	uint8_t *pack;
 	size_t pack_len;
 	struct wchunk *pack_chunk; /* reserved when the pack gets its first file */
+	bool packing_profiled;	   /* packs sealed now go to ppacks */
+	struct wchunk **ppacks;	   /* packs of profiled files, in order */
+	size_t nppacks, ppacks_cap;
+	size_t nprofiled, nprofile_found;
 
 	struct pool pool;
 	uint64_t total_bytes, files, files_done, bytes_done, last_progress;
@@ -449,6 +331,280 @@ static int too_many(const char *what)
 {
 	log_error("too many %s for the image format (at most %" PRIu32 ")", what, UINT32_MAX - 1);
 	return -EFBIG;
+}
+
+/* ---- worker pool ----------------------------------------------------- */
+
+/* Per worker: one compression context and buffers reused for every job. */
+struct wctx {
+	ZSTD_CCtx *cctx;
+	uint8_t *dst; /* ZSTD_compressBound(chunk_max) */
+	size_t dst_cap;
+	uint8_t *window; /* READ_WINDOW + chunk_max */
+};
+
+static void chunk_id(const void *buf, size_t len, uint8_t id[16])
+{
+	XXH128_canonical_t canon;
+
+	XXH128_canonicalFromHash(&canon, XXH3_128bits(buf, len));
+	memcpy(id, canon.digest, 16);
+}
+
+/* Compresses src into c's frame and digests it. */
+static int compress_chunk(struct wctx *x, struct wchunk *c, const void *src, size_t len)
+{
+	size_t r = ZSTD_compress2(x->cctx, x->dst, x->dst_cap, src, len);
+
+	if (ZSTD_isError(r)) {
+		log_error("zstd: cannot compress a chunk of %zu bytes: %s", len,
+			  ZSTD_getErrorName(r));
+		return -EIO;
+	}
+	if (r > SLIMFS_CHUNK_MAX) {
+		log_error("compressed chunk of %zu bytes exceeds the format's %u byte limit", r,
+			  SLIMFS_CHUNK_MAX);
+		return -EFBIG;
+	}
+	c->frame = malloc(r ? r : 1);
+	if (!c->frame)
+		return -ENOMEM;
+	memcpy(c->frame, x->dst, r);
+	slimfs_sha256(c->frame, r, c->sha256);
+	c->csize = (uint32_t)r;
+	return 0;
+}
+
+static int wctx_init(struct wctx *x, const struct writer *w)
+{
+	int level = w->o->zstd_level;
+
+	memset(x, 0, sizeof(*x));
+	x->cctx = ZSTD_createCCtx();
+	x->dst_cap = ZSTD_compressBound(w->chunk_max);
+	x->dst = malloc(x->dst_cap);
+	x->window = malloc((size_t)READ_WINDOW + w->chunk_max);
+	if (!x->cctx || !x->dst || !x->window)
+		return -ENOMEM;
+	if (ZSTD_isError(ZSTD_CCtx_setParameter(x->cctx, ZSTD_c_compressionLevel, level)) ||
+	    ZSTD_isError(ZSTD_CCtx_setParameter(x->cctx, ZSTD_c_contentSizeFlag, 1)) ||
+	    ZSTD_isError(ZSTD_CCtx_setParameter(x->cctx, ZSTD_c_checksumFlag, 0))) {
+		log_error("zstd: cannot set compression level %d", level);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static void wctx_free(struct wctx *x)
+{
+	ZSTD_freeCCtx(x->cctx);
+	free(x->dst);
+	free(x->window);
+}
+
+static int prepare_file(struct writer *w, struct wctx *x, struct fjob *f);
+
+static void *worker_main(void *arg)
+{
+	struct pool *p = arg;
+	struct wctx x;
+	int setup = wctx_init(&x, p->w);
+
+	pthread_mutex_lock(&p->lock);
+	for (;;) {
+		struct cjob *cj = NULL;
+		struct fjob *f = NULL;
+		int r;
+
+		while (!p->chead && !p->fqlen && !p->stop)
+			pthread_cond_wait(&p->work, &p->lock);
+		if (p->chead) {
+			cj = p->chead;
+			p->chead = cj->next;
+			if (!p->chead)
+				p->ctail = &p->chead;
+			p->cbytes -= cj->len;
+		} else if (p->fqlen) {
+			f = p->fq[p->fqhead];
+			p->fqhead = (p->fqhead + 1) % p->fqcap;
+			p->fqlen--;
+		} else {
+			break;
+		}
+		pthread_mutex_unlock(&p->lock);
+
+		if (setup < 0)
+			r = setup;
+		else if (f)
+			r = prepare_file(p->w, &x, f);
+		else
+			r = compress_chunk(&x, cj->c, cj->data, cj->len);
+		free(cj);
+
+		pthread_mutex_lock(&p->lock);
+		if (f) {
+			f->err = r;
+			f->done = true;
+		} else if (r < 0 && !p->err) {
+			p->err = r;
+		}
+		p->inflight--;
+		/* the calling thread waits for files and for the end only */
+		if (f || !p->inflight || p->err)
+			pthread_cond_broadcast(&p->done);
+	}
+	pthread_mutex_unlock(&p->lock);
+	wctx_free(&x);
+	return NULL;
+}
+
+static int pool_start(struct pool *p, struct writer *w, unsigned nth, size_t fqcap,
+		      size_t cbytes_max)
+{
+	int r;
+
+	memset(p, 0, sizeof(*p));
+	p->w = w;
+	p->ctail = &p->chead;
+	p->cbytes_max = cbytes_max;
+	p->fqcap = fqcap;
+	p->fq = calloc(p->fqcap, sizeof(*p->fq));
+	p->th = calloc(nth, sizeof(*p->th));
+	if (!p->fq || !p->th) {
+		free(p->fq);
+		free(p->th);
+		p->th = NULL;
+		return -ENOMEM;
+	}
+	pthread_mutex_init(&p->lock, NULL);
+	pthread_cond_init(&p->work, NULL);
+	pthread_cond_init(&p->done, NULL);
+	for (p->nth = 0; p->nth < nth; p->nth++) {
+		r = pthread_create(&p->th[p->nth], NULL, worker_main, p);
+		if (r) {
+			if (p->nth > 0)
+				break;
+			log_error_errno(-r, "cannot start a worker thread");
+			pthread_mutex_destroy(&p->lock);
+			pthread_cond_destroy(&p->work);
+			pthread_cond_destroy(&p->done);
+			free(p->fq);
+			free(p->th);
+			p->th = NULL;
+			return -r;
+		}
+	}
+	return 0;
+}
+
+/*
+ * Queues a copy of buf for compression into c. With force false (a worker
+ * asking), refuses with -EAGAIN when the backlog is over its bound: the
+ * caller then compresses it itself, which bounds memory and work queued.
+ */
+static int pool_compress(struct pool *p, struct wchunk *c, const void *buf, size_t len, bool force)
+{
+	struct cjob *cj;
+	int r;
+
+	pthread_mutex_lock(&p->lock);
+	r = p->err;
+	if (!r && !force && p->cbytes + len > p->cbytes_max)
+		r = -EAGAIN;
+	if (!r)
+		p->cbytes += len; /* reserved */
+	pthread_mutex_unlock(&p->lock);
+	if (r)
+		return r;
+	cj = malloc(sizeof(*cj) + (len ? len : 1));
+	pthread_mutex_lock(&p->lock);
+	if (!cj) {
+		p->cbytes -= len;
+		pthread_mutex_unlock(&p->lock);
+		return -ENOMEM;
+	}
+	cj->next = NULL;
+	cj->c = c;
+	cj->len = len;
+	memcpy(cj->data, buf, len);
+	*p->ctail = cj;
+	p->ctail = &cj->next;
+	p->inflight++;
+	pthread_cond_signal(&p->work);
+	pthread_mutex_unlock(&p->lock);
+	return 0;
+}
+
+/* Queues a file to prepare (the window keeps the ring from overflowing). */
+static int pool_prepare(struct pool *p, struct fjob *f)
+{
+	int r;
+
+	pthread_mutex_lock(&p->lock);
+	r = p->err;
+	if (!r && p->fqlen == p->fqcap)
+		r = -EOVERFLOW;
+	if (!r) {
+		p->fq[(p->fqhead + p->fqlen) % p->fqcap] = f;
+		p->fqlen++;
+		p->inflight++;
+		pthread_cond_signal(&p->work);
+	}
+	pthread_mutex_unlock(&p->lock);
+	return r;
+}
+
+/* Waits until a file job is done; returns its error. */
+static int pool_wait_file(struct pool *p, struct fjob *f)
+{
+	int r;
+
+	pthread_mutex_lock(&p->lock);
+	while (!f->done)
+		pthread_cond_wait(&p->done, &p->lock);
+	r = f->err;
+	pthread_mutex_unlock(&p->lock);
+	return r;
+}
+
+/* Waits for every queued job; returns the first compression error. */
+static int pool_drain(struct pool *p)
+{
+	int r;
+
+	if (!p->th)
+		return 0;
+	pthread_mutex_lock(&p->lock);
+	while (p->inflight)
+		pthread_cond_wait(&p->done, &p->lock);
+	r = p->err;
+	pthread_mutex_unlock(&p->lock);
+	return r;
+}
+
+static void pool_stop(struct pool *p)
+{
+	if (!p->th)
+		return;
+	pthread_mutex_lock(&p->lock);
+	p->stop = true;
+	pthread_cond_broadcast(&p->work);
+	pthread_mutex_unlock(&p->lock);
+	for (unsigned i = 0; i < p->nth; i++)
+		pthread_join(p->th[i], NULL);
+	/* workers drain both queues before they stop; this is only a guard */
+	while (p->chead) {
+		struct cjob *cj = p->chead;
+
+		p->chead = cj->next;
+		free(cj);
+	}
+	pthread_mutex_destroy(&p->lock);
+	pthread_cond_destroy(&p->work);
+	pthread_cond_destroy(&p->done);
+	free(p->fq);
+	free(p->th);
+	p->th = NULL;
 }
 
 /* ---- 1. walk ------------------------------------------------------------- */
@@ -570,75 +726,46 @@ static int add_extent(struct writer *w, uint64_t file_off, struct wchunk *c, uin
 	return 0;
 }
 
-static void chunk_id(const void *buf, size_t len, uint8_t id[16])
+static struct wchunk *new_chunk_locked(struct writer *w, int *err)
 {
-	XXH128_canonical_t canon;
+	struct wchunk *c = chunk_new(&w->chunks);
 
-	XXH128_canonicalFromHash(&canon, XXH3_128bits(buf, len));
-	memcpy(id, canon.digest, 16);
-}
-
-/* A chunk with plain bytes buf: the known one with that id, or a new one
- * queued for compression. */
-static int intern_chunk(struct writer *w, const void *buf, size_t len, struct wchunk **out)
-{
-	struct hmap_ent *he;
-	struct wchunk *c;
-	uint8_t id[16];
-	void *raw;
-	int r;
-
-	chunk_id(buf, len, id);
-	he = hmap_find(&w->by_id, id);
-	if (he) {
-		*out = he->c;
-		return 0;
-	}
-	c = chunk_new(&w->chunks);
 	if (!c)
-		return w->chunks.n >= UINT32_MAX ? too_many("chunks") : -ENOMEM;
-	memcpy(c->id, id, 16);
-	c->usize = (uint32_t)len;
-	r = hmap_add(&w->by_id, id, c, 0);
-	if (r < 0)
-		return r;
-	raw = malloc(len ? len : 1);
-	if (!raw)
-		return -ENOMEM;
-	memcpy(raw, buf, len);
-	*out = c;
-	return pool_submit(&w->pool, c, raw, len);
+		*err = w->chunks.n >= UINT32_MAX ? too_many("chunks") : -ENOMEM;
+	return c;
 }
 
 static int seal_pack(struct writer *w)
 {
 	struct wchunk *c = w->pack_chunk;
 	struct hmap_ent *he;
-	uint8_t *raw;
-	int r;
+	int r = 0;
 
 	if (!c)
 		return 0;
 	w->pack_chunk = NULL;
+	if (w->packing_profiled) {
+		r = grow((void **)&w->ppacks, &w->ppacks_cap, w->nppacks + 1, sizeof(*w->ppacks));
+		if (r < 0)
+			return r;
+		w->ppacks[w->nppacks++] = c;
+	}
 	chunk_id(w->pack, w->pack_len, c->id);
 	c->usize = (uint32_t)w->pack_len;
+	pthread_mutex_lock(&w->chunk_lock);
 	he = hmap_find(&w->by_id, c->id);
-	if (he) {
+	if (he)
 		c->alias = he->c;
+	else
+		r = hmap_add(&w->by_id, c->id, c, 0);
+	pthread_mutex_unlock(&w->chunk_lock);
+	if (he || r < 0) {
 		w->pack_len = 0;
-		return 0;
+		return r;
 	}
-	r = hmap_add(&w->by_id, c->id, c, 0);
-	if (r < 0)
-		return r;
-	/* hand the buffer to the pool, start a new one */
-	raw = w->pack;
-	w->pack = malloc(w->chunk_max);
-	r = pool_submit(&w->pool, c, raw, w->pack_len);
+	r = pool_compress(&w->pool, c, w->pack, w->pack_len, true);
 	w->pack_len = 0;
-	if (r < 0)
-		return r;
-	return w->pack ? 0 : -ENOMEM;
+	return r;
 }
 
 static int open_content(struct writer *w, const struct winode *wi, int *fd)
@@ -702,66 +829,74 @@ static int check_segments(const struct winode *wi)
 	return 0;
 }
 
-static int write_small(struct writer *w, struct winode *wi, int fd)
+/* Worker: a small file's content (holes as zeros) and its hashes. */
+static int prepare_small(struct fjob *f, int fd)
 {
-	const struct slimfs_tcontent *d = &wi->ti->data;
+	const struct slimfs_tcontent *d = &f->wi->ti->data;
 	size_t size = (size_t)d->size;
-	_cleanup_free_ uint8_t *buf = calloc(1, size);
-	struct hmap_ent *he;
-	XXH128_canonical_t canon;
-	uint8_t key[16];
-	uint64_t h64, target;
 	int r;
 
-	if (!buf)
+	f->buf = calloc(1, size);
+	if (!f->buf)
 		return -ENOMEM;
 	for (uint32_t i = 0; i < d->nseg; i++) {
-		r = slimfs_pread_all(fd, buf + d->seg[i].file_off, d->seg[i].len,
+		r = slimfs_pread_all(fd, f->buf + d->seg[i].file_off, d->seg[i].len,
 				     d->seg[i].src_off);
 		if (r < 0)
-			return read_error(wi, r);
+			return read_error(f->wi, r);
 	}
-	XXH128_canonicalFromHash(&canon, XXH3_128bits(buf, size));
-	memcpy(key, canon.digest, 16);
-	he = hmap_find(&w->small, key);
-	if (he)
-		return add_extent(w, 0, he->c, he->off, (uint32_t)size);
-
-	if (w->pack_len + size > w->chunk_max) {
-		r = seal_pack(w);
-		if (r < 0)
-			return r;
-	}
-	if (!w->pack_chunk) {
-		w->pack_chunk = chunk_new(&w->chunks);
-		if (!w->pack_chunk)
-			return w->chunks.n >= UINT32_MAX ? too_many("chunks") : -ENOMEM;
-	}
-	memcpy(w->pack + w->pack_len, buf, size);
-	r = hmap_add(&w->small, key, w->pack_chunk, (uint32_t)w->pack_len);
-	if (r < 0)
-		return r;
-	r = add_extent(w, 0, w->pack_chunk, (uint32_t)w->pack_len, (uint32_t)size);
-	if (r < 0)
-		return r;
-	w->pack_len += size;
-
-	/*
-	 * Cut after this file with a probability proportional to its size
-	 * (size / (avg - min)), decided by its content hash: a pack boundary
-	 * depends only on the file before it, like a byte-level CDC cut, so
-	 * adding or removing one file changes only the pack it lands in.
-	 */
-	h64 = XXH3_64bits(buf, size) >> 32;
-	target = w->cdc.avg > w->cdc.min ? w->cdc.avg - w->cdc.min : w->cdc.avg;
-	if (w->pack_len >= w->cdc.min && h64 * target < ((uint64_t)size << 32))
-		return seal_pack(w);
+	chunk_id(f->buf, size, f->key);
+	f->h64 = XXH3_64bits(f->buf, size) >> 32;
 	return 0;
 }
 
-static int write_large(struct writer *w, struct winode *wi, int fd)
+/* Worker: the chunk named by buf's content, compressed here if it is new. */
+static int intern_chunk(struct writer *w, struct wctx *x, const uint8_t *buf, size_t len,
+			struct wchunk **out)
 {
-	const struct slimfs_tcontent *d = &wi->ti->data;
+	struct hmap_ent *he;
+	struct wchunk *c;
+	uint8_t id[16];
+	int r = 0;
+
+	chunk_id(buf, len, id);
+	pthread_mutex_lock(&w->chunk_lock);
+	he = hmap_find(&w->by_id, id);
+	if (he) {
+		*out = he->c;
+		pthread_mutex_unlock(&w->chunk_lock);
+		return 0;
+	}
+	c = new_chunk_locked(w, &r);
+	if (c) {
+		memcpy(c->id, id, 16);
+		c->usize = (uint32_t)len;
+		r = hmap_add(&w->by_id, id, c, 0);
+	}
+	pthread_mutex_unlock(&w->chunk_lock);
+	if (r < 0)
+		return r;
+	*out = c;
+	/* first to name it: nobody else compresses it; queued for any worker
+	 * unless the backlog is full, then here */
+	r = pool_compress(&w->pool, c, buf, len, false);
+	return r == -EAGAIN ? compress_chunk(x, c, buf, len) : r;
+}
+
+static int fjob_add_extent(struct fjob *f, uint64_t file_off, struct wchunk *c, uint32_t len)
+{
+	int r = grow((void **)&f->ext, &f->ext_cap, f->next + 1, sizeof(*f->ext));
+
+	if (r < 0)
+		return r;
+	f->ext[f->next++] = (struct wextent){file_off, c, 0, len};
+	return 0;
+}
+
+/* Worker: a large file cut by the chunker within each data segment. */
+static int prepare_large(struct writer *w, struct wctx *x, struct fjob *f, int fd)
+{
+	const struct slimfs_tcontent *d = &f->wi->ti->data;
 	int r;
 
 	for (uint32_t i = 0; i < d->nseg; i++) {
@@ -777,77 +912,351 @@ static int write_large(struct writer *w, struct winode *wi, int fd)
 				size_t n = (size_t)MIN((uint64_t)(READ_WINDOW - filled),
 						       s->len - readpos);
 
-				r = slimfs_pread_all(fd, w->window + filled, n,
+				r = slimfs_pread_all(fd, x->window + filled, n,
 						     s->src_off + readpos);
 				if (r < 0)
-					return read_error(wi, r);
+					return read_error(f->wi, r);
 				filled += n;
 				readpos += n;
-				w->bytes_done += n;
 			}
 			eof = readpos == s->len;
-			while ((cut = slimfs_cdc_cut(&w->cdc, w->window + start, filled - start,
+			while ((cut = slimfs_cdc_cut(&w->cdc, x->window + start, filled - start,
 						     eof)) > 0) {
 				struct wchunk *c;
 
-				r = intern_chunk(w, w->window + start, cut, &c);
+				r = intern_chunk(w, x, x->window + start, cut, &c);
 				if (r < 0)
 					return r;
-				r = add_extent(w, file_off, c, 0, (uint32_t)cut);
+				r = fjob_add_extent(f, file_off, c, (uint32_t)cut);
 				if (r < 0)
 					return r;
 				start += cut;
 				file_off += cut;
 			}
-			memmove(w->window, w->window + start, filled - start);
+			memmove(x->window, x->window + start, filled - start);
 			filled -= start;
 			if (eof)
 				break;
-			progress(w, "chunking", w->bytes_done, w->total_bytes, false);
 		}
 	}
 	return 0;
 }
 
-static int write_data(struct writer *w)
+static int prepare_file(struct writer *w, struct wctx *x, struct fjob *f)
 {
-	int r = 0;
+	const struct slimfs_tcontent *d = &f->wi->ti->data;
+	int fd = -1, r;
 
+	r = check_segments(f->wi);
+	if (r < 0)
+		return r;
+	r = open_content(w, f->wi, &fd);
+	if (r < 0)
+		return r;
+	if (d->size <= w->small_max)
+		r = prepare_small(f, fd);
+	else
+		r = prepare_large(w, x, f, fd);
+	if (!d->from_spool)
+		close(fd);
+	return r;
+}
+
+static void fjob_clear(struct fjob *f)
+{
+	free(f->buf);
+	free(f->ext);
+	memset(f, 0, sizeof(*f));
+}
+
+/*
+ * Calling thread: appends a prepared small file to the open pack (or finds
+ * an identical file packed before) and says where it landed.
+ */
+static int place_small(struct writer *w, struct fjob *f, struct wchunk **pc, uint32_t *poff)
+{
+	size_t size = (size_t)f->wi->ti->data.size;
+	struct hmap_ent *he = hmap_find(&w->small, f->key);
+	uint64_t target;
+	int r;
+
+	if (he) {
+		*pc = he->c;
+		*poff = he->off;
+		return 0;
+	}
+	if (w->pack_len + size > w->chunk_max) {
+		r = seal_pack(w);
+		if (r < 0)
+			return r;
+	}
+	if (!w->pack_chunk) {
+		r = -ENOMEM;
+		pthread_mutex_lock(&w->chunk_lock);
+		w->pack_chunk = new_chunk_locked(w, &r);
+		pthread_mutex_unlock(&w->chunk_lock);
+		if (!w->pack_chunk)
+			return r;
+	}
+	if (!w->pack)
+		return -ENOMEM;
+	memcpy(w->pack + w->pack_len, f->buf, size);
+	r = hmap_add(&w->small, f->key, w->pack_chunk, (uint32_t)w->pack_len);
+	if (r < 0)
+		return r;
+	*pc = w->pack_chunk;
+	*poff = (uint32_t)w->pack_len;
+	w->pack_len += size;
+
+	/*
+	 * Cut after this file with a probability proportional to its size
+	 * (size / (avg - min)), decided by its content hash: a pack boundary
+	 * depends only on the file before it, like a byte-level CDC cut, so
+	 * adding or removing one file changes only the pack it lands in.
+	 */
+	target = w->cdc.avg > w->cdc.min ? w->cdc.avg - w->cdc.min : w->cdc.avg;
+	if (w->pack_len >= w->cdc.min && f->h64 * target < ((uint64_t)size << 32))
+		return seal_pack(w);
+	return 0;
+}
+
+/* ---- profiled files ---- */
+
+/*
+ * The entry a profile path names, following symlinks on the way and at the
+ * end (at most 40 in all), "." and ".." taken on the real tree; NULL when
+ * there is none.
+ */
+static struct slimfs_tinode *resolve_profile_path(struct slimfs_tree *t, const char *path)
+{
+	_cleanup_free_ char *rest = strdup(path);
+	struct slimfs_tnode *n = t->root;
+	unsigned hops = 0;
+	char *p = rest;
+
+	if (!rest || !n)
+		return NULL;
+	while (*p) {
+		char *comp = p, *slash = strchr(p, '/');
+		struct slimfs_tnode *child = NULL;
+
+		if (slash) {
+			*slash = 0;
+			p = slash + 1;
+		} else {
+			p += strlen(p);
+		}
+		if (!*comp || !strcmp(comp, "."))
+			continue;
+		if (!strcmp(comp, "..")) {
+			if (n->parent)
+				n = n->parent;
+			continue;
+		}
+		if (!n->ino || !S_ISDIR(n->ino->mode))
+			return NULL;
+		{
+			_cleanup_free_ char *dir = slimfs_tree_path(n), *full = NULL;
+
+			if (!dir || asprintf(&full, "%s/%s", dir, comp) < 0)
+				return NULL;
+			if (slimfs_tree_lookup(t, full, &child) < 0 || !child || !child->ino)
+				return NULL;
+		}
+		if (S_ISLNK(child->ino->mode)) {
+			const char *tg = child->ino->target ? child->ino->target : "";
+			char *next = NULL;
+
+			if (++hops > 40 || asprintf(&next, "%s/%s", tg, p) < 0)
+				return NULL;
+			free(rest);
+			rest = p = next;
+			if (*tg == '/')
+				n = t->root;
+			continue;
+		}
+		n = child;
+	}
+	return n->ino;
+}
+
+static bool has_data(const struct slimfs_tinode *ti)
+{
+	return S_ISREG(ti->mode) && ti->data.nseg && ti->data.size;
+}
+
+/*
+ * The files in the order they are prepared: the profiled small files in
+ * profile order (each once), then every other file with data in inode id
+ * order. *nprof is how many of the first are profiled.
+ */
+static int file_sequence(struct writer *w, struct winode ***out, size_t *n, size_t *nprof)
+{
+	_cleanup_free_ struct winode **seq = NULL;
+	size_t cap = 0, cnt = 0;
+	int r;
+
+	for (size_t i = 0; i < w->a->nprofile_paths; i++) {
+		const char *path = w->a->profile_paths[i];
+		struct slimfs_tinode *ti = path ? resolve_profile_path(w->t, path) : NULL;
+		struct winode *wi;
+
+		if (!ti || ti->id >= w->nino || w->ino[ti->id].ti != ti)
+			continue;
+		w->nprofile_found++;
+		if (!S_ISREG(ti->mode))
+			continue;
+		wi = &w->ino[ti->id];
+		if (wi->profiled || !has_data(ti) || ti->data.size > w->small_max)
+			continue;
+		wi->profiled = true;
+		r = grow((void **)&seq, &cap, cnt + 1, sizeof(*seq));
+		if (r < 0)
+			return r;
+		seq[cnt++] = wi;
+	}
+	*nprof = cnt;
 	for (size_t id = 0; id < w->nino; id++) {
 		struct winode *wi = &w->ino[id];
-		const struct slimfs_tcontent *d = &wi->ti->data;
-		int fd = -1;
+
+		if (wi->profiled || !has_data(wi->ti))
+			continue;
+		r = grow((void **)&seq, &cap, cnt + 1, sizeof(*seq));
+		if (r < 0)
+			return r;
+		seq[cnt++] = wi;
+	}
+	*out = steal_ptr(&seq);
+	*n = cnt;
+	return 0;
+}
+
+/* A window of file jobs ahead of the calling thread. */
+struct fwindow {
+	struct winode **seq;
+	size_t nseq, next_submit, next_take, size;
+	struct fjob *jobs; /* ring of size */
+};
+
+/* The next file's job, once prepared (submitting more as slots free up). */
+static int take_file(struct writer *w, struct fwindow *fw, struct fjob **out)
+{
+	struct fjob *f;
+	int r;
+
+	while (fw->next_submit < fw->nseq && fw->next_submit < fw->next_take + fw->size) {
+		f = &fw->jobs[fw->next_submit % fw->size];
+		fjob_clear(f);
+		f->wi = fw->seq[fw->next_submit++];
+		r = pool_prepare(&w->pool, f);
+		if (r < 0) {
+			f->done = true; /* never queued */
+			return r;
+		}
+	}
+	f = &fw->jobs[fw->next_take++ % fw->size];
+	r = pool_wait_file(&w->pool, f);
+	if (r < 0)
+		return r;
+	*out = f;
+	return 0;
+}
+
+static int write_data(struct writer *w)
+{
+	struct fwindow fw = {0};
+	size_t nprof = 0;
+	int r;
+
+	r = file_sequence(w, &fw.seq, &fw.nseq, &nprof);
+	if (r < 0)
+		return r;
+	fw.size = FILE_WINDOW_PER_THREAD * (size_t)w->pool.nth;
+	fw.jobs = calloc(fw.size, sizeof(*fw.jobs));
+	if (!fw.jobs) {
+		r = -ENOMEM;
+		goto out;
+	}
+	w->nprofiled = nprof;
+
+	/* 1. profiled small files, in profile order, in packs of their own */
+	w->packing_profiled = true;
+	for (size_t i = 0; i < nprof; i++) {
+		struct fjob *f;
+
+		r = take_file(w, &fw, &f);
+		if (r < 0)
+			goto out;
+		r = place_small(w, f, &f->wi->pchunk, &f->wi->poff);
+		if (r < 0)
+			goto out;
+		w->bytes_done += f->wi->ti->data.size;
+		fjob_clear(f);
+	}
+	r = seal_pack(w);
+	if (r < 0)
+		goto out;
+	w->packing_profiled = false;
+
+	/* 2. extents in inode id order, every other file prepared in turn */
+	for (size_t id = 0; id < w->nino; id++) {
+		struct winode *wi = &w->ino[id];
+		struct fjob *f;
 
 		wi->ext_start = (uint32_t)w->next;
 		if (!S_ISREG(wi->ti->mode))
 			continue;
 		w->files_done++;
-		if (!d->nseg || !d->size)
+		if (!has_data(wi->ti))
 			continue;
-		r = check_segments(wi);
-		if (r < 0)
-			return r;
-		r = open_content(w, wi, &fd);
-		if (r < 0)
-			return r;
-		if (d->size <= w->small_max) {
-			r = write_small(w, wi, fd);
-		} else {
-			r = write_large(w, wi, fd);
+		if (wi->profiled) {
+			r = add_extent(w, 0, wi->pchunk, wi->poff, (uint32_t)wi->ti->data.size);
+			if (r < 0)
+				goto out;
+			wi->ext_count = 1;
+			continue;
 		}
-		if (!d->from_spool)
-			close(fd);
+		r = take_file(w, &fw, &f);
 		if (r < 0)
-			return r;
+			goto out;
+		if (f->wi != wi) {
+			log_error("internal error: file %zu prepared out of turn", id);
+			r = -EUCLEAN;
+			goto out;
+		}
+		if (f->buf) {
+			struct wchunk *pc;
+			uint32_t poff;
+
+			r = place_small(w, f, &pc, &poff);
+			if (r == 0)
+				r = add_extent(w, 0, pc, poff, (uint32_t)wi->ti->data.size);
+		} else {
+			for (size_t k = 0; k < f->next && r == 0; k++)
+				r = add_extent(w, f->ext[k].file_off, f->ext[k].c, 0,
+					       f->ext[k].len);
+		}
+		if (r < 0)
+			goto out;
 		wi->ext_count = (uint32_t)(w->next - wi->ext_start);
-		if (d->size <= w->small_max)
-			w->bytes_done += d->size;
+		w->bytes_done += wi->ti->data.size;
+		fjob_clear(f);
 		progress(w, "chunking", w->bytes_done, w->total_bytes, false);
 	}
 	r = seal_pack(w);
-	if (r < 0)
-		return r;
-	return pool_drain(&w->pool);
+out:
+	/* no job may outlive the window it points into */
+	{
+		int r2 = pool_drain(&w->pool);
+
+		if (r == 0)
+			r = r2;
+	}
+	for (size_t i = 0; fw.jobs && i < fw.size; i++)
+		fjob_clear(&fw.jobs[i]);
+	free(fw.jobs);
+	free(fw.seq);
+	return r;
 }
 
 /* ---- 3. chunk order -------------------------------------------------- */
@@ -857,9 +1266,23 @@ static struct wchunk *real(struct wchunk *c)
 	return c->alias ? c->alias : c;
 }
 
+static void place(struct wchunk *c, struct wchunk **order, size_t *n)
+{
+	c = real(c);
+	if (c->order != UINT32_MAX)
+		return;
+	c->order = (uint32_t)*n;
+	order[(*n)++] = c;
+}
+
+/*
+ * Data order: (1) the packs of profiled small files, in profile order;
+ * (2) the profile's chunk ids that exist here, in order; (3) every other
+ * chunk in the order of its first reference. PREFETCH is (1) + (2).
+ */
 static int order_chunks(struct writer *w, struct wchunk ***order_out, size_t *nprefetch_out)
 {
-	size_t n = 0, nunique = 0, np = 0;
+	size_t n = 0, nunique = 0, np, found = 0;
 	struct wchunk **order;
 
 	for (size_t i = 0; i < w->chunks.n; i++)
@@ -868,33 +1291,39 @@ static int order_chunks(struct writer *w, struct wchunk ***order_out, size_t *np
 	order = calloc(nunique ? nunique : 1, sizeof(*order));
 	if (!order)
 		return -ENOMEM;
+	for (size_t i = 0; i < w->nppacks; i++)
+		place(w->ppacks[i], order, &n);
 	for (size_t i = 0; i < w->a->nprefetch; i++) {
 		struct hmap_ent *he = hmap_find(&w->by_id, w->a->prefetch_ids + 16 * i);
-		struct wchunk *c;
 
 		if (!he)
 			continue;
-		c = real(he->c);
-		if (c->order != UINT32_MAX)
-			continue;
-		c->order = (uint32_t)n;
-		order[n++] = c;
+		found++;
+		place(he->c, order, &n);
 	}
 	np = n;
-	for (size_t i = 0; i < w->next; i++) {
-		struct wchunk *c = real(w->ext[i].c);
-
-		if (c->order != UINT32_MAX)
-			continue;
-		c->order = (uint32_t)n;
-		order[n++] = c;
-	}
+	for (size_t i = 0; i < w->next; i++)
+		place(w->ext[i].c, order, &n);
 	/* every unique chunk is referenced by some extent */
 	if (n != nunique) {
 		free(order);
 		log_error("internal error: %zu chunks placed, %zu expected", n, nunique);
 		return -EUCLEAN;
 	}
+	if (w->a->nprofile_paths || w->a->nprefetch)
+		log_info("profile: %zu of %zu paths found, %zu small files packed first in %zu "
+			 "chunks, %zu of %zu chunk ids found; %zu chunks prefetched",
+			 w->nprofile_found, w->a->nprofile_paths, w->nprofiled, w->nppacks, found,
+			 w->a->nprefetch, np);
+	if (w->a->nprofile_paths && w->nprofile_found * 2 < w->a->nprofile_paths)
+		log_warn("profile: only %zu of its %zu paths are in this image: was it recorded "
+			 "on an image of other content?",
+			 w->nprofile_found, w->a->nprofile_paths);
+	else if (!w->a->nprofile_paths && w->a->nprefetch && found * 2 < w->a->nprefetch)
+		log_warn("profile: only %zu of its %zu chunks are in this image: was it recorded "
+			 "on an image of other content, or built with other --chunk-* or "
+			 "--small-file-max options?",
+			 found, w->a->nprefetch);
 	*order_out = order;
 	*nprefetch_out = np;
 	return 0;
@@ -1319,10 +1748,11 @@ static void writer_free(struct writer *w)
 	chunk_store_free(&w->chunks);
 	free(w->by_id.e);
 	free(w->small.e);
-	free(w->window);
 	free(w->pack);
+	free(w->ppacks);
 	free(w->str.buf);
 	free(w->str.set);
+	pthread_mutex_destroy(&w->chunk_lock);
 }
 
 static int check_args(const struct slimfs_write_args *a)
@@ -1373,6 +1803,10 @@ static int check_args(const struct slimfs_write_args *a)
 		log_error("%zu prefetch ids without data", a->nprefetch);
 		return -EINVAL;
 	}
+	if (a->nprofile_paths && !a->profile_paths) {
+		log_error("%zu profile paths without data", a->nprofile_paths);
+		return -EINVAL;
+	}
 	return 0;
 }
 
@@ -1384,6 +1818,7 @@ int slimfs_write_image(struct slimfs_tree *t, const struct slimfs_write_args *a,
 	_cleanup_free_ uint8_t *index = NULL;
 	struct layout L = {0};
 	size_t nchunks = 0, nprefetch = 0;
+	uint64_t t0, t1, t2, t3;
 	unsigned nth;
 	int r;
 
@@ -1396,9 +1831,9 @@ int slimfs_write_image(struct slimfs_tree *t, const struct slimfs_write_args *a,
 	w.small_max = MIN(w.o->small_file_max, w.chunk_max);
 	slimfs_cdc_init(&w.cdc, MIN(w.o->cdc_min, w.chunk_max), MIN(w.o->cdc_avg, w.chunk_max),
 			w.chunk_max);
-	w.window = malloc((size_t)READ_WINDOW + w.chunk_max);
+	pthread_mutex_init(&w.chunk_lock, NULL);
 	w.pack = malloc(w.chunk_max);
-	if (!w.window || !w.pack) {
+	if (!w.pack) {
 		r = -ENOMEM;
 		goto out;
 	}
@@ -1408,19 +1843,23 @@ int slimfs_write_image(struct slimfs_tree *t, const struct slimfs_write_args *a,
 
 		nth = n > 0 ? (unsigned)MIN(n, 256) : 1;
 	}
-	r = pool_start(&w.pool, nth, w.o->zstd_level);
+	r = pool_start(&w.pool, &w, nth, FILE_WINDOW_PER_THREAD * (size_t)nth,
+		       COMPRESS_BACKLOG_PER_THREAD * (size_t)nth * w.chunk_max);
 	if (r < 0)
 		goto out;
 
+	t0 = slimfs_now_ns();
 	r = walk(&w);
 	if (r < 0)
 		goto out;
+	t1 = slimfs_now_ns();
 	progress(&w, "chunking", 0, w.total_bytes, true);
 	r = write_data(&w);
 	if (r < 0)
 		goto out;
 	progress(&w, "compressing", w.total_bytes, w.total_bytes, true);
 	pool_stop(&w.pool);
+	t2 = slimfs_now_ns();
 
 	r = order_chunks(&w, &order, &nprefetch);
 	if (r < 0)
@@ -1437,6 +1876,9 @@ int slimfs_write_image(struct slimfs_tree *t, const struct slimfs_write_args *a,
 		goto out;
 	progress(&w, "writing", L.data_off + L.data_size - L.index_size,
 		 L.data_off + L.data_size - L.index_size, true);
+	t3 = slimfs_now_ns();
+	log_debug("writer: walk %.3f s, data %.3f s (%u threads), index and write %.3f s",
+		  (double)(t1 - t0) / 1e9, (double)(t2 - t1) / 1e9, nth, (double)(t3 - t2) / 1e9);
 
 	if (stats) {
 		memset(stats, 0, sizeof(*stats));

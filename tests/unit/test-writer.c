@@ -21,6 +21,7 @@
 #include "slimfs/format.h"
 #include "slimfs/index.h"
 #include "slimfs/util.h"
+#include "profile.h"
 #include "tap.h"
 #include "tree.h"
 
@@ -864,6 +865,240 @@ out:
 	slimfs_tree_free(t);
 }
 
+/* Profile paths read from a profile / allow-list text. */
+static void test_profile_paths(void)
+{
+	static const char text[] = "# slimfs-profile 1 (from 1 trace)\n"
+				   "/usr/bin/python3\n"
+				   "  /a/b\\*c  \n"
+				   "/tab\\ \n"
+				   "/new[!\x01-\x09\x0b-\xff]line\n"
+				   "/glob/*.py\n"
+				   "!/neg\n"
+				   "@include runtime-base\n"
+				   "name-only\n"
+				   "rel/path\n"
+				   "\\#hash/x\n"
+				   "# hidden: /h\n"
+				   "#@chunk 00112233445566778899aabbccddeeff\n"
+				   "/usr/bin/python3\n"
+				   "/last";
+	static const char *const want[] = {"/usr/bin/python3", "/a/b*c",    "/tab ",
+					   "/new\nline",       "/rel/path", "/#hash/x",
+					   "/usr/bin/python3", "/last"};
+	char **paths = NULL;
+	size_t n = 0;
+	bool same = true;
+
+	CHECK_EQ(slimfs_profile_parse_paths(text, sizeof(text) - 1, &paths, &n), 0);
+	CHECK_EQ(n, sizeof(want) / sizeof(want[0]));
+	for (size_t i = 0; i < n && i < sizeof(want) / sizeof(want[0]); i++)
+		if (strcmp(paths[i], want[i])) {
+			printf("# path %zu: got '%s', want '%s'\n", i, paths[i], want[i]);
+			same = false;
+		}
+	CHECK(same);
+	slimfs_profile_paths_free(paths, n);
+	CHECK_EQ(slimfs_profile_parse_paths("", 0, &paths, &n), 0);
+	CHECK(n == 0 && paths == NULL);
+}
+
+/* Extent of a single-extent (packed) file: its chunk and offset. */
+static bool packed_at(const struct img *m, const char *path, uint32_t *chunk, uint32_t *off)
+{
+	uint32_t id = resolve(m, path);
+	struct slimfs_disk_inode d;
+	struct slimfs_disk_extent e;
+
+	if (id == UINT32_MAX)
+		return false;
+	d = get_inode(m, id);
+	if (le32toh(d.count) != 1)
+		return false;
+	e = get_extent(m, le64toh(d.data));
+	*chunk = le32toh(e.chunk);
+	*off = le32toh(e.chunk_off);
+	return true;
+}
+
+/*
+ * build --profile: the small files a profile names are packed first, in
+ * profile order, in packs without other files; then the profile's chunk ids;
+ * the PREFETCH section lists both; the result is deterministic and the
+ * profiled packs do not change when an unprofiled file is added.
+ */
+static void test_profile_packing(void)
+{
+	enum { N = 300, NP = 40 };
+	uint8_t *content = malloc((size_t)N * 4096 + MIB);
+	uint8_t *big;
+	struct slimfs_tree *t = new_tree(), *t2 = new_tree();
+	struct slimfs_write_args a = args();
+	struct img plain = {0}, m = {0}, m2 = {0}, m3 = {0};
+	uint8_t **chunks = NULL;
+	size_t sizes[N];
+	bool profiled[N] = {false};
+	int order[NP], nfail = 0;
+	char *paths[NP + 6];
+	const char *cpaths[NP + 6];
+	uint8_t ids[2 * 16];
+	uint32_t npacks = 0, last_chunk = 0, last_off = 0;
+	bool only_profiled = true, in_order = true, all_first = true, same = true;
+	unsigned threads = opts.threads;
+
+	CHECK(content && t && t2);
+	if (!content || !t || !t2)
+		goto out;
+	fill_random(content, (size_t)N * 4096 + MIB);
+	big = content + (size_t)N * 4096;
+	for (int i = 0; i < N; i++) {
+		char path[64];
+
+		sizes[i] = 200 + (size_t)(rng() % 3800);
+		snprintf(path, sizeof(path), "d%d/f%03d", i % 5, i);
+		if (add_file(t, path, content + (size_t)i * 4096, sizes[i]) < 0 ||
+		    add_file(t2, path, content + (size_t)i * 4096, sizes[i]) < 0)
+			nfail++;
+	}
+	CHECK_EQ(nfail, 0);
+	CHECK_EQ(add_file(t, "big", big, MIB), 0);
+	CHECK_EQ(add_file(t2, "big", big, MIB), 0);
+	CHECK_EQ(add_symlink(t, "lnk", "d2"), 0);
+	CHECK_EQ(add_symlink(t2, "lnk", "d2"), 0);
+	/* t2: one more, unprofiled file */
+	CHECK_EQ(add_file(t2, "d1/f150x", content + 5, 3000), 0);
+
+	/* profile: NP distinct files in a scrambled order (one through the
+	 * symlink), then a repeat, a missing path, a directory, the big file */
+	for (int i = 0; i < NP; i++) {
+		int k;
+
+		do
+			k = (int)(rng() % N);
+		while (profiled[k]);
+		profiled[k] = true;
+		order[i] = k;
+		if (k % 5 == 2)
+			CHECK(asprintf(&paths[i], "/lnk/../lnk/f%03d", k) > 0);
+		else
+			CHECK(asprintf(&paths[i], "/d%d/f%03d", k % 5, k) > 0);
+	}
+	CHECK(asprintf(&paths[NP], "/d%d/f%03d", order[0] % 5, order[0]) > 0);
+	CHECK(asprintf(&paths[NP + 1], "/nope/f") > 0);
+	CHECK(asprintf(&paths[NP + 2], "/d3") > 0);
+	CHECK(asprintf(&paths[NP + 3], "/big") > 0);
+	CHECK(asprintf(&paths[NP + 4], "/lnk") > 0); /* a directory, through a symlink */
+	CHECK(asprintf(&paths[NP + 5], "/d0/f000/x") > 0);
+	for (int i = 0; i < NP + 6; i++)
+		cpaths[i] = paths[i];
+
+	/* chunk ids: the big file's second chunk and an unknown one */
+	CHECK_EQ(write_img(t, &a, &plain), 0);
+	if (!plain.buf)
+		goto out;
+	{
+		struct slimfs_disk_inode d = get_inode(&plain, resolve(&plain, "big"));
+
+		CHECK(le32toh(d.count) >= 3);
+		memcpy(ids,
+		       get_chunk(&plain, le32toh(get_extent(&plain, le64toh(d.data) + 1).chunk)).id,
+		       16);
+		memset(ids + 16, 0x5a, 16);
+	}
+	a.profile_paths = cpaths;
+	a.nprofile_paths = NP + 6;
+	a.prefetch_ids = ids;
+	a.nprefetch = 2;
+	CHECK_EQ(write_img(t, &a, &m), 0);
+	if (!m.buf)
+		goto out;
+	check_image(&m);
+	chunks = decode_chunks(&m);
+	CHECK(chunks != NULL);
+
+	/* the profiled files sit in the first packs, in profile order */
+	for (int i = 0; i < NP; i++) {
+		char path[64];
+		uint32_t c, off;
+
+		snprintf(path, sizeof(path), "d%d/f%03d", order[i] % 5, order[i]);
+		if (!packed_at(&m, path, &c, &off)) {
+			all_first = false;
+			continue;
+		}
+		if (i && (c < last_chunk || (c == last_chunk && off <= last_off)))
+			in_order = false;
+		last_chunk = c;
+		last_off = off;
+		npacks = MAX(npacks, c + 1);
+		if (!file_is(&m, chunks, path, content + (size_t)order[i] * 4096, sizes[order[i]]))
+			same = false;
+	}
+	CHECK(all_first);
+	CHECK(in_order);
+	CHECK(same);
+	printf("# %d profiled small files in %" PRIu32 " packs\n", NP, npacks);
+	CHECK(npacks >= 1 && npacks < NP / 4);
+	/* ... and nothing else does */
+	for (int i = 0; i < N; i++) {
+		char path[64];
+		uint32_t c, off;
+
+		snprintf(path, sizeof(path), "d%d/f%03d", i % 5, i);
+		if (!packed_at(&m, path, &c, &off) ||
+		    !file_is(&m, chunks, path, content + (size_t)i * 4096, sizes[i]))
+			same = false;
+		else if (!profiled[i] && c < npacks)
+			only_profiled = false;
+	}
+	CHECK(same);
+	CHECK(only_profiled);
+	CHECK(file_is(&m, chunks, "big", big, MIB));
+	/* PREFETCH: the packs, then the big file's chunk; data in that order */
+	CHECK_EQ(m.count[SLIMFS_SEC_PREFETCH], npacks + 1);
+	for (uint32_t i = 0; i < m.count[SLIMFS_SEC_PREFETCH]; i++)
+		if (get_le32(m.sec[SLIMFS_SEC_PREFETCH] + 4 * i) != i)
+			same = false;
+	CHECK(same);
+	CHECK(!memcmp(get_chunk(&m, npacks).id, ids, 16));
+	CHECK_EQ(m.count[SLIMFS_SEC_CHUNKS] > npacks + 1, true);
+
+	/* deterministic: again, and with another thread count */
+	opts.threads = threads == 1 ? 3 : 1;
+	CHECK_EQ(write_img(t, &a, &m3), 0);
+	opts.threads = threads;
+	CHECK(m3.len == m.len && !memcmp(m3.buf, m.buf, m.len));
+	img_free(&m3);
+	CHECK_EQ(write_img(t, &a, &m3), 0);
+	CHECK(m3.len == m.len && !memcmp(m3.buf, m.buf, m.len));
+
+	/* one unprofiled file more: the profiled packs are the same chunks */
+	CHECK_EQ(write_img(t2, &a, &m2), 0);
+	if (!m2.buf)
+		goto out;
+	check_image(&m2);
+	CHECK_EQ(m2.count[SLIMFS_SEC_PREFETCH], npacks + 1);
+	for (uint32_t i = 0; i <= npacks; i++)
+		if (memcmp(get_chunk(&m, i).id, get_chunk(&m2, i).id, 16))
+			same = false;
+	CHECK(same);
+	/* without a profile the same tree packs by inode order: the profile
+	 * packs are new chunks, the rest mostly the same */
+	CHECK(memcmp(get_chunk(&plain, 0).id, get_chunk(&m, 0).id, 16));
+out:
+	for (int i = 0; i < NP + 6; i++)
+		free(paths[i]);
+	if (chunks)
+		free_chunks(&m, chunks);
+	img_free(&plain);
+	img_free(&m);
+	img_free(&m2);
+	img_free(&m3);
+	free(content);
+	slimfs_tree_free(t);
+	slimfs_tree_free(t2);
+}
+
 static void test_deep_and_disk(void)
 {
 	struct slimfs_tree *t = new_tree();
@@ -961,6 +1196,8 @@ int main(void)
 	test_sparse();
 	test_packing();
 	test_views_prefetch();
+	test_profile_paths();
+	test_profile_packing();
 	test_deep_and_disk();
 	test_refuse();
 	return tap_done();
