@@ -9,10 +9,10 @@
 #include <stdint.h>
 
 #define SLIMFS_DEFAULT_ZSTD_LEVEL 3
-#define SLIMFS_DEFAULT_CDC_MIN (16u << 10)
-#define SLIMFS_DEFAULT_CDC_AVG (64u << 10)
-#define SLIMFS_DEFAULT_CDC_MAX (256u << 10)
-#define SLIMFS_DEFAULT_SMALL_FILE_MAX (16u << 10)
+#define SLIMFS_DEFAULT_CDC_MIN (32u << 10)
+#define SLIMFS_DEFAULT_CDC_AVG (128u << 10)
+#define SLIMFS_DEFAULT_CDC_MAX (512u << 10)
+#define SLIMFS_DEFAULT_SMALL_FILE_MAX (64u << 10)
 
 struct slimfs_view_spec {
 	const char *name;	/* "minimal", ... */
