@@ -519,8 +519,18 @@ static void test_tar_basic(void)
 	CHECK_EQ(ino->mode, S_IFREG | 04755);
 	CHECK_EQ(ino->uid, 1000);
 	CHECK_EQ(ino->gid, 4294967294u);
+#if ARCHIVE_VERSION_NUMBER < 3008000
+	/*
+	 * libarchive < 3.8 writes (-100 s, +0.25 s) as the pax time "-100.25",
+	 * which means -100.25 s (as GNU tar and Go write and read it): ingest
+	 * reads the time the header states.
+	 */
+	CHECK_EQ(ino->mtime, -101);
+	CHECK_EQ(ino->mtime_ns, 750000000);
+#else
 	CHECK_EQ(ino->mtime, -100);
 	CHECK_EQ(ino->mtime_ns, 250000000);
+#endif
 	CHECK_EQ(ino->nxattrs, 2);
 	CHECK(ino->nxattrs == 2 && strcmp(ino->xattrs[0].name, "security.capability") == 0 &&
 	      ino->xattrs[0].value_len == sizeof(cap) &&
