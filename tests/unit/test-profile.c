@@ -617,6 +617,7 @@ static void test_build(void)
 
 	slimfs_build_opts_init(&o);
 	o.threads = 1;
+	o.small_file_max = 16 << 10; /* the 24 KiB files are chunks of their own */
 	o.profile = path;
 	o.views[0].name = "minimal";
 	o.views[0].allow_file = path; /* the profile is the allow-list too */
