@@ -38,7 +38,7 @@ int slimfs_fs_init(struct slimfs_fs *fs, struct slimfs_image *img, struct slimfs
 	fs->view_name = view_name;
 	fs->timeout = 365.0 * 86400; /* immutable: a year is forever */
 	fs->coalesce = true;
-	fs->hidden_logged = calloc(fs->info->inode_count / 8 + 1, 1);
+	fs->hidden_logged = calloc(fs->info->dirent_count / 8 + 1, 1);
 	if (!fs->hidden_logged)
 		return -ENOMEM;
 	pthread_mutex_init(&fs->hints_lock, NULL);
@@ -206,15 +206,17 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 
 /* metadata */
 
-static void log_hidden(struct slimfs_fs *fs, const struct slimfs_inode *dir,
-		       const struct slimfs_inode *child, const char *name)
+/* Logs a lookup the view hides, once per path (pos: its DIRENTS index). */
+static void log_hidden(struct slimfs_fs *fs, const struct slimfs_inode *dir, uint64_t pos,
+		       const char *name)
 {
 	char path[PATH_MAX], *old;
-	uint8_t bit = (uint8_t)(1u << (child->id & 7));
+	uint8_t bit = (uint8_t)(1u << (pos & 7));
 	int n;
 
 	atomic_fetch_add_explicit(&fs->stats.hidden_by_view, 1, memory_order_relaxed);
-	if (atomic_fetch_or(&fs->hidden_logged[child->id / 8], bit) & bit)
+	if (pos >= fs->info->dirent_count ||
+	    atomic_fetch_or(&fs->hidden_logged[pos / 8], bit) & bit)
 		return; /* said once already */
 	atomic_fetch_add_explicit(&fs->stats.hidden_paths, 1, memory_order_relaxed);
 	n = slimfs_index_path(fs->idx, dir->id, path, sizeof(path));
@@ -246,6 +248,7 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	struct slimfs_inode dir, child;
 	struct fuse_entry_param e;
 	size_t len = strlen(name);
+	uint64_t pos = UINT64_MAX; /* DIRENTS index of name, when looked up */
 	uint32_t id;
 	int r;
 
@@ -268,7 +271,7 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	else if (strcmp(name, "..") == 0)
 		id = dir.parent;
 	else {
-		r = slimfs_index_lookup(fs->idx, &dir, name, len, &id);
+		r = slimfs_index_lookup_pos(fs->idx, &dir, name, len, &id, &pos);
 		if (r == -ENOENT) {
 			if (fs->trace)
 				slimfs_trace_lookup(fs->trace, dir.id, name, 0,
@@ -289,7 +292,7 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	if (!slimfs_inode_in_view(&child, fs->view)) {
 		if (fs->trace)
 			slimfs_trace_lookup(fs->trace, dir.id, name, child.id, SLIMFS_TRACE_HIDDEN);
-		log_hidden(fs, &dir, &child, name);
+		log_hidden(fs, &dir, pos, name);
 		reply_negative(req, fs);
 		return;
 	}

@@ -56,7 +56,7 @@ struct slimfs_fs {
 	void (*on_ready)(void *ud);
 	void *ready_ud;
 	struct slimfs_fs_stats stats;
-	_Atomic uint8_t *hidden_logged; /* one bit per inode: "hidden by view" said */
+	_Atomic uint8_t *hidden_logged; /* one bit per dirent: "hidden by view" said */
 	/* Optional parts, set by the caller after slimfs_fs_init (NULL: off). */
 	struct slimfs_trace *trace;	  /* borrowed: --trace */
 	struct slimfs_prefetch *prefetch; /* borrowed: read-ahead goes there */

@@ -676,6 +676,14 @@ int slimfs_index_dirent(const struct slimfs_index *idx, const struct slimfs_inod
 int slimfs_index_lookup(const struct slimfs_index *idx, const struct slimfs_inode *dir,
 			const char *name, size_t name_len, uint32_t *ino)
 {
+	uint64_t pos;
+
+	return slimfs_index_lookup_pos(idx, dir, name, name_len, ino, &pos);
+}
+
+int slimfs_index_lookup_pos(const struct slimfs_index *idx, const struct slimfs_inode *dir,
+			    const char *name, size_t name_len, uint32_t *ino, uint64_t *pos)
+{
 	uint64_t lo, hi;
 
 	if ((dir->mode & S_IFMT) != S_IFDIR)
@@ -694,6 +702,7 @@ int slimfs_index_lookup(const struct slimfs_index *idx, const struct slimfs_inod
 
 		if (c == 0) {
 			*ino = get_le32(FIELD(d, slimfs_disk_dirent, ino));
+			*pos = mid;
 			return 0;
 		}
 		if (c < 0)

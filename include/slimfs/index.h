@@ -44,7 +44,7 @@ struct slimfs_inode {
 	int64_t mtime;
 	uint32_t mtime_ns;
 	uint32_t views;
-	uint64_t rdev;	      /* devices */
+	uint64_t rdev;	       /* devices */
 	uint32_t first, count; /* extents (REG) or dirents (DIR) */
 	uint32_t xattr_start, xattr_count;
 	uint32_t parent;
@@ -105,11 +105,14 @@ void slimfs_index_digest_str(const struct slimfs_index *idx, char out[72]);
 
 int slimfs_index_inode(const struct slimfs_index *idx, uint32_t id, struct slimfs_inode *out);
 /* i-th entry of directory dir, i < dir's count. */
-int slimfs_index_dirent(const struct slimfs_index *idx, const struct slimfs_inode *dir,
-			uint32_t i, struct slimfs_dirent *out);
+int slimfs_index_dirent(const struct slimfs_index *idx, const struct slimfs_inode *dir, uint32_t i,
+			struct slimfs_dirent *out);
 /* Binary search in dir; -ENOTDIR if dir is not a directory, -ENOENT. */
 int slimfs_index_lookup(const struct slimfs_index *idx, const struct slimfs_inode *dir,
 			const char *name, size_t name_len, uint32_t *ino);
+/* The same, also giving the entry's index in the DIRENTS section (unique per path). */
+int slimfs_index_lookup_pos(const struct slimfs_index *idx, const struct slimfs_inode *dir,
+			    const char *name, size_t name_len, uint32_t *ino, uint64_t *pos);
 /* Resolves an absolute or root-relative path without following symlinks. */
 int slimfs_index_resolve(const struct slimfs_index *idx, const char *path, uint32_t *ino);
 
