@@ -41,7 +41,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	const struct slimfs_disk_chunk *rec = (const void *)(data + 1);
+	const uint8_t *rec = data + 1; /* a struct slimfs_disk_chunk, unaligned */
 	uint8_t id[16], sha[32];
 	struct slimfs_chunk c;
 	const uint8_t *frame;
@@ -53,13 +53,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	frame = data + HDR;
 	flen = size - HDR;
-	memcpy(id, rec->id, sizeof(id));
-	memcpy(sha, rec->sha256, sizeof(sha));
+	memcpy(id, rec + offsetof(struct slimfs_disk_chunk, id), sizeof(id));
+	memcpy(sha, rec + offsetof(struct slimfs_disk_chunk, sha256), sizeof(sha));
 	c.id = id;
 	c.sha256 = sha;
-	c.off = get_le64(&rec->off);
-	c.csize = get_le32(&rec->csize);
-	c.usize = get_le32(&rec->usize);
+	c.off = get_le64(rec + offsetof(struct slimfs_disk_chunk, off));
+	c.csize = get_le32(rec + offsetof(struct slimfs_disk_chunk, csize));
+	c.usize = get_le32(rec + offsetof(struct slimfs_disk_chunk, usize));
 	if (data[0] & 1) {
 		slimfs_sha256(frame, flen, sha);
 		c.csize = (uint32_t)MIN(flen, UINT32_MAX);
