@@ -19,7 +19,7 @@ SLIMFS=${SLIMFS:-$BUILDDIR/../slimfs}
 TEST_NAME=$(basename "$0" .sh)
 PYTHON=${PYTHON:-python3}
 
-log() { printf '%s: %s\n' "$TEST_NAME" "$*" >&2; }
+log() { printf '%s: [%ds] %s\n' "$TEST_NAME" "$SECONDS" "$*" >&2; }
 die() {
 	printf '%s: FAIL: %s\n' "$TEST_NAME" "$*" >&2
 	exit 1

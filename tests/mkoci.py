@@ -6,8 +6,9 @@
       OCI image layout: oci-layout, index.json (ref name annotation), manifest,
       config, layer blobs named by their sha256 with the matching media types.
   mkoci.py docker OUT.tar --ref NAME[:TAG] [--style classic|oci] [CONFIG] LAYER...
-      docker-save tarball: classic (manifest.json, <config>.json, <id>/layer.tar,
-      repositories) or the docker >= 25 style (an OCI layout plus manifest.json).
+      docker-save tarball: classic (manifest.json, <config>.json, repositories,
+      <id>/layer.tar always uncompressed) or the docker >= 25 style (an OCI
+      layout plus manifest.json; layers compressed as asked).
   mkoci.py merge OUTDIR LAYER...
       apply the layers by hand, in order, into OUTDIR: .wh.NAME deletes NAME of
       the layers below, .wh..wh..opq hides everything below in its directory,
