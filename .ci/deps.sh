@@ -8,7 +8,7 @@ pkgs=(
 	libfuse3-dev fuse3 libarchive-dev libzstd-dev zstd libxxhash-dev
 	libjansson-dev libssl-dev libcurl4-openssl-dev libelf-dev
 	scdoc python3 debootstrap squashfs-tools squashfuse erofs-utils
-	runc bubblewrap nginx docker-registry fio hyperfine valgrind
+	runc bubblewrap nginx docker-registry fio hyperfine valgrind gnuplot-nox time
 	attr acl xz-utils curl iproute2 psmisc file apache2-utils
 )
 missing=()
