@@ -835,6 +835,7 @@ int cmd_mount(int argc, char **argv)
 		case OPT_DEBUG:
 			o.debug = true;
 			o.foreground = true;
+			o.verbosity = 2; /* libfuse's request trace comes at debug level */
 			break;
 		case OPT_INSECURE:
 			o.fetch.insecure = true;
