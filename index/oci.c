@@ -51,7 +51,6 @@ struct blobs {
 	bool all; /* extract every regular member (OCI archive) */
 };
 
-
 /*
  * The decompressors libarchive runs in-process. Not _filter_all(): for lrzip,
  * lzop and grzip it would run external programs on hostile input.

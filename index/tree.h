@@ -60,7 +60,7 @@ struct slimfs_tinode {
 struct slimfs_tnode {
 	char *name; /* owned, NUL-terminated; "" for the root */
 	uint32_t name_len;
-	uint32_t layer; /* layer that last created or replaced it */
+	uint32_t layer;		     /* layer that last created or replaced it */
 	struct slimfs_tnode *parent; /* NULL for the root */
 	struct slimfs_tinode *ino;   /* shared among hardlinks */
 	/* directories: children, an open-addressing hash table keyed by name */
@@ -177,8 +177,8 @@ int slimfs_write_image(struct slimfs_tree *t, const struct slimfs_write_args *a,
  * visible too) and fills wa's view_names/nviews/default_view/prune. The
  * strings in wa stay valid until slimfs_views_free(wa).
  */
-int slimfs_views_apply(struct slimfs_tree *t, const struct slimfs_build_opts *o,
-		       const char *config, size_t config_len, struct slimfs_write_args *wa);
+int slimfs_views_apply(struct slimfs_tree *t, const struct slimfs_build_opts *o, const char *config,
+		       size_t config_len, struct slimfs_write_args *wa);
 void slimfs_views_free(struct slimfs_write_args *wa);
 
 #endif

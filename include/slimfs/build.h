@@ -8,10 +8,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define SLIMFS_DEFAULT_ZSTD_LEVEL 3
-#define SLIMFS_DEFAULT_CDC_MIN (32u << 10)
-#define SLIMFS_DEFAULT_CDC_AVG (128u << 10)
-#define SLIMFS_DEFAULT_CDC_MAX (512u << 10)
+#define SLIMFS_DEFAULT_ZSTD_LEVEL     3
+#define SLIMFS_DEFAULT_CDC_MIN	      (32u << 10)
+#define SLIMFS_DEFAULT_CDC_AVG	      (128u << 10)
+#define SLIMFS_DEFAULT_CDC_MAX	      (512u << 10)
 #define SLIMFS_DEFAULT_SMALL_FILE_MAX (64u << 10)
 
 struct slimfs_view_spec {
@@ -21,7 +21,7 @@ struct slimfs_view_spec {
 
 /* Progress callback: called from the building thread, at most ~10 times a second. */
 struct slimfs_progress {
-	const char *phase; /* "reading", "chunking", "compressing", "writing" */
+	const char *phase;		  /* "reading", "chunking", "compressing", "writing" */
 	uint64_t bytes_done, bytes_total; /* total 0 when unknown */
 	uint64_t files_done, files_total;
 };

@@ -68,8 +68,8 @@ int slimfs_oci_push(const char *path, const char *ref, const uint8_t index_diges
 		    uint64_t index_size, const struct slimfs_fetch_opts *o,
 		    char manifest_digest[72]);
 
-#define SLIMFS_OCI_ARTIFACT_TYPE "application/vnd.slimfs.image.v1"
-#define SLIMFS_OCI_CONFIG_TYPE "application/vnd.slimfs.config.v1+json"
+#define SLIMFS_OCI_ARTIFACT_TYPE    "application/vnd.slimfs.image.v1"
+#define SLIMFS_OCI_CONFIG_TYPE	    "application/vnd.slimfs.config.v1+json"
 #define SLIMFS_OCI_ANNOTATION_INDEX "dev.slimfs.index.digest"
 
 /* Opens "PATH", "http(s)://...", or "oci://REGISTRY/REPO:TAG|@sha256:...". */

@@ -33,8 +33,8 @@ typedef uint16_t slimfs_le16;
 typedef uint32_t slimfs_le32;
 typedef uint64_t slimfs_le64;
 
-#define SLIMFS_MAGIC "SLIMFS\x89\n"
-#define SLIMFS_MAGIC_LEN 8
+#define SLIMFS_MAGIC	     "SLIMFS\x89\n"
+#define SLIMFS_MAGIC_LEN     8
 #define SLIMFS_VERSION_MAJOR 1
 #define SLIMFS_VERSION_MINOR 0
 
@@ -43,11 +43,11 @@ typedef uint64_t slimfs_le64;
 /* Compatible features: a reader may ignore them. */
 #define SLIMFS_FEATURE_COMPAT_PRUNED 0x1u /* built with --prune */
 
-#define SLIMFS_DATA_ALIGN 4096u	     /* data_off is a multiple of this */
-#define SLIMFS_CHUNK_MAX (4u << 20)  /* no chunk is larger, plain or compressed */
-#define SLIMFS_NAME_MAX 255u	     /* bytes in one directory entry name */
-#define SLIMFS_VIEWS_MAX 32u	     /* named views (one bit each in inode.views) */
-#define SLIMFS_XATTR_NAME_MAX 255u
+#define SLIMFS_DATA_ALIGN      4096u	  /* data_off is a multiple of this */
+#define SLIMFS_CHUNK_MAX       (4u << 20) /* no chunk is larger, plain or compressed */
+#define SLIMFS_NAME_MAX	       255u	  /* bytes in one directory entry name */
+#define SLIMFS_VIEWS_MAX       32u	  /* named views (one bit each in inode.views) */
+#define SLIMFS_XATTR_NAME_MAX  255u
 #define SLIMFS_XATTR_VALUE_MAX 65536u
 
 /* Sections, in the order they are written; each starts 8-byte aligned. */
@@ -196,6 +196,6 @@ struct slimfs_disk_view {
 };
 static_assert(sizeof(struct slimfs_disk_view) == 16, "view is 16 bytes");
 #define SLIMFS_VIEW_DEFAULT 0x1u
-#define SLIMFS_VIEW_NONE 0xffffffffu
+#define SLIMFS_VIEW_NONE    0xffffffffu
 
 #endif

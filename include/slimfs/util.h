@@ -29,13 +29,13 @@ void slimfs_log(int level, const char *fmt, ...) __attribute__((format(printf, 2
 void slimfs_logv(int level, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 
 #define log_error(...) slimfs_log(SLIMFS_LOG_ERROR, __VA_ARGS__)
-#define log_warn(...) slimfs_log(SLIMFS_LOG_WARN, __VA_ARGS__)
-#define log_info(...) slimfs_log(SLIMFS_LOG_INFO, __VA_ARGS__)
+#define log_warn(...)  slimfs_log(SLIMFS_LOG_WARN, __VA_ARGS__)
+#define log_info(...)  slimfs_log(SLIMFS_LOG_INFO, __VA_ARGS__)
 #define log_debug(...) slimfs_log(SLIMFS_LOG_DEBUG, __VA_ARGS__)
 /* Logs "<message>: <strerror(-r)>" and returns r (a negative errno). */
 int slimfs_log_errno(int level, int r, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 #define log_error_errno(r, ...) slimfs_log_errno(SLIMFS_LOG_ERROR, (r), __VA_ARGS__)
-#define log_warn_errno(r, ...) slimfs_log_errno(SLIMFS_LOG_WARN, (r), __VA_ARGS__)
+#define log_warn_errno(r, ...)	slimfs_log_errno(SLIMFS_LOG_WARN, (r), __VA_ARGS__)
 
 /* Cleanup attributes (gcc and clang). */
 static inline void freep(void *p)
@@ -47,8 +47,8 @@ static inline void closep(int *fd)
 	if (*fd >= 0)
 		close(*fd);
 }
-#define _cleanup_(f) __attribute__((cleanup(f)))
-#define _cleanup_free_ _cleanup_(freep)
+#define _cleanup_(f)	__attribute__((cleanup(f)))
+#define _cleanup_free_	_cleanup_(freep)
 #define _cleanup_close_ _cleanup_(closep)
 
 static inline void *steal_ptr_(void *pp)
@@ -67,8 +67,8 @@ static inline int steal_fd(int *fd)
 }
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
-#define MIN(a, b) ((a) < (b) ? (a) : (b))
-#define MAX(a, b) ((a) > (b) ? (a) : (b))
+#define MIN(a, b)     ((a) < (b) ? (a) : (b))
+#define MAX(a, b)     ((a) > (b) ? (a) : (b))
 
 /* Little-endian loads and stores of possibly unaligned fields. */
 static inline uint16_t get_le16(const void *p)
