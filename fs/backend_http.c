@@ -36,6 +36,7 @@ struct http_backend {
 	unsigned npool;
 	unsigned timeout_ms, retries;
 	bool insecure;
+	char *ca_file; /* owned, or NULL */
 };
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
@@ -127,6 +128,8 @@ static CURL *get_handle(struct http_backend *hb)
 	if (hb->insecure) {
 		curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 0L);
 		curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 0L);
+	} else if (hb->ca_file) {
+		curl_easy_setopt(h, CURLOPT_CAINFO, hb->ca_file);
 	}
 	return h;
 }
@@ -177,7 +180,11 @@ static int http_try(struct http_backend *hb, CURL *h, struct xfer *x, uint64_t b
 	rc = curl_easy_perform(h);
 	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
 	if (rc != CURLE_OK && !(rc == CURLE_WRITE_ERROR && x->overflow)) {
-		snprintf(why, whylen, "%s", curl_easy_strerror(rc));
+		snprintf(why, whylen, "%s%s", curl_easy_strerror(rc),
+			 rc == CURLE_PEER_FAILED_VERIFICATION
+				 ? " (TLS: the server's certificate is not trusted; --cacert FILE "
+				   "names a CA to trust, --insecure skips the check)"
+				 : "");
 		return rc == CURLE_UNSUPPORTED_PROTOCOL || rc == CURLE_URL_MALFORMAT ||
 				       rc == CURLE_SSL_CACERT_BADFILE ||
 				       rc == CURLE_PEER_FAILED_VERIFICATION
@@ -273,6 +280,7 @@ static void http_free(struct slimfs_backend *b)
 	pthread_mutex_destroy(&hb->pool_lock);
 	curl_slist_free_all(hb->headers);
 	free(hb->url);
+	free(hb->ca_file);
 }
 
 static const struct slimfs_backend_ops http_ops = {
@@ -305,7 +313,9 @@ int slimfs_backend_open_http(const char *url, const struct slimfs_fetch_opts *o,
 	hb->url = strdup(url);
 	hb->b.name = strdup(url);
 	hb->share = curl_share_init();
-	if (!hb->url || !hb->b.name || !hb->share) {
+	if (o && o->ca_file)
+		hb->ca_file = strdup(o->ca_file);
+	if (!hb->url || !hb->b.name || !hb->share || (o && o->ca_file && !hb->ca_file)) {
 		r = -ENOMEM;
 		goto fail;
 	}

@@ -215,6 +215,8 @@ static int req_do(struct req *q, const struct slimfs_fetch_opts *o)
 	if (o && o->insecure) {
 		curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 0L);
 		curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 0L);
+	} else if (o && o->ca_file) {
+		curl_easy_setopt(h, CURLOPT_CAINFO, o->ca_file);
 	}
 	if (q->body) {
 		curl_easy_setopt(h, CURLOPT_POSTFIELDS, q->body);

@@ -94,6 +94,7 @@ static void mount_usage(FILE *f)
 		"remote images (http(s)://, oci://):\n"
 		"      --insecure          no TLS verification; plain HTTP to a registry that\n"
 		"                          is not on localhost\n"
+		"      --cacert FILE       trust the CAs in FILE (PEM) instead of the system's\n"
 		"      --creds USER:PASS   registry credentials (default: the Docker config)\n"
 		"      --timeout SECONDS   bound on one read, retries included (default %u;\n"
 		"                          also 500ms, 1.5s); past it the reader gets EIO\n"
@@ -743,6 +744,7 @@ int cmd_mount(int argc, char **argv)
 		OPT_READY_FD,
 		OPT_DEBUG,
 		OPT_INSECURE,
+		OPT_CACERT,
 		OPT_CREDS,
 		OPT_TIMEOUT,
 		OPT_RETRIES,
@@ -767,6 +769,7 @@ int cmd_mount(int argc, char **argv)
 		{"quiet", no_argument, NULL, 'q'},
 		{"debug", no_argument, NULL, OPT_DEBUG},
 		{"insecure", no_argument, NULL, OPT_INSECURE},
+		{"cacert", required_argument, NULL, OPT_CACERT},
 		{"creds", required_argument, NULL, OPT_CREDS},
 		{"timeout", required_argument, NULL, OPT_TIMEOUT},
 		{"retries", required_argument, NULL, OPT_RETRIES},
@@ -836,6 +839,10 @@ int cmd_mount(int argc, char **argv)
 			o.debug = true;
 			o.foreground = true;
 			o.verbosity = 2; /* libfuse's request trace comes at debug level */
+			break;
+		case OPT_CACERT:
+			if (slimfs_parse_fetch_opt("--cacert", "cacert", optarg, &o.fetch) < 0)
+				return EXIT_USAGE;
 			break;
 		case OPT_INSECURE:
 			o.fetch.insecure = true;

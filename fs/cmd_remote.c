@@ -20,6 +20,7 @@ static void push_usage(FILE *f)
 		   "options:\n"
 		   "      --creds USER:PASS  registry credentials (default: the Docker config\n"
 		   "                         file, $DOCKER_CONFIG/config.json or ~/.docker/)\n"
+		   "      --cacert FILE      trust the CAs in FILE (PEM) instead of the system's\n"
 		   "      --insecure         plain HTTP or unverified TLS to a registry that is\n"
 		   "                         not on localhost\n"
 		   "  -q, --quiet            print only the pinned reference\n"
@@ -29,11 +30,9 @@ static void push_usage(FILE *f)
 int cmd_push(int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		{"creds", required_argument, NULL, 'c'},
-		{"insecure", no_argument, NULL, 'k'},
-		{"quiet", no_argument, NULL, 'q'},
-		{"help", no_argument, NULL, 'h'},
-		{0},
+		{"creds", required_argument, NULL, 'c'},  {"insecure", no_argument, NULL, 'k'},
+		{"cacert", required_argument, NULL, 'C'}, {"quiet", no_argument, NULL, 'q'},
+		{"help", no_argument, NULL, 'h'},	  {0},
 	};
 	struct slimfs_fetch_opts fo = {0};
 	struct slimfs_image *img = NULL;
@@ -46,6 +45,10 @@ int cmd_push(int argc, char **argv)
 		switch (c) {
 		case 'c':
 			fo.creds = optarg;
+			break;
+		case 'C':
+			if (slimfs_parse_fetch_opt("--cacert", "cacert", optarg, &fo) < 0)
+				return EXIT_USAGE;
 			break;
 		case 'k':
 			fo.insecure = true;

@@ -140,7 +140,8 @@ static void pull_usage(FILE *f)
 		"      --cache-size SIZE   its bound (default 2G)\n"
 		"      --profile-only      only the image's prefetch list (the profile)\n"
 		"      --digest sha256:HEX the image's index must have this digest\n"
-		"      --insecure, --creds USER:PASS, --timeout SECONDS, --retries N,\n"
+		"      --insecure, --cacert FILE, --creds USER:PASS, --timeout SECONDS, --retries "
+		"N,\n"
 		"      --rate RATE, --rtt TIME   as for 'slimfs mount'\n"
 		"  -j, --jobs N            requests in flight (default %u)\n"
 		"      --progress          progress bar even when stderr is not a terminal\n"
@@ -180,6 +181,7 @@ int cmd_pull(int argc, char **argv)
 		OPT_PROFILE_ONLY,
 		OPT_DIGEST,
 		OPT_INSECURE,
+		OPT_CACERT,
 		OPT_CREDS,
 		OPT_TIMEOUT,
 		OPT_RETRIES,
@@ -194,6 +196,7 @@ int cmd_pull(int argc, char **argv)
 		{"profile-only", no_argument, NULL, OPT_PROFILE_ONLY},
 		{"digest", required_argument, NULL, OPT_DIGEST},
 		{"insecure", no_argument, NULL, OPT_INSECURE},
+		{"cacert", required_argument, NULL, OPT_CACERT},
 		{"creds", required_argument, NULL, OPT_CREDS},
 		{"timeout", required_argument, NULL, OPT_TIMEOUT},
 		{"retries", required_argument, NULL, OPT_RETRIES},
@@ -248,6 +251,10 @@ int cmd_pull(int argc, char **argv)
 				return EXIT_USAGE;
 			}
 			have_digest = true;
+			break;
+		case OPT_CACERT:
+			if (slimfs_parse_fetch_opt("--cacert", "cacert", optarg, &fo) < 0)
+				return EXIT_USAGE;
 			break;
 		case OPT_INSECURE:
 			fo.insecure = true;

@@ -523,6 +523,12 @@ int slimfs_parse_fetch_opt(const char *what, const char *key, const char *v,
 			log_error("%s: '%s' is not a rate (e.g. 100mbit or 12.5MB/s)", what, v);
 			return -EINVAL;
 		}
+	} else if (strcmp(key, "cacert") == 0) {
+		if (access(v, R_OK) < 0) {
+			log_error("%s: cannot read '%s': %s", what, v, strerror(errno));
+			return -EINVAL;
+		}
+		f->ca_file = v; /* the caller keeps v alive */
 	} else if (strcmp(key, "rtt") == 0) {
 		if (slimfs_parse_duration(v, 1000000ull, &x) < 0 || x > 60000000000ull) {
 			log_error("%s: '%s' is not a delay (e.g. 20ms)", what, v);

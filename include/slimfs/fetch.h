@@ -51,6 +51,7 @@ struct slimfs_fetch_opts {
 	uint64_t rate_bps;   /* emulated bandwidth, bytes/s, 0 = none */
 	unsigned rtt_us;     /* emulated delay per request */
 	const char *user_agent;
+	const char *ca_file; /* PEM CA bundle to trust instead of the system's */
 };
 
 /* HTTP(S) range backend; auth_header (may be NULL) is sent with every request. */
