@@ -18,6 +18,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "http_range.h"
 #include "slimfs/fetch.h"
 #include "slimfs/util.h"
 
@@ -65,10 +66,9 @@ static void share_unlock(CURL *h, curl_lock_data data, void *ud)
 
 struct xfer {
 	uint8_t *buf;
-	size_t len, got;
-	bool overflow;
+	size_t len;
 	uint64_t want_off, total; /* total: from Content-Range, 0 unknown */
-	bool range_ok;
+	struct slimfs_http_answer ans;
 };
 
 static size_t on_body(char *ptr, size_t size, size_t nmemb, void *ud)
@@ -76,12 +76,12 @@ static size_t on_body(char *ptr, size_t size, size_t nmemb, void *ud)
 	struct xfer *x = ud;
 	size_t n = size * nmemb;
 
-	if (n > x->len - x->got) {
-		x->overflow = true;
+	if (n > x->len - x->ans.got) {
+		x->ans.overflow = true;
 		return 0; /* aborts the transfer */
 	}
-	memcpy(x->buf + x->got, ptr, n);
-	x->got += n;
+	memcpy(x->buf + x->ans.got, ptr, n);
+	x->ans.got += n;
 	return n;
 }
 
@@ -89,16 +89,16 @@ static size_t on_header(char *ptr, size_t size, size_t nmemb, void *ud)
 {
 	struct xfer *x = ud;
 	size_t n = size * nmemb;
-	unsigned long long a, b, total;
-	char line[256];
+	uint64_t a, b, total;
+	int r = slimfs_http_content_range(ptr, n, &a, &b, &total);
 
-	if (n >= sizeof(line) || strncasecmp(ptr, "content-range:", 14) != 0)
-		return n;
-	memcpy(line, ptr, n);
-	line[n] = '\0';
-	if (sscanf(line + 14, " bytes %llu-%llu/%llu", &a, &b, &total) == 3) {
+	if (r == 0) {
+		x->ans.has_range = true;
+		x->ans.first = a;
+		x->ans.last = b;
 		x->total = total;
-		x->range_ok = a == x->want_off && b + 1 - a == x->len;
+	} else if (r == -EINVAL) {
+		x->ans.has_range = false; /* a malformed Content-Range counts as none */
 	}
 	return n;
 }
@@ -165,9 +165,7 @@ static int http_try(struct http_backend *hb, CURL *h, struct xfer *x, uint64_t b
 
 	snprintf(range, sizeof(range), "%" PRIu64 "-%" PRIu64, x->want_off,
 		 x->want_off + x->len - 1);
-	x->got = 0;
-	x->overflow = false;
-	x->range_ok = false;
+	memset(&x->ans, 0, sizeof(x->ans));
 	curl_easy_setopt(h, CURLOPT_URL, hb->url);
 	curl_easy_setopt(h, CURLOPT_HTTPHEADER, hb->headers);
 	curl_easy_setopt(h, CURLOPT_RANGE, range);
@@ -179,7 +177,7 @@ static int http_try(struct http_backend *hb, CURL *h, struct xfer *x, uint64_t b
 	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, (long)MIN(MAX(budget_ms, 1u), 5000u));
 	rc = curl_easy_perform(h);
 	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
-	if (rc != CURLE_OK && !(rc == CURLE_WRITE_ERROR && x->overflow)) {
+	if (rc != CURLE_OK && !(rc == CURLE_WRITE_ERROR && x->ans.overflow)) {
 		snprintf(why, whylen, "%s%s", curl_easy_strerror(rc),
 			 rc == CURLE_PEER_FAILED_VERIFICATION
 				 ? " (TLS: the server's certificate is not trusted; --cacert FILE "
@@ -191,28 +189,8 @@ static int http_try(struct http_backend *hb, CURL *h, struct xfer *x, uint64_t b
 			       ? -EIO
 			       : -EAGAIN;
 	}
-	if (x->overflow && status == 206) {
-		snprintf(why, whylen, "HTTP %ld: body longer than the %zu bytes asked", status,
-			 x->len);
-		return -EAGAIN;
-	}
-	if (status == 206 && x->range_ok && x->got == x->len)
-		return 0;
-	if (status == 206) {
-		snprintf(why, whylen, "HTTP 206: %zu of %zu bytes%s", x->got, x->len,
-			 x->range_ok ? "" : ", wrong Content-Range");
-		return -EAGAIN;
-	}
-	if (status == 416) {
-		snprintf(why, whylen, "HTTP 416: range not satisfiable");
-		return -ERANGE;
-	}
-	if (status == 200) {
-		snprintf(why, whylen, "HTTP 200: the server ignores Range requests");
-		return -EIO;
-	}
-	snprintf(why, whylen, "HTTP %ld", status);
-	return status >= 500 || status == 408 || status == 429 ? -EAGAIN : -EIO;
+	x->ans.status = status;
+	return slimfs_http_verdict(&x->ans, x->want_off, x->len, why, whylen);
 }
 
 static int http_read(struct slimfs_backend *b, uint64_t off, void *buf, size_t len)
