@@ -12,7 +12,7 @@ make_tmp
 
 python3 "$SRCDIR/gendir.py" --seed 5 "$TMP/src" >/dev/null
 run "$SLIMFS" build -q -o "$TMP/tree.slimfs" "$TMP/src"
-first=$(cd "$TMP/src" && find . -type f -size +1k | sort | head -n 1)
+first=$(cd "$TMP/src" && find . -type f -size +1k | sort | sed -n 1p)
 start_registry >"$TMP/reg"
 reg=$(cat "$TMP/reg")
 run "$SLIMFS" push -q "$TMP/tree.slimfs" "$reg/slimfs/tree:v1"

@@ -23,7 +23,7 @@ log "serving at $url"
 
 # --- HTTP: one small read fetches a small part of the image
 slimfs_mount --cache none "$url/tree.slimfs" "$TMP/mnt"
-first=$(cd "$TMP/src" && find . -type f -size +1k | sort | head -n 1)
+first=$(cd "$TMP/src" && find . -type f -size +1k | sort | sed -n 1p)
 cmp "$TMP/src/$first" "$TMP/mnt/$first" || die "first file differs over HTTP"
 fetched=$(awk '$9 == 206 { n += $10 } END { print n + 0 }' "$NGINX_LOG")
 log "one file read: $fetched of $size bytes fetched"

@@ -13,7 +13,7 @@ make_tmp
 python3 "$SRCDIR/gendir.py" --seed 3 "$TMP/src" >/dev/null
 mkdir -p "$TMP/www" "$TMP/pki"
 run "$SLIMFS" build -q -o "$TMP/www/tree.slimfs" "$TMP/src"
-first=$(cd "$TMP/src" && find . -type f -size +1k | sort | head -n 1)
+first=$(cd "$TMP/src" && find . -type f -size +1k | sort | sed -n 1p)
 
 # A CA and a server certificate for 127.0.0.1, signed by it.
 cd "$TMP/pki"
