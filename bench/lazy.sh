@@ -548,8 +548,8 @@ drop_caches() {
 
 # wait_gone PID: until the process has exited (10 s), then SIGKILL that pid.
 wait_gone() {
-	local i
-	for i in $(seq 100); do
+	local _
+	for _ in $(seq 100); do
 		kill -0 "$1" 2>/dev/null || return 0
 		sleep 0.1
 	done
@@ -801,8 +801,8 @@ nsenter --net="/run/netns/$NS_S" nginx -c "$work/nginx/nginx.conf" </dev/null \
 ngx_pid=$!
 
 wait_http() {
-	local i
-	for i in $(seq 100); do
+	local _
+	for _ in $(seq 100); do
 		nsenter --net="/run/netns/$NS_C" curl -sf -o /dev/null "$URL/xfer-${WLS[0]}.bin" &&
 			return 0
 		sleep 0.1
@@ -838,7 +838,7 @@ printf 'cond\tworkload\tconfig\trun\ttotal_s\tbytes\trequests\tparts\n' >"$sampl
 
 # one_run COND W CONFIG RUN: one cold run, appends a sample
 one_run() {
-	local c=$1 w=$2 cfg=$3 run=$4 d=$work/run t0 t1 t2 t3 t4 l0 bytes req parts img view pf
+	local c=$1 w=$2 cfg=$3 run=$4 d=$work/run t0 t1 t2 t3 l0 bytes req parts img view pf
 	local mnt pid sock st
 	rm -rf "$d"
 	mkdir -p "$d/mnt" "$d/cache"
@@ -890,8 +890,8 @@ one_run() {
 		t2=$(now)
 		parts="mount=$(sub "$t0" "$t1") run=$(sub "$t1" "$t2")"
 		# untimed: let the prefetch and read-ahead finish so that bytes are complete
-		local prev=-1 cur i fin
-		for i in $(seq 300); do
+		local prev=-1 cur fin
+		for _ in $(seq 300); do
 			"$slimfs" stats --json --socket "$sock" "$mnt" >"$d/stats.json" 2>/dev/null || break
 			read -r cur fin < <(python3 -c 'import json,sys; s=json.load(open(sys.argv[1]))
 print(s["fetch"]["bytes"], int(s["prefetch"]["finished"] or s["prefetch"]["planned_chunks"] == 0))' "$d/stats.json")
