@@ -88,20 +88,9 @@ grep -q '^#@chunk ' "$TMP/profile" || die "the recorded profile has no chunks"
 grep -q '^/usr/bin/python3' "$TMP/profile" || die "the recorded profile lacks /usr/bin/python3"
 grep -q '^| lazy ' "$TMP/record.md" || die "--markdown: no lazy row in: $(cat "$TMP/record.md")"
 grep -q '^| profile ' "$TMP/record.md" || die "--markdown: no profile row"
-if "$SLIMFS" mount --help | grep -q -- '--prefetch-profile'; then
-	bench "$url" --record --modes lazy,profile --runs 2 --rtt 10ms --json -- "${py[@]}" \
-		>"$TMP/record.json" 2>"$TMP/record.err" || die "bench --record --json failed"
-	prof_json=$TMP/record.json
-else
-	# No mount --prefetch-profile yet: the same profile, stored in the image.
-	grep -q 'no --prefetch-profile' "$TMP/record.err" ||
-		die "bench did not warn that the recorded profile cannot be prefetched"
-	build_image "$TMP/www/img-prof.slimfs" --profile "$TMP/profile"
-	bench "$base/img-prof.slimfs" --modes lazy,profile --runs 2 --rtt 10ms --json -- "${py[@]}" \
-		>"$TMP/stored.json" 2>"$TMP/stored.err" ||
-		{ cat "$TMP/stored.err" >&2; die "bench of the image with a stored profile failed"; }
-	prof_json=$TMP/stored.json
-fi
+bench "$url" --record --modes lazy,profile --runs 2 --rtt 10ms --json -- "${py[@]}" \
+	>"$TMP/record.json" 2>"$TMP/record.err" || die "bench --record --json failed"
+prof_json=$TMP/record.json
 check_json "$prof_json" '
 lazy, prof = summary("lazy", "requests"), summary("profile", "requests")
 assert prof < lazy, ("profile did not save requests", prof, lazy)

@@ -160,22 +160,20 @@ else
 fi
 
 # ---- views: hidden entries are absent from lookup and readdir, and logged once
-if "$SLIMFS" build --help 2>&1 | grep -q -- '--view NAME=ALLOW'; then
-	printf '/files/100k\n' >"$TMP/allow"
-	run "$SLIMFS" build -q -o "$TMP/view.slimfs" --view mini="$TMP/allow" "$src"
-	slimfs_mount --view mini "$TMP/view.slimfs" "$mnt" 2>"$TMP/view.log"
-	cmp "$src/files/100k" "$mnt/files/100k" || die "view: visible file differs"
-	[ ! -e "$mnt/files/1m-plus-1" ] || die "view: hidden file is visible"
-	[ ! -e "$mnt/files/1m-plus-1" ] || die "view: hidden file is visible"
-	ls "$mnt/files" | grep -qx 1m-plus-1 && die "view: readdir shows a hidden file"
-	slimfs_umount "$mnt"
-	[ "$(grep -c 'hidden by view mini: /files/1m-plus-1$' "$TMP/view.log")" = 1 ] ||
-		die "view: expected one 'hidden by view' line, log: $(cat "$TMP/view.log")"
-	slimfs_mount --view full "$TMP/view.slimfs" "$mnt"
-	cmp "$src/files/1m-plus-1" "$mnt/files/1m-plus-1" || die "view full: file differs"
-	slimfs_umount "$mnt"
-	log "views hide and log"
-fi
+printf '/files/100k\n' >"$TMP/allow"
+run "$SLIMFS" build -q -o "$TMP/view.slimfs" --view mini="$TMP/allow" "$src"
+slimfs_mount --view mini "$TMP/view.slimfs" "$mnt" 2>"$TMP/view.log"
+cmp "$src/files/100k" "$mnt/files/100k" || die "view: visible file differs"
+[ ! -e "$mnt/files/1m-plus-1" ] || die "view: hidden file is visible"
+[ ! -e "$mnt/files/1m-plus-1" ] || die "view: hidden file is visible"
+ls "$mnt/files" | grep -qx 1m-plus-1 && die "view: readdir shows a hidden file"
+slimfs_umount "$mnt"
+[ "$(grep -c 'hidden by view mini: /files/1m-plus-1$' "$TMP/view.log")" = 1 ] ||
+	die "view: expected one 'hidden by view' line, log: $(cat "$TMP/view.log")"
+slimfs_mount --view full "$TMP/view.slimfs" "$mnt"
+cmp "$src/files/1m-plus-1" "$mnt/files/1m-plus-1" || die "view full: file differs"
+slimfs_umount "$mnt"
+log "views hide and log"
 
 # ---- corrupt image data: the file on that chunk gives EIO, others read fine
 bad=$TMP/bad.slimfs

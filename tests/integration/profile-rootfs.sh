@@ -12,7 +12,6 @@
 need_fuse
 need_slimfs
 need_cmd chroot timeout unshare
-"$SLIMFS" mount --help 2>&1 | grep -q -- '--trace' || skip "slimfs mount has no --trace yet"
 "$SLIMFS" profile --help >/dev/null 2>&1 || die "slimfs has no profile command"
 make_tmp
 

@@ -33,40 +33,33 @@ wait_prefetch() {
 nginx_206() { awk '$9 == 206' "$NGINX_LOG" | wc -l; }
 nginx_bytes() { awk '$9 == 206 { n += $10 } END { print n + 0 }' "$NGINX_LOG"; }
 
-if "$SLIMFS" build --help | grep -q -- '--profile' && "$SLIMFS" profile --help >/dev/null 2>&1; then
-	# Trace the workload on the plain image, make a profile, build with it.
-	slimfs_mount --view full --trace "$TMP/trace" "$TMP/plain.slimfs" "$TMP/mnt"
-	while read -r f; do cat "$TMP/mnt/$f" >/dev/null; done <"$TMP/workload"
-	slimfs_umount "$TMP/mnt"
-	run "$SLIMFS" profile -q -o "$TMP/profile" "$TMP/trace"
-	run "$SLIMFS" build -q --profile "$TMP/profile" -o "$TMP/www/tree.slimfs" "$TMP/src"
-	log "built with a profile"
-	start_nginx "$TMP/www" >"$TMP/url"
-	url=$(cat "$TMP/url")/tree.slimfs
+# Trace the workload on the plain image, make a profile, build with it.
+slimfs_mount --view full --trace "$TMP/trace" "$TMP/plain.slimfs" "$TMP/mnt"
+while read -r f; do cat "$TMP/mnt/$f" >/dev/null; done <"$TMP/workload"
+slimfs_umount "$TMP/mnt"
+run "$SLIMFS" profile -q -o "$TMP/profile" "$TMP/trace"
+run "$SLIMFS" build -q --profile "$TMP/profile" -o "$TMP/www/tree.slimfs" "$TMP/src"
+log "built with a profile"
+start_nginx "$TMP/www" >"$TMP/url"
+url=$(cat "$TMP/url")/tree.slimfs
 
-	slimfs_mount --cache none --view full "$url" "$TMP/mnt"
-	wait_prefetch "$TMP/mnt"
-	planned=$(stat_of "$TMP/mnt" prefetch planned_chunks)
-	loaded=$(stat_of "$TMP/mnt" prefetch loaded_chunks)
-	requests=$(stat_of "$TMP/mnt" fetch requests)
-	log "prefetch: $loaded of $planned planned chunks loaded; $requests requests so far"
-	[ "$planned" -gt 0 ] || die "the image has no prefetch list"
-	[ "$loaded" = "$planned" ] || die "prefetch loaded $loaded of $planned chunks"
-	[ "$requests" -le 4 ] || die "prefetch of $planned chunks took $requests requests (index included)"
-	before=$(nginx_206)
-	while read -r f; do
-		cmp "$TMP/src/$f" "$TMP/mnt/$f" || die "$f differs"
-	done <"$TMP/workload"
-	after=$(nginx_206)
-	[ "$after" = "$before" ] || die "reading the profiled files made $((after - before)) requests"
-	log "the profiled files read with no request"
-	slimfs_umount "$TMP/mnt"
-else
-	log "build has no --profile yet: prefetch all only"
-	cp "$TMP/plain.slimfs" "$TMP/www/tree.slimfs"
-	start_nginx "$TMP/www" >"$TMP/url"
-	url=$(cat "$TMP/url")/tree.slimfs
-fi
+slimfs_mount --cache none --view full "$url" "$TMP/mnt"
+wait_prefetch "$TMP/mnt"
+planned=$(stat_of "$TMP/mnt" prefetch planned_chunks)
+loaded=$(stat_of "$TMP/mnt" prefetch loaded_chunks)
+requests=$(stat_of "$TMP/mnt" fetch requests)
+log "prefetch: $loaded of $planned planned chunks loaded; $requests requests so far"
+[ "$planned" -gt 0 ] || die "the image has no prefetch list"
+[ "$loaded" = "$planned" ] || die "prefetch loaded $loaded of $planned chunks"
+[ "$requests" -le 4 ] || die "prefetch of $planned chunks took $requests requests (index included)"
+before=$(nginx_206)
+while read -r f; do
+	cmp "$TMP/src/$f" "$TMP/mnt/$f" || die "$f differs"
+done <"$TMP/workload"
+after=$(nginx_206)
+[ "$after" = "$before" ] || die "reading the profiled files made $((after - before)) requests"
+log "the profiled files read with no request"
+slimfs_umount "$TMP/mnt"
 
 # --prefetch all, into a disk cache: then the whole tree costs no request.
 slimfs_mount --cache "$TMP/cache" --prefetch all --view full "$url" "$TMP/mnt"

@@ -335,56 +335,46 @@ printf '\377\377\377\377' | dd of="$tmp/bad.slimfs" bs=1 seek=300 conv=notrunc s
 say "errors: usage 2, failures 1"
 
 # --- a minimal view that hides the shell ------------------------------------
-if "$SLIMFS" build --help 2>&1 | grep -q -- '--view'; then
-	cat >"$tmp/allow" <<'EOF'
+cat >"$tmp/allow" <<'EOF'
 /usr/lib/
 /usr/share/doc/libfoo/copyright
 /usr/bin/pinger
 /srv/
 /etc/os-release
 EOF
-	vimg=$tmp/view.slimfs
-	"$SLIMFS" build -q -o "$vimg" --view "minimal=$tmp/allow" "$src" || fail "build --view"
-	# What the view shows, materialized by extract (another reader of the image):
-	# the allowed paths, their parent directories, and whatever the builder adds
-	# to every view (such as the /bin -> usr/bin link of a merged /usr).
-	if "$SLIMFS" extract --help 2>&1 | grep -q -- '--view'; then
-		"$SLIMFS" extract --view minimal "$vimg" "$tmp/vtree" >/dev/null 2>&1 ||
-			fail "extract --view minimal"
-	else
-		mkdir "$tmp/vtree"
-		(cd "$src" && cp -a --parents usr/lib usr/share/doc/libfoo/copyright \
-			usr/bin/pinger srv etc/os-release "$tmp/vtree")
-	fi
-	for p in usr/lib/x86_64-linux-gnu/libfoo.so.1 usr/share/doc/libfoo/copyright \
-		usr/bin/pinger srv/drop etc/os-release; do
-		[ -e "$tmp/vtree/$p" ] || fail "view: $p missing"
-	done
-	[ ! -e "$tmp/vtree/usr/bin/dash" ] || fail "view: the shell is visible"
-	read -r v_entries v_files v_bytes < <(figures "$tmp/vtree")
-	vdigest=$("$SLIMFS" report "$vimg" --view full --json |
-		python3 -c 'import json,sys; print(json.load(sys.stdin)["digest"])')
-	DIGEST=$vdigest VIEW_ENTRIES=$v_entries VIEW_FILES=$v_files VIEW_BYTES=$v_bytes \
-		"$SLIMFS" report "$vimg" --view minimal --json >"$tmp/min.json" ||
-		fail "report --view minimal"
-	DIGEST=$vdigest VIEW_ENTRIES=$v_entries VIEW_FILES=$v_files VIEW_BYTES=$v_bytes \
-		python3 "$tmp/check.py" minimal "$tmp/min.json"
-	# Without --view: the image's default view if it has one, else full.
-	"$SLIMFS" report "$vimg" --json >"$tmp/def.json"
-	python3 - "$tmp/def.json" <<'EOF' || fail "default view"
+vimg=$tmp/view.slimfs
+"$SLIMFS" build -q -o "$vimg" --view "minimal=$tmp/allow" "$src" || fail "build --view"
+# What the view shows, materialized by extract (another reader of the image):
+# the allowed paths, their parent directories, and whatever the builder adds
+# to every view (such as the /bin -> usr/bin link of a merged /usr).
+"$SLIMFS" extract --view minimal "$vimg" "$tmp/vtree" >/dev/null 2>&1 ||
+	fail "extract --view minimal"
+for p in usr/lib/x86_64-linux-gnu/libfoo.so.1 usr/share/doc/libfoo/copyright \
+	usr/bin/pinger srv/drop etc/os-release; do
+	[ -e "$tmp/vtree/$p" ] || fail "view: $p missing"
+done
+[ ! -e "$tmp/vtree/usr/bin/dash" ] || fail "view: the shell is visible"
+read -r v_entries v_files v_bytes < <(figures "$tmp/vtree")
+vdigest=$("$SLIMFS" report "$vimg" --view full --json |
+	python3 -c 'import json,sys; print(json.load(sys.stdin)["digest"])')
+DIGEST=$vdigest VIEW_ENTRIES=$v_entries VIEW_FILES=$v_files VIEW_BYTES=$v_bytes \
+	"$SLIMFS" report "$vimg" --view minimal --json >"$tmp/min.json" ||
+	fail "report --view minimal"
+DIGEST=$vdigest VIEW_ENTRIES=$v_entries VIEW_FILES=$v_files VIEW_BYTES=$v_bytes \
+	python3 "$tmp/check.py" minimal "$tmp/min.json"
+# Without --view: the image's default view if it has one, else full.
+"$SLIMFS" report "$vimg" --json >"$tmp/def.json"
+python3 - "$tmp/def.json" <<'EOF' || fail "default view"
 import json, sys
 j = json.load(open(sys.argv[1]))
 want = j["default_view"] if j["default_view"] is not None else "full"
 sys.exit(0 if j["view"] == want else "view %r, default %r" % (j["view"], j["default_view"]))
 EOF
-	for k in spdx cyclonedx; do
-		"$SLIMFS" report "$vimg" --view minimal --sbom $k >"$tmp/min-$k.json"
-		python3 "$tmp/check-sbom.py" $k "$tmp/min-$k.json" "$vdigest" libfoo1
-	done
-	say "minimal view: $v_entries of $want_entries entries, no shell, 1 of 3 packages"
-else
-	say "build has no --view yet: minimal view checks skipped"
-fi
+for k in spdx cyclonedx; do
+	"$SLIMFS" report "$vimg" --view minimal --sbom $k >"$tmp/min-$k.json"
+	python3 "$tmp/check-sbom.py" $k "$tmp/min-$k.json" "$vdigest" libfoo1
+done
+say "minimal view: $v_entries of $want_entries entries, no shell, 1 of 3 packages"
 
 # --- the debootstrap rootfs ---------------------------------------------------
 if [ -x "$SRCDIR/tests/rootfs.sh" ] || [ -f "$SRCDIR/tests/rootfs.sh" ]; then
@@ -432,14 +422,13 @@ EOF
 		python3 "$tmp/check-sbom.py" spdx "$tmp/r-spdx.json" "$rdigest" "$names"
 		python3 "$tmp/check-sbom.py" cyclonedx "$tmp/r-cdx.json" "$rdigest" "$names"
 		say "rootfs: $installed packages, SBOMs valid"
-		if "$SLIMFS" build --help 2>&1 | grep -q -- '--entrypoint'; then
-			# A python3 view: its closure (libc, libexpat, zlib), no shell.
-			printf '/etc/os-release\n' >"$tmp/rallow"
-			"$SLIMFS" build -q -o "$tmp/rootfs-min.slimfs" --view "minimal=$tmp/rallow" \
-				--entrypoint /usr/bin/python3 "$rtar" || fail "build the rootfs view"
-			"$SLIMFS" report "$tmp/rootfs-min.slimfs" --json >"$tmp/rootfs-min.json"
-			"$SLIMFS" report "$tmp/rootfs-min.slimfs" --sbom cyclonedx >"$tmp/rmin-cdx.json"
-			python3 - "$tmp/rootfs-min.json" "$tmp/rmin-cdx.json" "$installed" <<'EOF' ||
+		# A python3 view: its closure (libc, libexpat, zlib), no shell.
+		printf '/etc/os-release\n' >"$tmp/rallow"
+		"$SLIMFS" build -q -o "$tmp/rootfs-min.slimfs" --view "minimal=$tmp/rallow" \
+			--entrypoint /usr/bin/python3 "$rtar" || fail "build the rootfs view"
+		"$SLIMFS" report "$tmp/rootfs-min.slimfs" --json >"$tmp/rootfs-min.json"
+		"$SLIMFS" report "$tmp/rootfs-min.slimfs" --sbom cyclonedx >"$tmp/rmin-cdx.json"
+		python3 - "$tmp/rootfs-min.json" "$tmp/rmin-cdx.json" "$installed" <<'EOF' ||
 import json, sys
 j = json.load(open(sys.argv[1]))
 bom = json.load(open(sys.argv[2]))
@@ -461,9 +450,8 @@ if sorted(c["name"] for c in bom["components"]) != sorted(present):
 if not s["bytes"]["view"] < s["bytes"]["full"] / 4:
     sys.exit("bytes %r" % s["bytes"])
 EOF
-				fail "rootfs minimal view report"
-			say "rootfs python3 view: no shell, $(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["summary"]["packages"]["view"])' "$tmp/rootfs-min.json") of $installed packages"
-		fi
+			fail "rootfs minimal view report"
+		say "rootfs python3 view: no shell, $(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["summary"]["packages"]["view"])' "$tmp/rootfs-min.json") of $installed packages"
 	else
 		say "no debootstrap rootfs available (see tests/rootfs.sh); rootfs checks skipped"
 	fi

@@ -14,7 +14,6 @@
 need_fuse
 need_slimfs
 need_cmd chroot timeout unshare find sha256sum
-"$SLIMFS" mount --help 2>&1 | grep -q -- '--view' || skip "slimfs mount has no --view yet"
 make_tmp
 
 tarball=$("$SRCDIR/rootfs.sh") || die "tests/rootfs.sh failed"
