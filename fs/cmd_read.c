@@ -19,6 +19,7 @@
 
 #include <jansson.h>
 
+#include "cliopt.h"
 #include "cmds.h"
 #include "image.h"
 #include "slimfs/format.h"
@@ -62,13 +63,10 @@ static void explain_index(const char *src)
 	slimfs_log_set_level(level);
 }
 
-static int open_image(const char *src, const uint8_t *digest, struct slimfs_image **img)
+static int open_image(const char *src, const struct slimfs_cli_fetch *f, struct slimfs_image **img)
 {
-	struct slimfs_fetch_opts fo;
-	int r;
+	int r = slimfs_cli_open_image(src, f, NULL, img);
 
-	memset(&fo, 0, sizeof(fo));
-	r = slimfs_image_open(src, &fo, digest, img);
 	if (r == -EUCLEAN || r == -EBADMSG || r == -EPROTONOSUPPORT)
 		explain_index(src);
 	return r;
@@ -694,31 +692,19 @@ int cmd_inspect(int argc, char **argv)
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
+	struct slimfs_cli cli = {.shortopts = "vh", .longopts = longopts, .usage = inspect_usage};
 	struct slimfs_image *img = NULL;
 	struct image_stats *s;
 	bool json = false;
 	int c, r;
 
-	while ((c = getopt_long(argc, argv, "vh", longopts, NULL)) != -1) {
-		switch (c) {
-		case OPT_JSON:
+	while ((c = slimfs_cli_next(&cli, argc, argv)) >= 0)
+		if (c == OPT_JSON)
 			json = true;
-			break;
-		case 'v':
-			slimfs_log_set_level(slimfs_log_get_level() + 1);
-			break;
-		case 'h':
-			inspect_usage(stdout);
-			return 0;
-		default:
-			inspect_usage(stderr);
-			return EXIT_USAGE;
-		}
-	}
-	if (argc - optind != 1) {
-		inspect_usage(stderr);
+	if (c == SLIMFS_CLI_EXIT)
+		return cli.exit_code;
+	if (!slimfs_cli_nargs(&cli, argc, 1, 1))
 		return EXIT_USAGE;
-	}
 	if (open_image(argv[optind], NULL, &img) < 0)
 		return 1;
 	s = malloc(sizeof(*s));
@@ -865,6 +851,7 @@ int cmd_ls(int argc, char **argv)
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
+	struct slimfs_cli cli = {.shortopts = "lRvh", .longopts = longopts, .usage = ls_usage};
 	struct ls_opts o = {.first = true, .view = SLIMFS_VIEW_NONE};
 	struct slimfs_image *img = NULL;
 	struct slimfs_inode ino;
@@ -872,7 +859,7 @@ int cmd_ls(int argc, char **argv)
 	uint32_t id;
 	int c, r;
 
-	while ((c = getopt_long(argc, argv, "lRvh", longopts, NULL)) != -1) {
+	while ((c = slimfs_cli_next(&cli, argc, argv)) >= 0) {
 		switch (c) {
 		case 'l':
 			o.lng = true;
@@ -883,21 +870,12 @@ int cmd_ls(int argc, char **argv)
 		case OPT_VIEW:
 			view = optarg;
 			break;
-		case 'v':
-			slimfs_log_set_level(slimfs_log_get_level() + 1);
-			break;
-		case 'h':
-			ls_usage(stdout);
-			return 0;
-		default:
-			ls_usage(stderr);
-			return EXIT_USAGE;
 		}
 	}
-	if (argc - optind < 1 || argc - optind > 2) {
-		ls_usage(stderr);
+	if (c == SLIMFS_CLI_EXIT)
+		return cli.exit_code;
+	if (!slimfs_cli_nargs(&cli, argc, 1, 2))
 		return EXIT_USAGE;
-	}
 	path = argc - optind == 2 ? argv[optind + 1] : "/";
 	o.tty = isatty(STDOUT_FILENO);
 	if (open_image(argv[optind], NULL, &img) < 0)
@@ -986,27 +964,17 @@ int cmd_cat(int argc, char **argv)
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
+	struct slimfs_cli cli = {.shortopts = "vh", .longopts = longopts, .usage = cat_usage};
 	struct slimfs_image *img = NULL;
 	struct slimfs_reader rd;
 	int c, r, ret = 0;
 
-	while ((c = getopt_long(argc, argv, "vh", longopts, NULL)) != -1) {
-		switch (c) {
-		case 'v':
-			slimfs_log_set_level(slimfs_log_get_level() + 1);
-			break;
-		case 'h':
-			cat_usage(stdout);
-			return 0;
-		default:
-			cat_usage(stderr);
-			return EXIT_USAGE;
-		}
-	}
-	if (argc - optind < 2) {
-		cat_usage(stderr);
+	while ((c = slimfs_cli_next(&cli, argc, argv)) >= 0)
+		;
+	if (c == SLIMFS_CLI_EXIT)
+		return cli.exit_code;
+	if (!slimfs_cli_nargs(&cli, argc, 2, INT_MAX))
 		return EXIT_USAGE;
-	}
 	if (open_image(argv[optind], NULL, &img) < 0)
 		return 1;
 	r = slimfs_reader_init(&rd, img);
@@ -1406,32 +1374,20 @@ int cmd_extract(int argc, char **argv)
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
+	struct slimfs_cli cli = {.shortopts = "vh", .longopts = longopts, .usage = extract_usage};
 	struct xctx x;
 	const char *view = NULL;
 	_cleanup_close_ int cwd = -1;
 	struct rlimit rl;
 	int c, r;
 
-	while ((c = getopt_long(argc, argv, "vh", longopts, NULL)) != -1) {
-		switch (c) {
-		case OPT_VIEW:
+	while ((c = slimfs_cli_next(&cli, argc, argv)) >= 0)
+		if (c == OPT_VIEW)
 			view = optarg;
-			break;
-		case 'v':
-			slimfs_log_set_level(slimfs_log_get_level() + 1);
-			break;
-		case 'h':
-			extract_usage(stdout);
-			return 0;
-		default:
-			extract_usage(stderr);
-			return EXIT_USAGE;
-		}
-	}
-	if (argc - optind != 2) {
-		extract_usage(stderr);
+	if (c == SLIMFS_CLI_EXIT)
+		return cli.exit_code;
+	if (!slimfs_cli_nargs(&cli, argc, 2, 2))
 		return EXIT_USAGE;
-	}
 	memset(&x, 0, sizeof(x));
 	x.view = SLIMFS_VIEW_NONE;
 	x.rootfd = -1;
@@ -1550,10 +1506,9 @@ static int verify_list_files(const struct slimfs_index *idx, const struct slimfs
 
 int cmd_verify(int argc, char **argv)
 {
-	enum { OPT_DIGEST = 256 };
 	static const struct option longopts[] = {
 		{"quiet", no_argument, NULL, 'q'},
-		{"digest", required_argument, NULL, OPT_DIGEST},
+		SLIMFS_CLI_LONGOPT_DIGEST,
 		{"verbose", no_argument, NULL, 'v'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
@@ -1561,8 +1516,10 @@ int cmd_verify(int argc, char **argv)
 	struct verify_ctx v = {0};
 	struct slimfs_image *img = NULL;
 	const struct slimfs_info *in;
-	uint8_t digest[32], *frame = NULL, *plain = NULL;
-	bool have_digest = false;
+	struct slimfs_cli_fetch f = {0};
+	struct slimfs_cli cli = {
+		.shortopts = "qvh", .longopts = longopts, .usage = verify_usage, .fetch = &f};
+	uint8_t *frame = NULL, *plain = NULL;
 	ZSTD_DCtx *dctx = NULL;
 	struct bad_chunk *bad = NULL;
 	uint64_t nbad = 0, files = 0, extents = 0, bytes = 0, unref = 0, t0;
@@ -1571,35 +1528,15 @@ int cmd_verify(int argc, char **argv)
 	char dig[72], b1[32], b2[32];
 	int c, r = 0, ret = 1;
 
-	while ((c = getopt_long(argc, argv, "qvh", longopts, NULL)) != -1) {
-		switch (c) {
-		case 'q':
+	while ((c = slimfs_cli_next(&cli, argc, argv)) >= 0)
+		if (c == 'q')
 			v.quiet = true;
-			break;
-		case OPT_DIGEST:
-			if (slimfs_parse_digest(optarg, digest) < 0) {
-				log_error("--digest: '%s' is not sha256:<64 hex digits>", optarg);
-				return EXIT_USAGE;
-			}
-			have_digest = true;
-			break;
-		case 'v':
-			slimfs_log_set_level(slimfs_log_get_level() + 1);
-			break;
-		case 'h':
-			verify_usage(stdout);
-			return 0;
-		default:
-			verify_usage(stderr);
-			return EXIT_USAGE;
-		}
-	}
-	if (argc - optind != 1) {
-		verify_usage(stderr);
+	if (c == SLIMFS_CLI_EXIT)
+		return cli.exit_code;
+	if (!slimfs_cli_nargs(&cli, argc, 1, 1))
 		return EXIT_USAGE;
-	}
 	t0 = slimfs_now_ns();
-	if (open_image(argv[optind], have_digest ? digest : NULL, &img) < 0) {
+	if (open_image(argv[optind], &f, &img) < 0) {
 		printf("%s: index is bad\n", argv[optind]);
 		return 1;
 	}

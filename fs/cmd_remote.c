@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "cliopt.h"
 #include "cmds.h"
 #include "image.h"
 #include "slimfs/util.h"
@@ -30,48 +31,31 @@ static void push_usage(FILE *f)
 int cmd_push(int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		{"creds", required_argument, NULL, 'c'},  {"insecure", no_argument, NULL, 'k'},
-		{"cacert", required_argument, NULL, 'C'}, {"quiet", no_argument, NULL, 'q'},
-		{"help", no_argument, NULL, 'h'},	  {0},
+		SLIMFS_CLI_LONGOPTS_REGISTRY,
+		{"quiet", no_argument, NULL, 'q'},
+		{"help", no_argument, NULL, 'h'},
+		{0},
 	};
-	struct slimfs_fetch_opts fo = {0};
+	struct slimfs_cli_fetch f = {0};
+	struct slimfs_cli cli = {
+		.shortopts = "qh", .longopts = longopts, .usage = push_usage, .fetch = &f};
 	struct slimfs_image *img = NULL;
 	char mdigest[72], idx[72];
 	const char *ref;
 	bool quiet = false;
 	int c, r;
 
-	while ((c = getopt_long(argc, argv, "qh", longopts, NULL)) != -1) {
-		switch (c) {
-		case 'c':
-			fo.creds = optarg;
-			break;
-		case 'C':
-			if (slimfs_parse_fetch_opt("--cacert", "cacert", optarg, &fo) < 0)
-				return EXIT_USAGE;
-			break;
-		case 'k':
-			fo.insecure = true;
-			break;
-		case 'q':
+	while ((c = slimfs_cli_next(&cli, argc, argv)) >= 0)
+		if (c == 'q')
 			quiet = true;
-			break;
-		case 'h':
-			push_usage(stdout);
-			return 0;
-		default:
-			push_usage(stderr);
-			return EXIT_USAGE;
-		}
-	}
-	if (argc - optind != 2) {
-		push_usage(stderr);
+	if (c == SLIMFS_CLI_EXIT)
+		return cli.exit_code;
+	if (!slimfs_cli_nargs(&cli, argc, 2, 2))
 		return EXIT_USAGE;
-	}
 	ref = argv[optind + 1];
 	if (strncmp(ref, "oci://", 6) == 0)
 		ref += 6;
-	r = slimfs_image_open(argv[optind], NULL, NULL, &img);
+	r = slimfs_cli_open_image(argv[optind], NULL, NULL, &img);
 	if (r < 0)
 		return 1;
 	if (slimfs_backend_local_fd(img->backend) < 0) {
@@ -80,7 +64,7 @@ int cmd_push(int argc, char **argv)
 		return EXIT_USAGE;
 	}
 	r = slimfs_oci_push(argv[optind], ref, slimfs_index_digest(img->idx), img->info->index_size,
-			    &fo, mdigest);
+			    &f.fo, mdigest);
 	slimfs_index_digest_str(img->idx, idx);
 	slimfs_image_close(img);
 	if (r < 0) {

@@ -14,6 +14,7 @@
 #include <time.h>
 
 #include "cache.h"
+#include "cliopt.h"
 #include "cmds.h"
 #include "diskcache.h"
 #include "image.h"
@@ -51,6 +52,7 @@ int cmd_stats(int argc, char **argv)
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
+	struct slimfs_cli cli = {.shortopts = "h", .longopts = longopts, .usage = stats_usage};
 	const char *req = "text\n", *sock = NULL;
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	char path[PATH_MAX], buf[65536];
@@ -58,7 +60,7 @@ int cmd_stats(int argc, char **argv)
 	int c, r;
 
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+	while ((c = slimfs_cli_next(&cli, argc, argv)) >= 0) {
 		switch (c) {
 		case 'j':
 			req = "json\n";
@@ -69,18 +71,12 @@ int cmd_stats(int argc, char **argv)
 		case 's':
 			sock = optarg;
 			break;
-		case 'h':
-			stats_usage(stdout);
-			return 0;
-		default:
-			stats_usage(stderr);
-			return EXIT_USAGE;
 		}
 	}
-	if (argc - optind != 1) {
-		stats_usage(stderr);
+	if (c == SLIMFS_CLI_EXIT)
+		return cli.exit_code;
+	if (!slimfs_cli_nargs(&cli, argc, 1, 1))
 		return EXIT_USAGE;
-	}
 	if (sock) {
 		snprintf(path, sizeof(path), "%s", sock);
 	} else {
@@ -179,37 +175,23 @@ int cmd_pull(int argc, char **argv)
 		OPT_CACHE = 0x100,
 		OPT_CACHE_SIZE,
 		OPT_PROFILE_ONLY,
-		OPT_DIGEST,
-		OPT_INSECURE,
-		OPT_CACERT,
-		OPT_CREDS,
-		OPT_TIMEOUT,
-		OPT_RETRIES,
-		OPT_RATE,
-		OPT_RTT,
-		OPT_PROGRESS,
-		OPT_NO_PROGRESS,
 	};
 	static const struct option longopts[] = {
 		{"cache", required_argument, NULL, OPT_CACHE},
 		{"cache-size", required_argument, NULL, OPT_CACHE_SIZE},
 		{"profile-only", no_argument, NULL, OPT_PROFILE_ONLY},
-		{"digest", required_argument, NULL, OPT_DIGEST},
-		{"insecure", no_argument, NULL, OPT_INSECURE},
-		{"cacert", required_argument, NULL, OPT_CACERT},
-		{"creds", required_argument, NULL, OPT_CREDS},
-		{"timeout", required_argument, NULL, OPT_TIMEOUT},
-		{"retries", required_argument, NULL, OPT_RETRIES},
-		{"rate", required_argument, NULL, OPT_RATE},
-		{"rtt", required_argument, NULL, OPT_RTT},
+		SLIMFS_CLI_LONGOPT_DIGEST,
+		SLIMFS_CLI_LONGOPTS_REGISTRY,
+		SLIMFS_CLI_LONGOPTS_NET,
 		{"jobs", required_argument, NULL, 'j'},
-		{"progress", no_argument, NULL, OPT_PROGRESS},
-		{"no-progress", no_argument, NULL, OPT_NO_PROGRESS},
+		SLIMFS_CLI_LONGOPTS_PROGRESS,
 		{"quiet", no_argument, NULL, 'q'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
-	struct slimfs_fetch_opts fo = {.timeout_ms = 10000};
+	struct slimfs_cli_fetch f = {.fo.timeout_ms = 10000};
+	struct slimfs_cli cli = {
+		.shortopts = "j:qh", .longopts = longopts, .usage = pull_usage, .fetch = &f};
 	struct slimfs_prefetch_opts po = {.mode = SLIMFS_PREFETCH_ALL,
 					  .threads = PULL_THREADS,
 					  .disk_only = true,
@@ -221,17 +203,16 @@ int cmd_pull(int argc, char **argv)
 	struct slimfs_diskcache *dc = NULL;
 	struct slimfs_cache *cache = NULL;
 	struct slimfs_prefetch *pf = NULL;
-	const char *cache_dir = DEFAULT_CACHE_DIR, *key = NULL;
+	const char *cache_dir = DEFAULT_CACHE_DIR;
 	uint64_t cache_size = DEFAULT_CACHE_SIZE;
-	uint8_t digest[32];
-	bool have_digest = false, quiet = false;
-	int progress = -1, c, r, ret = 1;
-	char what[16], b1[32], b2[32];
+	bool quiet = false, progress;
+	int c, r, ret = 1;
+	char b1[32], b2[32];
 	unsigned long jobs;
 	char *end;
 
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "j:qh", longopts, NULL)) != -1) {
+	while ((c = slimfs_cli_next(&cli, argc, argv)) >= 0) {
 		switch (c) {
 		case OPT_CACHE:
 			cache_dir = optarg;
@@ -245,35 +226,6 @@ int cmd_pull(int argc, char **argv)
 		case OPT_PROFILE_ONLY:
 			po.mode = SLIMFS_PREFETCH_PROFILE;
 			break;
-		case OPT_DIGEST:
-			if (slimfs_parse_digest(optarg, digest) < 0) {
-				log_error("--digest: '%s' is not sha256:<64 hex digits>", optarg);
-				return EXIT_USAGE;
-			}
-			have_digest = true;
-			break;
-		case OPT_CACERT:
-			if (slimfs_parse_fetch_opt("--cacert", "cacert", optarg, &fo) < 0)
-				return EXIT_USAGE;
-			break;
-		case OPT_INSECURE:
-			fo.insecure = true;
-			break;
-		case OPT_CREDS:
-			fo.creds = optarg;
-			break;
-		case OPT_TIMEOUT:
-		case OPT_RETRIES:
-		case OPT_RATE:
-		case OPT_RTT:
-			key = c == OPT_TIMEOUT	 ? "timeout"
-			      : c == OPT_RETRIES ? "retries"
-			      : c == OPT_RATE	 ? "rate"
-						 : "rtt";
-			snprintf(what, sizeof(what), "--%s", key);
-			if (slimfs_parse_fetch_opt(what, key, optarg, &fo) < 0)
-				return EXIT_USAGE;
-			break;
 		case 'j':
 			errno = 0;
 			jobs = strtoul(optarg, &end, 10);
@@ -283,34 +235,20 @@ int cmd_pull(int argc, char **argv)
 			}
 			po.threads = (unsigned)jobs;
 			break;
-		case OPT_PROGRESS:
-			progress = 1;
-			break;
-		case OPT_NO_PROGRESS:
-			progress = 0;
-			break;
 		case 'q':
 			quiet = true;
 			break;
-		case 'h':
-			pull_usage(stdout);
-			return 0;
-		default:
-			pull_usage(stderr);
-			return EXIT_USAGE;
 		}
 	}
-	if (argc - optind != 1) {
-		pull_usage(stderr);
+	if (c == SLIMFS_CLI_EXIT)
+		return cli.exit_code;
+	if (!slimfs_cli_nargs(&cli, argc, 1, 1))
 		return EXIT_USAGE;
-	}
 	if (quiet)
 		slimfs_log_set_level(SLIMFS_LOG_ERROR);
-	if (progress < 0)
-		progress = !quiet && isatty(STDERR_FILENO);
+	progress = slimfs_cli_show_progress(&cli, quiet);
 
-	r = slimfs_image_open_cached(argv[optind], &fo, have_digest ? digest : NULL, cache_dir,
-				     &img);
+	r = slimfs_cli_open_image(argv[optind], &f, cache_dir, &img);
 	if (r < 0) {
 		log_error_errno(r, "cannot open image '%s'", argv[optind]);
 		goto out;
