@@ -19,6 +19,7 @@
 #include "cmds.h"
 #include "diskcache.h"
 #include "image.h"
+#include "notify.h"
 #include "ops.h"
 #include "prefetch.h"
 #include "profile.h"
@@ -60,6 +61,7 @@ struct mount_opts {
 	char *pprofile_buf;
 	int64_t readahead; /* bytes, -1: the default */
 	bool no_coalesce;
+	enum slimfs_fill_mode fill;		 /* --page-cache-fill */
 	char *creds_buf, *trace_buf, *stats_buf; /* owned: from -o */
 };
 
@@ -80,7 +82,7 @@ static void mount_usage(FILE *f)
 		"cache_size=,\n"
 		"                          mem_cache=, threads=, digest=, insecure, creds=,\n"
 		"                          timeout=, retries=, rate=, rtt=, prefetch=, trace=,\n"
-		"                          stats_socket=, readahead= (as below)\n"
+		"                          stats_socket=, readahead=, page_cache_fill= (as below)\n"
 		"      --view NAME         view to show (default: the image's default view, or\n"
 		"                          'full' when it has none); 'full' shows everything\n"
 		"      --cache DIR         disk chunk cache shared by all mounts (default %s;\n"
@@ -90,7 +92,10 @@ static void mount_usage(FILE *f)
 		"      --mem-cache SIZE    decoded chunks held in memory (default 256M)\n"
 		"      --threads N         FUSE worker threads (default %u)\n"
 		"      --digest sha256:HEX the image's index must have this digest\n"
-		"\n"
+		"\n",
+		DEFAULT_CACHE_DIR, DEFAULT_THREADS);
+	/* Two calls: one string literal may be at most 4095 bytes (C99). */
+	fprintf(f,
 		"remote images (http(s)://, oci://):\n"
 		"      --insecure          no TLS verification; plain HTTP to a registry that\n"
 		"                          is not on localhost\n"
@@ -112,6 +117,12 @@ static void mount_usage(FILE *f)
 		"                          list: try a profile on any image without rebuilding\n"
 		"      --readahead SIZE    read ahead of sequential readers (default 4M for\n"
 		"                          remote images, 0 for local files; 0 is off)\n"
+		"      --page-cache-fill MODE  after a read, push more of what was decoded into\n"
+		"                          the kernel's page cache, so nearby reads need no\n"
+		"                          FUSE request: 'chunk' (the rest of each chunk read,\n"
+		"                          the default; never fetches more), 'file' (also whole\n"
+		"                          files up to 1M on their first read; remote: only\n"
+		"                          chunks already fetched), 'off'\n"
 		"      --trace FILE        record the paths looked up and read, and the chunks\n"
 		"                          read, in order (input of 'slimfs profile')\n"
 		"      --stats-socket PATH where 'slimfs stats MOUNTPOINT' asks (default\n"
@@ -126,7 +137,7 @@ static void mount_usage(FILE *f)
 		"\n"
 		"As mount(8) helper (mount.slimfs, 'mount -t fuse.slimfs', fstab):\n"
 		"  mount.slimfs IMAGE DIR [-o OPTS]\n",
-		DEFAULT_CACHE_DIR, DEFAULT_THREADS, DEFAULT_TIMEOUT_S);
+		DEFAULT_TIMEOUT_S);
 }
 
 /* Appends opt to the FUSE option string. */
@@ -180,6 +191,15 @@ static int parse_prefetch(const char *what, const char *v, enum slimfs_prefetch_
 		*out = SLIMFS_PREFETCH_ALL;
 	else {
 		log_error("%s: '%s' is not none, profile or all", what, v);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int parse_fill(const char *what, const char *v, enum slimfs_fill_mode *out)
+{
+	if (slimfs_fill_mode_parse(v, out) < 0) {
+		log_error("%s: '%s' is not chunk, file or off", what, v);
 		return -EINVAL;
 	}
 	return 0;
@@ -254,6 +274,9 @@ static int apply_slimfs_key(struct mount_opts *o, const char *opt)
 	} else if (KEY("coalesce")) {
 		/* For measurements: coalesce=0 fetches each chunk on its own. */
 		o->no_coalesce = strcmp(v, "0") == 0;
+	} else if (KEY("page_cache_fill")) {
+		if (parse_fill("page_cache_fill", v, &o->fill) < 0)
+			return -EINVAL;
 	} else if (KEY("prefetch")) {
 		if (parse_prefetch("prefetch", v, &o->prefetch) < 0)
 			return -EINVAL;
@@ -462,6 +485,7 @@ static int run_daemon(struct mount_opts *o, struct daemon_ctx *d)
 	struct slimfs_fs fs;
 	struct slimfs_trace *trace = NULL;
 	struct slimfs_prefetch *pf = NULL;
+	struct slimfs_notify *notify = NULL;
 	_cleanup_free_ uint8_t *profile_ids = NULL; /* read by slimfs_prefetch_start only */
 	struct slimfs_stats_server *stats = NULL;
 	struct slimfs_stats_src src;
@@ -591,7 +615,16 @@ static int run_daemon(struct mount_opts *o, struct daemon_ctx *d)
 	/* Workers stay: each keeps its zstd context and buffers for the mount's life. */
 	fuse_loop_cfg_set_idle_threads(cfg, o->threads);
 	fuse_loop_cfg_set_clone_fd(cfg, 0);
+	if (o->fill != SLIMFS_FILL_OFF) {
+		r = slimfs_notify_start(&fs, se, o->fill, mnt_abs, &notify);
+		if (r < 0)
+			log_warn_errno(r, "continuing without the page cache filler");
+		__atomic_store_n(&fs.notify, notify, __ATOMIC_RELEASE); /* stats reads it */
+	}
 	r = fuse_session_loop_mt(se, cfg);
+	/* The page cache filler stops first: see slimfs_notify_stop. */
+	if (slimfs_notify_stop(notify) < 0)
+		_exit(1); /* stuck in the kernel, using se and the cache */
 	fuse_loop_cfg_destroy(cfg);
 	if (r < 0)
 		log_error_errno(r, "FUSE session loop failed");
@@ -609,6 +642,7 @@ out_session:
 out:
 	fuse_opt_free_args(&args);
 	slimfs_stats_stop(stats);
+	slimfs_notify_free(notify);
 	slimfs_prefetch_stop(pf);
 	if (slimfs_trace_close(trace) < 0) {
 		log_error("cannot write the trace '%s'", o->trace);
@@ -709,6 +743,7 @@ static void opts_init(struct mount_opts *o)
 	o->ready_fd = -1;
 	o->prefetch = SLIMFS_PREFETCH_PROFILE;
 	o->readahead = -1;
+	o->fill = SLIMFS_FILL_CHUNK;
 	o->fetch.timeout_ms = DEFAULT_TIMEOUT_S * 1000u;
 }
 
@@ -755,6 +790,7 @@ int cmd_mount(int argc, char **argv)
 		OPT_PREFETCH_PROFILE,
 		OPT_STATS_SOCKET,
 		OPT_READAHEAD,
+		OPT_PAGE_CACHE_FILL,
 	};
 	static const struct option longopts[] = {
 		{"foreground", no_argument, NULL, 'f'},
@@ -780,6 +816,7 @@ int cmd_mount(int argc, char **argv)
 		{"prefetch-profile", required_argument, NULL, OPT_PREFETCH_PROFILE},
 		{"stats-socket", required_argument, NULL, OPT_STATS_SOCKET},
 		{"readahead", required_argument, NULL, OPT_READAHEAD},
+		{"page-cache-fill", required_argument, NULL, OPT_PAGE_CACHE_FILL},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -886,6 +923,10 @@ int cmd_mount(int argc, char **argv)
 			o.readahead = (int64_t)MIN(ra, 1ull << 30);
 			break;
 		}
+		case OPT_PAGE_CACHE_FILL:
+			if (parse_fill("--page-cache-fill", optarg, &o.fill) < 0)
+				return EXIT_USAGE;
+			break;
 		case 'h':
 			mount_usage(stdout);
 			return 0;

@@ -12,6 +12,7 @@
 #include <sys/sysmacros.h>
 #include <sys/uio.h>
 
+#include "notify.h"
 #include "ops.h"
 #include "slimfs/format.h"
 #include "slimfs/util.h"
@@ -530,14 +531,15 @@ static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 
 struct read_state {
 	struct iovec iov[READ_IOV_MAX];
-	struct slimfs_cache_entry *refs[READ_IOV_MAX];
+	/* The chunks the iovecs point into (each its extent's bytes, for the filler). */
+	struct slimfs_notify_piece refs[READ_IOV_MAX];
 	unsigned niov, nrefs;
 };
 
 static void read_state_release(struct slimfs_fs *fs, struct read_state *s)
 {
 	for (unsigned i = 0; i < s->nrefs; i++)
-		slimfs_cache_put(fs->cache, s->refs[i]);
+		slimfs_cache_put(fs->cache, s->refs[i].ref);
 	s->nrefs = 0;
 	s->niov = 0;
 }
@@ -594,13 +596,15 @@ static int read_range(struct slimfs_fs *fs, const struct slimfs_inode *in, uint6
 			slimfs_cache_put(fs->cache, ref);
 			return -EUCLEAN;
 		}
-		data += x.chunk_off + (from - x.file_off);
+		data += x.chunk_off;
 		if (out) {
-			memcpy(out + (from - off), data, to - from);
+			memcpy(out + (from - off), data + (from - x.file_off), to - from);
 			slimfs_cache_put(fs->cache, ref);
 		} else {
-			s->refs[s->nrefs++] = ref;
-			s->iov[s->niov++] = (struct iovec){(void *)data, to - from};
+			s->refs[s->nrefs++] =
+				(struct slimfs_notify_piece){x.file_off, x.len, data, ref};
+			s->iov[s->niov++] =
+				(struct iovec){(void *)(data + (from - x.file_off)), to - from};
 		}
 		pos = to;
 	}
@@ -643,8 +647,12 @@ static int read_range(struct slimfs_fs *fs, const struct slimfs_inode *in, uint6
 #define COALESCE_MAX (4ull << 20)
 /* Chunks looked at per request or read-ahead job. */
 #define WANT_MAX 128u
-/* A read at most this far past (or before) where the last one ended is sequential. */
-#define SEQ_AHEAD (256u << 10)
+/*
+ * A read at most this far past (or before) where the last one ended is
+ * sequential. Ahead: 256 KiB, plus up to a chunk (512 KiB at most) that the
+ * page-cache filler stored after the last read, which the next one skips.
+ */
+#define SEQ_AHEAD (768u << 10)
 #define SEQ_BACK  (2u << 20)
 
 /* Chunks of in's extents that overlap [from, to) and are not in memory. */
@@ -820,6 +828,8 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	if (r == 0) {
 		/* Zero copy from the chunk cache to the kernel. */
 		fuse_reply_iov(req, s.iov, (int)s.niov);
+		/* Then the rest of those chunks into the page cache. */
+		slimfs_notify_read(fs->notify, ino, in.size, (uint64_t)off, len, s.refs, s.nrefs);
 		read_state_release(fs, &s);
 		return;
 	}

@@ -32,6 +32,8 @@ struct slimfs_ra_slot {
 	unsigned streak;
 };
 
+struct slimfs_notify;
+
 struct slimfs_fs_stats {
 	_Atomic uint64_t lookups, negative_lookups;
 	_Atomic uint64_t hidden_by_view; /* lookups of entries the view hides */
@@ -62,6 +64,7 @@ struct slimfs_fs {
 	struct slimfs_prefetch *prefetch; /* borrowed: read-ahead goes there */
 	bool coalesce;			  /* one range request for a read's adjacent chunks */
 	uint64_t readahead_bytes;	  /* window of sequential read-ahead, 0: off */
+	struct slimfs_notify *notify;	  /* borrowed: page-cache filler */
 	pthread_mutex_t hints_lock;
 	char *hints[SLIMFS_HINTS]; /* owned, under hints_lock */
 	unsigned hints_next;

@@ -13,6 +13,7 @@
 #include <sys/un.h>
 
 #include "slimfs/util.h"
+#include "notify.h"
 #include "stats.h"
 
 int slimfs_stats_dir(char *out, size_t len)
@@ -112,10 +113,13 @@ static void collect(const struct slimfs_stats_src *src, struct snapshot *s)
 	struct slimfs_fs *fs = src->fs;
 	struct slimfs_backend *b = fs->img->backend;
 	struct slimfs_cache_stats cs;
+	struct slimfs_notify_stats ns;
 	const char *C = "counter", *G = "gauge";
 
 	memset(s, 0, sizeof(*s));
 	slimfs_cache_stats(fs->cache, &cs);
+	/* Set once the session exists, while this server already runs. */
+	slimfs_notify_stats(__atomic_load_n(&fs->notify, __ATOMIC_ACQUIRE), &ns);
 	slimfs_prefetch_progress(src->prefetch, &s->pp);
 	slimfs_index_digest_str(fs->idx, s->digest);
 	s->uptime = (double)(slimfs_now_ns() - src->start_ns) / 1e9;
@@ -170,6 +174,16 @@ static void collect(const struct slimfs_stats_src *src, struct snapshot *s)
 	    (double)s->pp.readahead_jobs);
 	add(s, "prefetch", "readahead_dropped", C, "read-ahead jobs dropped (queue full)",
 	    (double)s->pp.readahead_dropped);
+	add(s, "pagecache", "stored_pages", C, "pages pushed into the kernel's page cache",
+	    (double)ns.stored_pages);
+	add(s, "pagecache", "stored_bytes", C, "their bytes", (double)ns.stored_bytes);
+	add(s, "pagecache", "dropped_jobs", C, "fills dropped (queue full)",
+	    (double)ns.dropped_jobs);
+	add(s, "pagecache", "dropped_pages", C, "pages those would have stored",
+	    (double)ns.dropped_pages);
+	add(s, "pagecache", "coalesced_jobs", C, "fills already queued or just done",
+	    (double)ns.coalesced);
+	add(s, "pagecache", "failed_stores", C, "stores the kernel refused", (double)ns.failed);
 	add(s, "fs", "lookups", C, "lookups", (double)atomic_load(&fs->stats.lookups));
 	add(s, "fs", "negative_lookups", C, "lookups of missing or hidden names",
 	    (double)atomic_load(&fs->stats.negative_lookups));

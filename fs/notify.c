@@ -1,0 +1,512 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The page-cache filler: one thread, a bounded queue of jobs, each "store
+ * these bytes of this inode". See notify.h.
+ *
+ * Why skip the request's pages: the kernel locks the pages of a read until
+ * its reply has been processed (and, for a synchronous read, until the
+ * reader woke up), and notify_store locks each page it fills, so storing
+ * into them waits for the reader. Other readers' locked pages can make the
+ * filler wait too, never a FUSE worker. But notify_store holds the
+ * connection's killsb lock while it waits, and unmount takes that lock
+ * before it aborts the connection: the filler must be stopped while the
+ * workers still answer reads, or the connection aborted (slimfs_notify_stop).
+ */
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cache.h"
+#include "notify.h"
+#include "slimfs/util.h"
+
+#define PAGE	  4096u
+#define QUEUE_MAX 64u
+/* Bound on the chunk bytes queued jobs keep from eviction. */
+#define PINNED_MAX (32ull << 20)
+/* Jobs the filler remembers having done (a sequential reader asks again). */
+#define RECENT	     64u
+#define STOP_WAIT_S  3
+#define ABORT_WAIT_S 10
+
+struct job {
+	fuse_ino_t ino;
+	uint64_t size;		     /* of the file */
+	uint64_t from, to;	     /* file bytes to store (whole file: data NULL) */
+	uint64_t skip_from, skip_to; /* pages of the request, never stored */
+	const uint8_t *data;	     /* bytes [from, to), held by ref */
+	struct slimfs_cache_entry *ref;
+	bool whole_file;
+};
+
+struct slimfs_notify {
+	struct slimfs_fs *fs;	 /* borrowed */
+	struct fuse_session *se; /* borrowed */
+	enum slimfs_fill_mode mode;
+	char *mountpoint;
+	bool remote;
+	pthread_t thread;
+	pthread_mutex_t lock;
+	pthread_cond_t wake, done;
+	struct job q[QUEUE_MAX]; /* ring, under lock */
+	unsigned head, count;
+	uint64_t pinned;   /* bytes of queued chunk jobs */
+	bool stop, exited; /* under lock */
+	bool joined;
+	_Atomic uint8_t *filled; /* file mode: one bit per inode, "whole file queued" */
+	/* Filler thread only. */
+	struct {
+		fuse_ino_t ino;
+		uint64_t from;
+	} recent[RECENT];
+	unsigned recent_next;
+	uint8_t *filebuf;
+	_Atomic uint64_t stored_pages, stored_bytes, dropped_jobs, dropped_pages, coalesced, failed;
+};
+
+int slimfs_fill_mode_parse(const char *s, enum slimfs_fill_mode *out)
+{
+	if (strcmp(s, "off") == 0)
+		*out = SLIMFS_FILL_OFF;
+	else if (strcmp(s, "chunk") == 0)
+		*out = SLIMFS_FILL_CHUNK;
+	else if (strcmp(s, "file") == 0)
+		*out = SLIMFS_FILL_FILE;
+	else
+		return -EINVAL;
+	return 0;
+}
+
+const char *slimfs_fill_mode_name(enum slimfs_fill_mode m)
+{
+	return m == SLIMFS_FILL_CHUNK ? "chunk" : m == SLIMFS_FILL_FILE ? "file" : "off";
+}
+
+static uint64_t round_up(uint64_t x)
+{
+	return (x + PAGE - 1) / PAGE * PAGE;
+}
+
+static uint64_t round_down(uint64_t x)
+{
+	return x / PAGE * PAGE;
+}
+
+/*
+ * The part of [from, to) the filler may store: whole pages, or the file's
+ * last page up to EOF (the kernel zeroes the rest of a new page that ends
+ * at the file size). *a == *b when nothing is left.
+ */
+static void storable(uint64_t size, uint64_t from, uint64_t to, uint64_t *a, uint64_t *b)
+{
+	*a = round_up(from);
+	*b = to >= size ? size : round_down(to);
+	if (*b < *a)
+		*b = *a;
+}
+
+static uint64_t pages_of(uint64_t bytes)
+{
+	return (bytes + PAGE - 1) / PAGE;
+}
+
+/* Pages of [from, to) outside [skip_from, skip_to), storable ones only. */
+static uint64_t job_pages(const struct job *j)
+{
+	uint64_t a, b, n = 0;
+
+	storable(j->size, j->from, j->to, &a, &b);
+	if (a < MIN(b, j->skip_from))
+		n += pages_of(MIN(b, j->skip_from) - a);
+	if (MAX(a, j->skip_to) < b)
+		n += pages_of(b - MAX(a, j->skip_to));
+	return n;
+}
+
+static void job_drop(struct slimfs_notify *n, struct job *j)
+{
+	slimfs_cache_put(n->fs->cache, j->ref);
+	j->ref = NULL;
+}
+
+/* Queues j (its ref moves to the queue) or drops it; returns whether queued. */
+static bool enqueue(struct slimfs_notify *n, struct job *j)
+{
+	bool queued = false, dup = false;
+	uint64_t bytes = j->whole_file ? 0 : j->to - j->from;
+
+	pthread_mutex_lock(&n->lock);
+	for (unsigned k = 0; k < n->count && !dup; k++) {
+		const struct job *o = &n->q[(n->head + k) % QUEUE_MAX];
+
+		dup = o->ino == j->ino && o->from == j->from && o->whole_file == j->whole_file;
+	}
+	if (!dup && !n->stop && n->count < QUEUE_MAX && n->pinned + bytes <= PINNED_MAX) {
+		n->q[(n->head + n->count) % QUEUE_MAX] = *j;
+		n->count++;
+		n->pinned += bytes;
+		queued = true;
+		pthread_cond_signal(&n->wake);
+	}
+	pthread_mutex_unlock(&n->lock);
+	if (queued) {
+		j->ref = NULL;
+		return true;
+	}
+	if (dup) {
+		atomic_fetch_add_explicit(&n->coalesced, 1, memory_order_relaxed);
+	} else {
+		atomic_fetch_add_explicit(&n->dropped_jobs, 1, memory_order_relaxed);
+		atomic_fetch_add_explicit(&n->dropped_pages, job_pages(j), memory_order_relaxed);
+	}
+	return false;
+}
+
+/* File mode: the first read of a small file queues all of it. True when the
+ * file is (being) filled whole, so its chunks need no jobs of their own. */
+static bool queue_whole_file(struct slimfs_notify *n, fuse_ino_t ino, uint64_t size,
+			     uint64_t skip_from, uint64_t skip_to)
+{
+	uint64_t id = ino - 1;
+	uint8_t bit = (uint8_t)(1u << (id % 8));
+	struct job j;
+
+	if (n->mode != SLIMFS_FILL_FILE || size > SLIMFS_FILL_FILE_MAX ||
+	    id >= n->fs->info->inode_count)
+		return false;
+	if (atomic_fetch_or(&n->filled[id / 8], bit) & bit)
+		return true;
+	j = (struct job){.ino = ino,
+			 .size = size,
+			 .from = 0,
+			 .to = size,
+			 .skip_from = skip_from,
+			 .skip_to = skip_to,
+			 .whole_file = true};
+	if (job_pages(&j) == 0)
+		return true;
+	if (!enqueue(n, &j))
+		atomic_fetch_and(&n->filled[id / 8], (uint8_t)~bit); /* a later read tries again */
+	return true;
+}
+
+void slimfs_notify_read(struct slimfs_notify *n, fuse_ino_t ino, uint64_t size, uint64_t off,
+			uint64_t len, struct slimfs_notify_piece *pieces, unsigned npieces)
+{
+	uint64_t skip_from = round_down(off), skip_to = round_up(off + len);
+
+	if (!n || n->mode == SLIMFS_FILL_OFF)
+		return;
+	if (queue_whole_file(n, ino, size, skip_from, skip_to))
+		return;
+	for (unsigned k = 0; k < npieces; k++) {
+		struct slimfs_notify_piece *p = &pieces[k];
+		struct job j = {.ino = ino,
+				.size = size,
+				.from = p->file_off,
+				.to = MIN(size, p->file_off + p->len),
+				.skip_from = skip_from,
+				.skip_to = skip_to,
+				.data = p->data,
+				.ref = p->ref};
+
+		/* Pieces inside the request (all but the first and last) have nothing. */
+		if (!p->ref || job_pages(&j) == 0)
+			continue;
+		if (enqueue(n, &j))
+			p->ref = NULL;
+	}
+}
+
+/* Stores bytes [from, to) of ino, given in data, less the skipped pages. */
+static void store_run(struct slimfs_notify *n, const struct job *j, uint64_t from, uint64_t to,
+		      const uint8_t *data)
+{
+	uint64_t a, b, part[2][2];
+
+	storable(j->size, from, to, &a, &b);
+	part[0][0] = a;
+	part[0][1] = MIN(b, j->skip_from);
+	part[1][0] = MAX(a, j->skip_to);
+	part[1][1] = b;
+	for (unsigned k = 0; k < 2; k++) {
+		uint64_t p = part[k][0], e = part[k][1];
+		struct fuse_bufvec bv = FUSE_BUFVEC_INIT(0);
+		int r;
+
+		if (p >= e)
+			continue;
+		bv.buf[0].mem = (void *)(data + (p - from));
+		bv.buf[0].size = e - p;
+		bv.count = 1;
+		r = fuse_lowlevel_notify_store(n->se, j->ino, (off_t)p, &bv, 0);
+		if (r < 0) {
+			atomic_fetch_add_explicit(&n->failed, 1, memory_order_relaxed);
+			log_debug("page cache fill: inode %llu at %llu: %s",
+				  (unsigned long long)(j->ino - 1), (unsigned long long)p,
+				  strerror(-r));
+			continue;
+		}
+		atomic_fetch_add_explicit(&n->stored_pages, pages_of(e - p), memory_order_relaxed);
+		atomic_fetch_add_explicit(&n->stored_bytes, e - p, memory_order_relaxed);
+	}
+}
+
+/*
+ * A whole small file: its extents decoded into one buffer (holes stay zero),
+ * stored in runs. For a remote image, extents whose chunk is not in memory
+ * end a run: file mode never fetches.
+ */
+static void fill_file(struct slimfs_notify *n, const struct job *j)
+{
+	struct slimfs_fs *fs = n->fs;
+	struct slimfs_inode in;
+	uint64_t run = 0;
+
+	if (slimfs_index_inode(fs->idx, (uint32_t)(j->ino - 1), &in) < 0 || !S_ISREG(in.mode) ||
+	    in.size != j->size || in.size > SLIMFS_FILL_FILE_MAX)
+		return;
+	memset(n->filebuf, 0, in.size);
+	for (uint32_t i = 0; i < in.count; i++) {
+		struct slimfs_cache_entry *ref;
+		struct slimfs_extent x;
+		const uint8_t *data;
+		uint32_t clen;
+
+		if (slimfs_index_extent(fs->idx, &in, i, &x) < 0)
+			return;
+		if (x.file_off >= in.size || x.len > in.size - x.file_off)
+			return;
+		if ((n->remote && !slimfs_cache_has(fs->cache, x.chunk)) ||
+		    slimfs_cache_get(fs->cache, x.chunk, &ref, &data, &clen) < 0) {
+			if (run < x.file_off)
+				store_run(n, j, run, x.file_off, n->filebuf + run);
+			run = x.file_off + x.len;
+			continue;
+		}
+		if ((uint64_t)x.chunk_off + x.len <= clen)
+			memcpy(n->filebuf + x.file_off, data + x.chunk_off, x.len);
+		else
+			run = x.file_off + x.len; /* corrupt record: never store it */
+		slimfs_cache_put(fs->cache, ref);
+	}
+	if (run < in.size)
+		store_run(n, j, run, in.size, n->filebuf + run);
+}
+
+static bool recently_done(struct slimfs_notify *n, const struct job *j)
+{
+	for (unsigned k = 0; k < RECENT; k++)
+		if (n->recent[k].ino == j->ino && n->recent[k].from == j->from)
+			return true;
+	n->recent[n->recent_next].ino = j->ino;
+	n->recent[n->recent_next].from = j->from;
+	n->recent_next = (n->recent_next + 1) % RECENT;
+	return false;
+}
+
+static void *filler(void *arg)
+{
+	struct slimfs_notify *n = arg;
+
+	pthread_mutex_lock(&n->lock);
+	for (;;) {
+		struct job j;
+
+		while (!n->stop && n->count == 0)
+			pthread_cond_wait(&n->wake, &n->lock);
+		if (n->stop)
+			break;
+		j = n->q[n->head];
+		n->head = (n->head + 1) % QUEUE_MAX;
+		n->count--;
+		pthread_mutex_unlock(&n->lock);
+		if (j.whole_file)
+			fill_file(n, &j);
+		else if (recently_done(n, &j))
+			atomic_fetch_add_explicit(&n->coalesced, 1, memory_order_relaxed);
+		else
+			store_run(n, &j, j.from, j.to, j.data);
+		job_drop(n, &j);
+		pthread_mutex_lock(&n->lock);
+		if (!j.whole_file)
+			n->pinned -= j.to - j.from;
+	}
+	n->exited = true;
+	pthread_cond_broadcast(&n->done);
+	pthread_mutex_unlock(&n->lock);
+	return NULL;
+}
+
+int slimfs_notify_start(struct slimfs_fs *fs, struct fuse_session *se, enum slimfs_fill_mode mode,
+			const char *mountpoint, struct slimfs_notify **out)
+{
+	struct slimfs_notify *n = calloc(1, sizeof(*n));
+	pthread_condattr_t ca;
+	int r;
+
+	if (!n)
+		return -ENOMEM;
+	n->fs = fs;
+	n->se = se;
+	n->mode = mode;
+	n->remote = fs->img->backend->remote;
+	n->mountpoint = strdup(mountpoint);
+	if (mode == SLIMFS_FILL_FILE) {
+		n->filled = calloc(fs->info->inode_count / 8 + 1, 1);
+		n->filebuf = malloc(SLIMFS_FILL_FILE_MAX);
+	}
+	if (!n->mountpoint || (mode == SLIMFS_FILL_FILE && (!n->filled || !n->filebuf))) {
+		r = -ENOMEM;
+		goto fail;
+	}
+	for (unsigned k = 0; k < RECENT; k++)
+		n->recent[k].ino = 0; /* no FUSE inode is 0 */
+	pthread_mutex_init(&n->lock, NULL);
+	pthread_cond_init(&n->wake, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&n->done, &ca);
+	pthread_condattr_destroy(&ca);
+	r = -pthread_create(&n->thread, NULL, filler, n);
+	if (r < 0) {
+		pthread_mutex_destroy(&n->lock);
+		pthread_cond_destroy(&n->wake);
+		pthread_cond_destroy(&n->done);
+		goto fail;
+	}
+	*out = n;
+	return 0;
+fail:
+	free((void *)n->filled);
+	free(n->filebuf);
+	free(n->mountpoint);
+	free(n);
+	return r;
+}
+
+void slimfs_notify_stats(struct slimfs_notify *n, struct slimfs_notify_stats *out)
+{
+	memset(out, 0, sizeof(*out));
+	if (!n)
+		return;
+	out->stored_pages = atomic_load(&n->stored_pages);
+	out->stored_bytes = atomic_load(&n->stored_bytes);
+	out->dropped_jobs = atomic_load(&n->dropped_jobs);
+	out->dropped_pages = atomic_load(&n->dropped_pages);
+	out->coalesced = atomic_load(&n->coalesced);
+	out->failed = atomic_load(&n->failed);
+}
+
+enum slimfs_fill_mode slimfs_notify_mode(struct slimfs_notify *n)
+{
+	return n ? n->mode : SLIMFS_FILL_OFF;
+}
+
+/*
+ * Aborts the FUSE connection of the mount at mountpoint through fusectl
+ * (/sys/fs/fuse/connections/<minor of the mount's device>/abort): every
+ * pending request ends, so every page a read kept locked is unlocked.
+ */
+static void abort_connection(const char *mountpoint)
+{
+	FILE *f = fopen("/proc/self/mountinfo", "re");
+	char line[4096], path[128];
+	unsigned maj, min, found = UINT32_MAX;
+	int fd;
+
+	while (f && fgets(line, sizeof(line), f)) {
+		char mnt[4096], *w = mnt;
+
+		if (sscanf(line, "%*u %*u %u:%u %*s %4095s", &maj, &min, mnt) != 3)
+			continue;
+		/* Unescape \040 and friends in place. */
+		for (const char *p = mnt; *p; p++) {
+			unsigned c;
+
+			if (p[0] == '\\' && sscanf(p + 1, "%3o", &c) == 1) {
+				*w++ = (char)c;
+				p += 3;
+			} else {
+				*w++ = *p;
+			}
+		}
+		*w = '\0';
+		if (strcmp(mnt, mountpoint) == 0)
+			found = min; /* the last one is on top */
+	}
+	if (f)
+		fclose(f);
+	if (found == UINT32_MAX) {
+		log_warn("cannot find the FUSE connection of '%s' to abort", mountpoint);
+		return;
+	}
+	snprintf(path, sizeof(path), "/sys/fs/fuse/connections/%u/abort", found);
+	fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0 || slimfs_write_all(fd, "1\n", 2) < 0)
+		log_warn("cannot abort the FUSE connection through '%s'", path);
+	if (fd >= 0)
+		close(fd);
+}
+
+/* Waits up to secs for the filler to exit; true if it did. Under n->lock. */
+static bool wait_exited(struct slimfs_notify *n, int secs)
+{
+	struct timespec until;
+
+	clock_gettime(CLOCK_MONOTONIC, &until);
+	until.tv_sec += secs;
+	while (!n->exited)
+		if (pthread_cond_timedwait(&n->done, &n->lock, &until) == ETIMEDOUT)
+			break;
+	return n->exited;
+}
+
+int slimfs_notify_stop(struct slimfs_notify *n)
+{
+	bool exited;
+
+	if (!n || n->joined)
+		return 0;
+	pthread_mutex_lock(&n->lock);
+	n->stop = true;
+	pthread_cond_broadcast(&n->wake);
+	exited = wait_exited(n, STOP_WAIT_S);
+	if (!exited) {
+		pthread_mutex_unlock(&n->lock);
+		log_warn("page cache filler blocked in the kernel: aborting the FUSE connection");
+		abort_connection(n->mountpoint);
+		pthread_mutex_lock(&n->lock);
+		exited = wait_exited(n, ABORT_WAIT_S);
+	}
+	pthread_mutex_unlock(&n->lock);
+	if (!exited) {
+		log_error("cannot stop the page cache filler");
+		return -ETIMEDOUT;
+	}
+	pthread_join(n->thread, NULL);
+	n->joined = true;
+	while (n->count) {
+		job_drop(n, &n->q[n->head]);
+		n->head = (n->head + 1) % QUEUE_MAX;
+		n->count--;
+	}
+	return 0;
+}
+
+void slimfs_notify_free(struct slimfs_notify *n)
+{
+	if (!n || slimfs_notify_stop(n) < 0)
+		return;
+	pthread_mutex_destroy(&n->lock);
+	pthread_cond_destroy(&n->wake);
+	pthread_cond_destroy(&n->done);
+	free((void *)n->filled);
+	free(n->filebuf);
+	free(n->mountpoint);
+	free(n);
+}

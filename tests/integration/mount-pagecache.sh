@@ -1,0 +1,166 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+# --page-cache-fill: after a read, the rest of the decoded chunk lands in the
+# kernel's page cache (fincore sees more pages resident than with 'off');
+# what lands there is right (cmp of whole files after partial reads,
+# including a file whose size is not page aligned and a sparse file, in
+# chunk and file mode); `slimfs stats` counts it; an unmount right after many
+# reads (the filler still busy) completes and the daemon exits 0, and so does
+# a SIGTERM of the daemon in the middle of reads.
+. "${SRCDIR:-$(dirname "$0")/..}/lib.sh"
+
+need_fuse
+need_slimfs
+need_cmd fincore
+need_cmd timeout
+make_tmp
+
+src=$TMP/src img=$TMP/img mnt=$TMP/mnt
+mkdir -p "$src/many"
+head -c $((8 << 20)) /dev/urandom >"$src/big"
+head -c $(((3 << 20) + 1234)) /dev/urandom >"$src/odd"
+truncate -s $((6 << 20)) "$src/sparse"
+head -c 5000 /dev/urandom | dd of="$src/sparse" bs=4096 seek=256 conv=notrunc status=none
+head -c 70000 /dev/urandom | dd of="$src/sparse" bs=1 seek=$(((4 << 20) + 100)) \
+	conv=notrunc status=none
+head -c 3000 /dev/urandom | dd of="$src/sparse" bs=1 seek=$(((6 << 20) - 3000)) \
+	conv=notrunc status=none
+for i in $(seq 150); do head -c $((i * 4999)) "$src/big" | tail -c $((i * 1999)) >"$src/many/f$i"; done
+run "$SLIMFS" build -q -o "$img" "$src"
+
+# stat_of KEY: pagecache.KEY from `slimfs stats --json`.
+stat_of() {
+	local js
+	js=$("$SLIMFS" stats --json "$mnt") || die "slimfs stats failed"
+	"$PYTHON" -c 'import json, sys; print(json.load(sys.stdin)["pagecache"][sys.argv[1]])' \
+		"$1" <<<"$js"
+}
+
+# settle: waits until the filler's counters stop moving (at most 120 s).
+settle() {
+	local last=-1 now i
+	for i in $(seq 240); do
+		now=$(stat_of stored_pages):$(stat_of coalesced_jobs):$(stat_of failed_stores)
+		[ "$now" = "$last" ] && return 0
+		last=$now
+		sleep 0.5
+	done
+	die "the page cache filler never settled"
+}
+
+resident() {
+	local out
+	out=$(fincore --noheadings --raw -o PAGES "$1") || die "fincore $1 failed"
+	echo "${out//[[:space:]]/}"
+}
+
+# One 4 KiB read in the middle of big, nothing else: resident pages.
+probe() {
+	slimfs_mount --page-cache-fill "$1" "$img" "$mnt"
+	dd if="$mnt/big" of=/dev/null bs=4096 count=1 skip=517 status=none
+	settle
+	PAGES=$(resident "$mnt/big")
+	STORED=$(stat_of stored_pages)
+	slimfs_umount "$mnt"
+}
+# Another process may drop the page cache meanwhile (drop_caches, memory
+# pressure): a few attempts, and one where chunk beats off is enough.
+for attempt in 1 2 3; do
+	probe off
+	off_pages=$PAGES
+	[ "$STORED" = 0 ] || die "--page-cache-fill off stored $STORED pages"
+	probe chunk
+	chunk_pages=$PAGES
+	log "resident after one 4 KiB read: off $off_pages pages, chunk $chunk_pages pages ($STORED stored)"
+	[ "$STORED" -gt 0 ] || die "--page-cache-fill chunk stored no pages"
+	[ "$chunk_pages" -le "$off_pages" ] || break
+	[ $attempt -lt 3 ] || die "chunk mode: $chunk_pages pages resident, not more than off ($off_pages)"
+done
+
+# Partial reads at odd places, then every file whole: equal to the source.
+partial_reads() {
+	local f off
+	for f in big odd sparse many/f7 many/f150; do
+		for off in 0 1 517 700 1024 1535; do
+			dd if="$mnt/$f" of=/dev/null bs=4096 count=1 skip=$off status=none 2>/dev/null ||
+				die "read of $f at page $off failed"
+		done
+	done
+	# odd: the page before its partial last one (the filler may store that one);
+	# then the tail of the odd-sized files, alone.
+	dd if="$mnt/odd" of=/dev/null bs=4096 count=1 skip=767 status=none
+	dd if="$mnt/odd" of=/dev/null bs=1 count=100 skip=$(((3 << 20) + 1134)) status=none
+	dd if="$mnt/sparse" of=/dev/null bs=1 count=10 skip=$(((6 << 20) - 10)) status=none
+}
+check_all() {
+	local f
+	for f in big odd sparse $(cd "$src" && echo many/*); do
+		cmp "$src/$f" "$mnt/$f" || die "$1 mode: $f differs from its source"
+	done
+	# The last page through mmap: the file's bytes, then zeros past EOF.
+	"$PYTHON" - "$src/odd" "$mnt/odd" <<'EOF' || die "$1 mode: the last page of odd is wrong"
+import ctypes, mmap, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+libc.mmap.restype = ctypes.c_void_p
+libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
+                      ctypes.c_int, ctypes.c_long]
+want = open(sys.argv[1], "rb").read()
+fd = os.open(sys.argv[2], os.O_RDONLY)
+size, ps = os.fstat(fd).st_size, mmap.PAGESIZE
+start = size // ps * ps
+p = libc.mmap(None, ps, mmap.PROT_READ, mmap.MAP_SHARED, fd, start)
+if p is None or p == ctypes.c_void_p(-1).value:
+    sys.exit("mmap failed: errno %d" % ctypes.get_errno())
+page = ctypes.string_at(p, ps)
+sys.exit(0 if page == want[start:] + bytes(ps - (size - start)) else 1)
+EOF
+}
+for mode in chunk file; do
+	slimfs_mount --page-cache-fill "$mode" "$img" "$mnt"
+	partial_reads
+	settle
+	stored=$(stat_of stored_pages)
+	[ "$stored" -gt 0 ] || die "$mode mode stored no pages"
+	check_all "$mode"
+	log "$mode mode: files equal after partial reads ($stored pages stored)"
+	slimfs_umount "$mnt"
+done
+
+# Unmount with the filler busy: many files read, then at once unmounted.
+slimfs_mount --page-cache-fill file "$img" "$mnt"
+for i in $(seq 150); do
+	dd if="$mnt/many/f$i" of=/dev/null bs=4096 count=1 skip=$((i % 3)) status=none
+done
+dd if="$mnt/big" of=/dev/null bs=4096 count=1 skip=1000 status=none
+slimfs_umount "$mnt"
+log "unmounted with the filler busy"
+
+# SIGTERM while readers are busy: the daemon exits, nothing hangs.
+slimfs_mount "$img" "$mnt"
+pid=$MOUNT_PID
+"$PYTHON" - "$mnt/big" "$mnt/odd" <<'EOF' &
+import os, random, sys, time
+fds = [os.open(p, os.O_RDONLY) for p in sys.argv[1:]]
+end = time.monotonic() + 30
+try:
+    while time.monotonic() < end:
+        for fd in fds:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            os.pread(fd, 4096, random.randrange(0, os.fstat(fd).st_size))
+except OSError:
+    pass
+EOF
+reader=$!
+sleep 2
+kill -TERM "$pid"
+t0=$SECONDS
+while kill -0 "$pid" 2>/dev/null; do
+	[ $((SECONDS - t0)) -lt 60 ] || die "daemon still running 60 s after SIGTERM"
+	sleep 0.2
+done
+wait "$pid" || true
+unset "_mount_pids[$mnt]"
+timeout 60 tail --pid="$reader" -f /dev/null || die "a reader hangs after SIGTERM of the daemon"
+wait "$reader" || true
+log "SIGTERM during reads: the daemon exited after $((SECONDS - t0)) s"
+log "OK"
