@@ -11,13 +11,13 @@
  * - Bounded retries with exponential backoff, all inside one deadline per
  *   read (timeout_ms), so that no reader waits longer than that.
  */
-#include <curl/curl.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
 
+#include "dl_curl.h"
 #include "http_range.h"
 #include "slimfs/fetch.h"
 #include "slimfs/util.h"
@@ -39,13 +39,6 @@ struct http_backend {
 	bool insecure;
 	char *ca_file; /* owned, or NULL */
 };
-
-static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
-
-static void curl_init_once(void)
-{
-	curl_global_init(CURL_GLOBAL_DEFAULT);
-}
 
 static void share_lock(CURL *h, curl_lock_data data, curl_lock_access access, void *ud)
 {
@@ -276,7 +269,9 @@ int slimfs_backend_open_http(const char *url, const struct slimfs_fetch_opts *o,
 	CURL *h;
 	int r;
 
-	pthread_once(&curl_once, curl_init_once);
+	r = slimfs_dl_curl_load(); /* and curl_global_init(), once */
+	if (r < 0)
+		return r;
 	hb = calloc(1, sizeof(*hb));
 	if (!hb)
 		return -ENOMEM;

@@ -8,7 +8,6 @@
  * Auth: anonymous, Basic, or Bearer tokens (the distribution token flow),
  * with credentials from --creds or the Docker config file.
  */
-#include <curl/curl.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <jansson.h>
@@ -17,6 +16,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "dl_curl.h"
 #include "slimfs/fetch.h"
 #include "slimfs/util.h"
 
@@ -471,7 +471,7 @@ int slimfs_backend_open_oci(const char *ref, const struct slimfs_fetch_opts *o,
 {
 	struct session s;
 	struct req q = {.method = "GET", .body_fd = -1};
-	struct curl_slist *accept = curl_slist_append(NULL, "Accept: " OCI_MANIFEST);
+	struct curl_slist *accept;
 	_cleanup_free_ char *url = NULL, *blob_url = NULL;
 	json_t *root = NULL, *layers, *layer = NULL;
 	const char *blob_digest, *idx_digest;
@@ -480,6 +480,10 @@ int slimfs_backend_open_oci(const char *ref, const struct slimfs_fetch_opts *o,
 	size_t i;
 	int r;
 
+	r = slimfs_dl_curl_load();
+	if (r < 0)
+		return r;
+	accept = curl_slist_append(NULL, "Accept: " OCI_MANIFEST);
 	r = session_init(&s, ref, o, "pull");
 	if (r < 0)
 		goto out;
@@ -640,6 +644,9 @@ int slimfs_oci_push(const char *path, const char *ref, const uint8_t index_diges
 		return log_error_errno(-errno, "cannot open '%s'", path);
 	if (fstat(fd, &st) < 0)
 		return -errno;
+	r = slimfs_dl_curl_load();
+	if (r < 0)
+		return r;
 	r = session_init(&s, ref, o, "pull,push");
 	if (r < 0)
 		return r;

@@ -2345,27 +2345,11 @@ static void report_run(struct bench *b, const char *what, unsigned i, const stru
 /* Copies src to dst through a temporary file and a rename. */
 static int copy_file(const char *src, const char *dst)
 {
-	_cleanup_free_ char *data = read_file_str(src), *tmp = NULL;
-	_cleanup_close_ int fd = -1;
-	int r;
+	_cleanup_free_ char *data = read_file_str(src);
 
 	if (!data)
 		return log_error_errno(-EIO, "cannot read '%s'", src);
-	if (asprintf(&tmp, "%s.XXXXXX", dst) < 0)
-		return -ENOMEM;
-	fd = mkostemp(tmp, O_CLOEXEC);
-	if (fd < 0)
-		return log_error_errno(-errno, "cannot write '%s'", dst);
-	r = slimfs_write_all(fd, data, strlen(data));
-	if (r == 0 && fchmod(fd, 0644) < 0)
-		r = -errno;
-	if (r == 0 && rename(tmp, dst) < 0)
-		r = -errno;
-	if (r < 0) {
-		unlink(tmp);
-		return log_error_errno(r, "cannot write '%s'", dst);
-	}
-	return 0;
+	return slimfs_write_file_replace(dst, data, strlen(data), 0644);
 }
 
 static int make_profile(struct bench *b)

@@ -764,32 +764,20 @@ static int dir_is_empty(const char *path)
 static int write_config(const char *dir, json_t *spec)
 {
 	_cleanup_free_ char *text = json_dumps(spec, JSON_INDENT(2));
-	_cleanup_free_ char *tmp = NULL, *final = NULL;
-	_cleanup_close_ int fd = -1, dfd = -1;
+	_cleanup_free_ char *final = NULL;
+	_cleanup_close_ int dfd = -1;
 	size_t len;
 	int r;
 
 	if (!text)
 		return -ENOMEM;
-	if (asprintf(&tmp, "%s/.config.json.XXXXXX", dir) < 0 ||
-	    asprintf(&final, "%s/config.json", dir) < 0)
+	if (asprintf(&final, "%s/config.json", dir) < 0)
 		return -ENOMEM;
-	fd = mkostemp(tmp, O_CLOEXEC);
-	if (fd < 0)
-		return log_error_errno(-errno, "cannot create a file in '%s'", dir);
 	len = strlen(text);
 	text[len] = '\n'; /* the NUL becomes the final newline */
-	r = slimfs_write_all(fd, text, len + 1);
-	if (r == 0 && fchmod(fd, 0644) < 0)
-		r = -errno;
-	if (r == 0 && fsync(fd) < 0)
-		r = -errno;
-	if (r == 0 && rename(tmp, final) < 0)
-		r = -errno;
-	if (r < 0) {
-		unlink(tmp);
-		return log_error_errno(r, "cannot write '%s'", final);
-	}
+	r = slimfs_write_file_replace(final, text, len + 1, 0644);
+	if (r < 0)
+		return r;
 	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (dfd >= 0)
 		fsync(dfd);

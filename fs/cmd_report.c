@@ -1854,33 +1854,12 @@ static void report_text(const struct report *r, FILE *f)
 /* Writes data to path (a temporary file renamed over it), or to stdout. */
 static int write_output(const char *path, const char *data, size_t len)
 {
-	_cleanup_free_ char *tmp = NULL;
-	int fd, r;
-
 	if (!path) {
 		if (fwrite(data, 1, len, stdout) != len || fflush(stdout) != 0)
 			return log_error_errno(-EIO, "cannot write to standard output");
 		return 0;
 	}
-	if (asprintf(&tmp, "%s.tmp.XXXXXX", path) < 0)
-		return -ENOMEM;
-	fd = mkostemp(tmp, O_CLOEXEC);
-	if (fd < 0)
-		return log_error_errno(-errno, "cannot create '%s'", tmp);
-	r = slimfs_write_all(fd, data, len);
-	if (r == 0 && fchmod(fd, 0644) < 0)
-		r = -errno;
-	if (r == 0 && fsync(fd) < 0)
-		r = -errno;
-	if (close(fd) < 0 && r == 0)
-		r = -errno;
-	if (r == 0 && rename(tmp, path) < 0)
-		r = -errno;
-	if (r < 0) {
-		unlink(tmp);
-		return log_error_errno(r, "cannot write '%s'", path);
-	}
-	return 0;
+	return slimfs_write_file_replace(path, data, len, 0644);
 }
 
 static void report_free(struct report *r)

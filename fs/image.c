@@ -14,6 +14,30 @@
 /* An index larger than this is refused before it is read (a hostile server). */
 #define INDEX_MAX (1ull << 32)
 
+/*
+ * Opens the index in img->index_buf and, when digest is not NULL, checks
+ * that it has that SHA-256 (-EBADMSG). name and what ("index", "cached
+ * index") say which in messages.
+ */
+static int open_index(struct slimfs_image *img, const uint8_t *digest, const char *name,
+		      const char *what)
+{
+	char want[65], have[72];
+	int r;
+
+	r = slimfs_index_open_mem(img->index_buf, img->index_len, &img->idx);
+	if (r < 0)
+		return log_error_errno(r, "'%s': bad %s", name, what);
+	if (digest && memcmp(digest, slimfs_index_digest(img->idx), 32) != 0) {
+		slimfs_hex(digest, 32, want);
+		slimfs_index_digest_str(img->idx, have);
+		log_error("'%s': %s digest is %s, expected sha256:%s", name, what, have, want);
+		return -EBADMSG;
+	}
+	img->info = slimfs_index_info(img->idx);
+	return 0;
+}
+
 int slimfs_image_open(const char *src, const struct slimfs_fetch_opts *fo, const uint8_t *digest,
 		      struct slimfs_image **out)
 {
@@ -79,21 +103,9 @@ int slimfs_image_open(const char *src, const struct slimfs_fetch_opts *fo, const
 	}
 	if (!digest && img->backend->pinned)
 		digest = img->backend->index_digest;
-	r = slimfs_index_open_mem(img->index_buf, img->index_len, &img->idx);
-	if (r < 0) {
-		log_error_errno(r, "'%s': bad index", src);
+	r = open_index(img, digest, src, "index");
+	if (r < 0)
 		goto fail;
-	}
-	if (digest && memcmp(digest, slimfs_index_digest(img->idx), 32) != 0) {
-		char want[65], have[72];
-
-		slimfs_hex(digest, 32, want);
-		slimfs_index_digest_str(img->idx, have);
-		log_error("'%s': index digest is %s, expected sha256:%s", src, have, want);
-		r = -EBADMSG;
-		goto fail;
-	}
-	img->info = slimfs_index_info(img->idx);
 	*out = img;
 	return 0;
 fail:
@@ -348,11 +360,6 @@ static int open_offline(const char *src, const uint8_t *digest, const char *dir,
 		log_error_errno(r, "cannot read '%s'", path);
 		goto fail;
 	}
-	r = slimfs_index_open_mem(img->index_buf, img->index_len, &img->idx);
-	if (r < 0) {
-		log_error_errno(r, "'%s': bad cached index", path);
-		goto fail;
-	}
 	if (!digest) {
 		_cleanup_close_ int pfd = open(pin, O_RDONLY | O_CLOEXEC);
 
@@ -362,12 +369,9 @@ static int open_offline(const char *src, const uint8_t *digest, const char *dir,
 				digest = pinned;
 		}
 	}
-	if (digest && memcmp(digest, slimfs_index_digest(img->idx), 32) != 0) {
-		log_error("'%s': cached index does not have the expected digest", path);
-		r = -EBADMSG;
+	r = open_index(img, digest, path, "cached index");
+	if (r < 0)
 		goto fail;
-	}
-	img->info = slimfs_index_info(img->idx);
 	*out = img;
 	return 0;
 fail:

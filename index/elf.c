@@ -13,15 +13,14 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <gelf.h>
 #include <inttypes.h>
-#include <libelf.h>
 #include <limits.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 
 #include "allowlist.h"
+#include "dl_elf.h"
 #include "elfclosure.h"
 #include "slimfs/util.h"
 
@@ -1245,8 +1244,11 @@ int slimfs_elf_closure(struct slimfs_tree *t, const struct slimfs_closure_args *
 		       struct slimfs_nodeset *out)
 {
 	struct closure c = {.t = t, .a = a, .out = out};
-	int r = 0;
+	int r;
 
+	r = slimfs_dl_elf_load();
+	if (r < 0)
+		return r;
 	if (elf_version(EV_CURRENT) == EV_NONE) {
 		log_error("libelf: %s", elf_errmsg(-1));
 		return -ENOSYS;

@@ -15,9 +15,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include <archive.h>
-#include <archive_entry.h>
-
+#include "dl_archive.h"
 #include "slimfs/util.h"
 #include "tree.h"
 
@@ -498,8 +496,11 @@ out:
 int slimfs_ingest_archive(struct slimfs_tree *t, struct archive *a, const char *layer_name)
 {
 	struct layer_ctx c = {.t = t, .a = a, .layer = layer_name ? layer_name : "?"};
-	int r = 0;
+	int r;
 
+	r = slimfs_dl_archive_load(); /* a was made by our caller: loaded, unless by tests */
+	if (r < 0)
+		return r;
 	for (;;) {
 		struct archive_entry *e;
 

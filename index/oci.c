@@ -21,11 +21,10 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include <archive.h>
-#include <archive_entry.h>
 #include <jansson.h>
 #include <openssl/evp.h>
 
+#include "dl_archive.h"
 #include "slimfs/build.h"
 #include "slimfs/util.h"
 #include "tree.h"
@@ -1082,7 +1081,9 @@ int slimfs_ingest(struct slimfs_tree *t, const char *source, const struct slimfs
 		if (faccessat(b.dirfd, "oci-layout", F_OK, 0) == 0 &&
 		    faccessat(b.dirfd, "index.json", F_OK, 0) == 0) {
 			log_debug("'%s': OCI image layout", source);
-			r = ingest_oci(t, &b, o, config, config_len);
+			r = slimfs_dl_archive_load();
+			if (r >= 0)
+				r = ingest_oci(t, &b, o, config, config_len);
 		} else {
 			t->layer++;
 			r = slimfs_ingest_dir(t, source);
@@ -1090,5 +1091,8 @@ int slimfs_ingest(struct slimfs_tree *t, const char *source, const struct slimfs
 		blobs_clear(&b);
 		return r;
 	}
+	r = slimfs_dl_archive_load(); /* a plain directory does without libarchive */
+	if (r < 0)
+		return r;
 	return ingest_file(t, source, fd, o, config, config_len);
 }

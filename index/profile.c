@@ -804,31 +804,10 @@ fail:
 
 int slimfs_write_file_atomic(const char *path, const void *buf, size_t len)
 {
-	_cleanup_free_ char *tmp = NULL;
-	mode_t mask;
-	int fd, r;
+	mode_t mask = umask(0);
 
-	if (asprintf(&tmp, "%s.tmp.XXXXXX", path) < 0)
-		return -ENOMEM;
-	fd = mkostemp(tmp, O_CLOEXEC);
-	if (fd < 0)
-		return log_error_errno(-errno, "cannot create '%s'", tmp);
-	mask = umask(0);
 	umask(mask);
-	r = slimfs_write_all(fd, buf, len);
-	if (r == 0 && fchmod(fd, 0666 & ~mask) < 0)
-		r = -errno;
-	if (r == 0 && fsync(fd) < 0)
-		r = -errno;
-	if (close(fd) < 0 && r == 0)
-		r = -errno;
-	if (r == 0 && rename(tmp, path) < 0)
-		r = -errno;
-	if (r < 0) {
-		unlink(tmp);
-		return log_error_errno(r, "cannot write '%s'", path);
-	}
-	return 0;
+	return slimfs_write_file_replace(path, buf, len, 0666 & ~mask);
 }
 
 /* ---- reading a profile's chunk order ---- */

@@ -64,30 +64,10 @@ static int corrupt(const char *fmt, ...)
 	return -EUCLEAN;
 }
 
-/* Record pointers: callers have checked i against the section count. */
-static inline const uint8_t *rec_inode(const struct slimfs_index *idx, uint64_t i)
+/* Record i of section s: callers have checked i against the section count. */
+static inline const uint8_t *rec(const struct slimfs_index *idx, enum slimfs_section s, uint64_t i)
 {
-	return idx->sec[SLIMFS_SEC_INODES] + i * INODE_SIZE;
-}
-static inline const uint8_t *rec_dirent(const struct slimfs_index *idx, uint64_t i)
-{
-	return idx->sec[SLIMFS_SEC_DIRENTS] + i * DIRENT_SIZE;
-}
-static inline const uint8_t *rec_xattr(const struct slimfs_index *idx, uint64_t i)
-{
-	return idx->sec[SLIMFS_SEC_XATTRS] + i * XATTR_SIZE;
-}
-static inline const uint8_t *rec_chunk(const struct slimfs_index *idx, uint64_t i)
-{
-	return idx->sec[SLIMFS_SEC_CHUNKS] + i * CHUNK_SIZE;
-}
-static inline const uint8_t *rec_extent(const struct slimfs_index *idx, uint64_t i)
-{
-	return idx->sec[SLIMFS_SEC_EXTENTS] + i * EXTENT_SIZE;
-}
-static inline const uint8_t *rec_view(const struct slimfs_index *idx, uint64_t i)
-{
-	return idx->sec[SLIMFS_SEC_VIEWS] + i * VIEW_SIZE;
+	return idx->sec[s] + i * sec_rec_size[s];
 }
 
 #define FIELD(rec, type, field) ((rec) + offsetof(struct type, field))
@@ -287,7 +267,7 @@ static int check_records(const struct slimfs_index *idx)
 	uint64_t prev_end = 0;
 
 	for (uint64_t i = 0; i < ndirents; i++) {
-		const uint8_t *d = rec_dirent(idx, i);
+		const uint8_t *d = rec(idx, SLIMFS_SEC_DIRENTS, i);
 		uint64_t off = get_le64(FIELD(d, slimfs_disk_dirent, name_off));
 		uint32_t len = get_le32(FIELD(d, slimfs_disk_dirent, name_len));
 		uint32_t ino = get_le32(FIELD(d, slimfs_disk_dirent, ino));
@@ -307,7 +287,7 @@ static int check_records(const struct slimfs_index *idx)
 	}
 
 	for (uint64_t i = 0; i < idx->cnt[SLIMFS_SEC_XATTRS]; i++) {
-		const uint8_t *x = rec_xattr(idx, i);
+		const uint8_t *x = rec(idx, SLIMFS_SEC_XATTRS, i);
 		uint64_t noff = get_le64(FIELD(x, slimfs_disk_xattr, name_off));
 		uint64_t voff = get_le64(FIELD(x, slimfs_disk_xattr, value_off));
 		uint32_t nlen = get_le32(FIELD(x, slimfs_disk_xattr, name_len));
@@ -323,7 +303,7 @@ static int check_records(const struct slimfs_index *idx)
 	}
 
 	for (uint64_t i = 0; i < nchunks; i++) {
-		const uint8_t *c = rec_chunk(idx, i);
+		const uint8_t *c = rec(idx, SLIMFS_SEC_CHUNKS, i);
 		uint64_t off = get_le64(FIELD(c, slimfs_disk_chunk, off));
 		uint32_t cs = get_le32(FIELD(c, slimfs_disk_chunk, csize));
 		uint32_t us = get_le32(FIELD(c, slimfs_disk_chunk, usize));
@@ -342,7 +322,7 @@ static int check_records(const struct slimfs_index *idx)
 	}
 
 	for (uint64_t i = 0; i < idx->cnt[SLIMFS_SEC_EXTENTS]; i++) {
-		const uint8_t *e = rec_extent(idx, i);
+		const uint8_t *e = rec(idx, SLIMFS_SEC_EXTENTS, i);
 		uint32_t chunk = get_le32(FIELD(e, slimfs_disk_extent, chunk));
 		uint32_t coff = get_le32(FIELD(e, slimfs_disk_extent, chunk_off));
 		uint32_t len = get_le32(FIELD(e, slimfs_disk_extent, len));
@@ -351,14 +331,14 @@ static int check_records(const struct slimfs_index *idx)
 		if (chunk >= nchunks)
 			return corrupt("extent %" PRIu64 ": chunk %u of %" PRIu64, i, chunk,
 				       nchunks);
-		us = get_le32(FIELD(rec_chunk(idx, chunk), slimfs_disk_chunk, usize));
+		us = get_le32(FIELD(rec(idx, SLIMFS_SEC_CHUNKS, chunk), slimfs_disk_chunk, usize));
 		if (len == 0 || coff > us || len > us - coff)
 			return corrupt("extent %" PRIu64 ": [%u, +%u) outside chunk %u (%u bytes)",
 				       i, coff, len, chunk, us);
 	}
 
 	for (uint64_t i = 0; i < idx->cnt[SLIMFS_SEC_VIEWS]; i++) {
-		const uint8_t *v = rec_view(idx, i);
+		const uint8_t *v = rec(idx, SLIMFS_SEC_VIEWS, i);
 		uint64_t off = get_le64(FIELD(v, slimfs_disk_view, name_off));
 		uint32_t len = get_le32(FIELD(v, slimfs_disk_view, name_len));
 
@@ -387,7 +367,7 @@ static int check_extents(const struct slimfs_index *idx, uint32_t id, uint64_t f
 		return corrupt("inode %u: extents [%" PRIu64 ", +%u) out of range", id, first,
 			       count);
 	for (uint32_t i = 0; i < count; i++) {
-		const uint8_t *e = rec_extent(idx, first + i);
+		const uint8_t *e = rec(idx, SLIMFS_SEC_EXTENTS, first + i);
 		uint64_t off = get_le64(FIELD(e, slimfs_disk_extent, file_off));
 		uint32_t len = get_le32(FIELD(e, slimfs_disk_extent, len));
 
@@ -415,11 +395,11 @@ static int check_dirents(const struct slimfs_index *idx, uint32_t id, uint64_t f
 		return corrupt("directory %u: entries [%" PRIu64 ", +%u) out of range", id, first,
 			       count);
 	for (uint32_t i = 0; i < count; i++) {
-		const uint8_t *d = rec_dirent(idx, first + i);
+		const uint8_t *d = rec(idx, SLIMFS_SEC_DIRENTS, first + i);
 		const char *name = str_at(idx, get_le64(FIELD(d, slimfs_disk_dirent, name_off)));
 		uint32_t len = get_le32(FIELD(d, slimfs_disk_dirent, name_len));
 		uint32_t child = get_le32(FIELD(d, slimfs_disk_dirent, ino));
-		const uint8_t *c = rec_inode(idx, child);
+		const uint8_t *c = rec(idx, SLIMFS_SEC_INODES, child);
 
 		if (prev && name_cmp(prev, prev_len, name, len) >= 0)
 			return corrupt("directory %u: entry '%.*s' is not sorted after '%.*s'", id,
@@ -449,8 +429,8 @@ static int check_xattrs(const struct slimfs_index *idx, uint32_t id, uint32_t fi
 	if (first > n || count > n - first)
 		return corrupt("inode %u: xattrs [%u, +%u) out of range", id, first, count);
 	for (uint32_t i = 1; i < count; i++) {
-		const uint8_t *a = rec_xattr(idx, (uint64_t)first + i - 1);
-		const uint8_t *b = rec_xattr(idx, (uint64_t)first + i);
+		const uint8_t *a = rec(idx, SLIMFS_SEC_XATTRS, (uint64_t)first + i - 1);
+		const uint8_t *b = rec(idx, SLIMFS_SEC_XATTRS, (uint64_t)first + i);
 
 		if (name_cmp(str_at(idx, get_le64(FIELD(a, slimfs_disk_xattr, name_off))),
 			     get_le32(FIELD(a, slimfs_disk_xattr, name_len)),
@@ -468,7 +448,7 @@ static int check_inodes(const struct slimfs_index *idx, uint8_t *refs)
 	int r;
 
 	for (uint64_t i = 0; i < n; i++) {
-		const uint8_t *p = rec_inode(idx, i);
+		const uint8_t *p = rec(idx, SLIMFS_SEC_INODES, i);
 		const uint32_t id = (uint32_t)i;
 		uint32_t mode = INO32(p, mode), count = INO32(p, count);
 		uint32_t parent = INO32(p, parent);
@@ -478,7 +458,8 @@ static int check_inodes(const struct slimfs_index *idx, uint8_t *refs)
 			return corrupt("inode %u: bad mode 0%o", id, mode);
 		if (INO32(p, mtime_ns) >= 1000000000u)
 			return corrupt("inode %u: mtime_ns %u", id, INO32(p, mtime_ns));
-		if (parent >= n || (INO32(rec_inode(idx, parent), mode) & S_IFMT) != S_IFDIR)
+		if (parent >= n ||
+		    (INO32(rec(idx, SLIMFS_SEC_INODES, parent), mode) & S_IFMT) != S_IFDIR)
 			return corrupt("inode %u: parent %u is not a directory", id, parent);
 		r = check_xattrs(idx, id, INO32(p, xattr_start), INO32(p, xattr_count));
 		if (r < 0)
@@ -520,12 +501,13 @@ static int check_tree(const struct slimfs_index *idx, uint8_t *st)
 	const uint64_t n = idx->cnt[SLIMFS_SEC_INODES];
 	enum { UNSEEN = 1, WALKING = 2, ROOTED = 3 };
 
-	if ((INO32(rec_inode(idx, 0), mode) & S_IFMT) != S_IFDIR)
+	if ((INO32(rec(idx, SLIMFS_SEC_INODES, 0), mode) & S_IFMT) != S_IFDIR)
 		return corrupt("the root (inode 0) is not a directory");
-	if (INO32(rec_inode(idx, 0), parent) != 0)
-		return corrupt("the root's parent is %u", INO32(rec_inode(idx, 0), parent));
+	if (INO32(rec(idx, SLIMFS_SEC_INODES, 0), parent) != 0)
+		return corrupt("the root's parent is %u",
+			       INO32(rec(idx, SLIMFS_SEC_INODES, 0), parent));
 	for (uint64_t i = 1; i < n; i++)
-		if ((INO32(rec_inode(idx, i), mode) & S_IFMT) == S_IFDIR && !st[i])
+		if ((INO32(rec(idx, SLIMFS_SEC_INODES, i), mode) & S_IFMT) == S_IFDIR && !st[i])
 			return corrupt("directory %" PRIu64 " is not referenced by any entry", i);
 	st[0] = ROOTED;
 	for (uint64_t i = 1; i < n; i++) {
@@ -535,11 +517,12 @@ static int check_tree(const struct slimfs_index *idx, uint8_t *st)
 			continue;
 		while (st[x] == UNSEEN) {
 			st[x] = WALKING;
-			x = INO32(rec_inode(idx, x), parent);
+			x = INO32(rec(idx, SLIMFS_SEC_INODES, x), parent);
 		}
 		if (st[x] == WALKING)
 			return corrupt("directory %u is in a cycle", x);
-		for (x = (uint32_t)i; st[x] == WALKING; x = INO32(rec_inode(idx, x), parent))
+		for (x = (uint32_t)i; st[x] == WALKING;
+		     x = INO32(rec(idx, SLIMFS_SEC_INODES, x), parent))
 			st[x] = ROOTED;
 	}
 	return 0;
@@ -617,7 +600,7 @@ int slimfs_index_inode(const struct slimfs_index *idx, uint32_t id, struct slimf
 
 	if (id >= idx->cnt[SLIMFS_SEC_INODES])
 		return -ENOENT;
-	p = rec_inode(idx, id);
+	p = rec(idx, SLIMFS_SEC_INODES, id);
 	memset(out, 0, sizeof(*out));
 	out->id = id;
 	out->mode = INO32(p, mode);
@@ -666,7 +649,7 @@ int slimfs_index_dirent(const struct slimfs_index *idx, const struct slimfs_inod
 		return -ENOTDIR;
 	if (!range_ok(dir->first, dir->count, i, idx->cnt[SLIMFS_SEC_DIRENTS]))
 		return -EINVAL;
-	d = rec_dirent(idx, (uint64_t)dir->first + i);
+	d = rec(idx, SLIMFS_SEC_DIRENTS, (uint64_t)dir->first + i);
 	out->name = str_at(idx, get_le64(FIELD(d, slimfs_disk_dirent, name_off)));
 	out->name_len = get_le32(FIELD(d, slimfs_disk_dirent, name_len));
 	out->ino = get_le32(FIELD(d, slimfs_disk_dirent, ino));
@@ -696,7 +679,7 @@ int slimfs_index_lookup_pos(const struct slimfs_index *idx, const struct slimfs_
 	hi = (uint64_t)dir->first + dir->count;
 	while (lo < hi) {
 		uint64_t mid = lo + (hi - lo) / 2;
-		const uint8_t *d = rec_dirent(idx, mid);
+		const uint8_t *d = rec(idx, SLIMFS_SEC_DIRENTS, mid);
 		int c = name_cmp(str_at(idx, get_le64(FIELD(d, slimfs_disk_dirent, name_off))),
 				 get_le32(FIELD(d, slimfs_disk_dirent, name_len)), name, name_len);
 
@@ -758,7 +741,7 @@ int slimfs_index_xattr(const struct slimfs_index *idx, const struct slimfs_inode
 
 	if (!range_ok(ino->xattr_start, ino->xattr_count, i, idx->cnt[SLIMFS_SEC_XATTRS]))
 		return -EINVAL;
-	x = rec_xattr(idx, (uint64_t)ino->xattr_start + i);
+	x = rec(idx, SLIMFS_SEC_XATTRS, (uint64_t)ino->xattr_start + i);
 	out->name = str_at(idx, get_le64(FIELD(x, slimfs_disk_xattr, name_off)));
 	out->value = str_at(idx, get_le64(FIELD(x, slimfs_disk_xattr, value_off)));
 	out->name_len = get_le32(FIELD(x, slimfs_disk_xattr, name_len));
@@ -791,7 +774,7 @@ int slimfs_index_chunk(const struct slimfs_index *idx, uint32_t i, struct slimfs
 
 	if (i >= idx->cnt[SLIMFS_SEC_CHUNKS])
 		return -EINVAL;
-	c = rec_chunk(idx, i);
+	c = rec(idx, SLIMFS_SEC_CHUNKS, i);
 	out->id = FIELD(c, slimfs_disk_chunk, id);
 	out->sha256 = FIELD(c, slimfs_disk_chunk, sha256);
 	out->off = idx->info.data_off + get_le64(FIELD(c, slimfs_disk_chunk, off));
@@ -808,7 +791,7 @@ int slimfs_index_extent(const struct slimfs_index *idx, const struct slimfs_inod
 	if ((ino->mode & S_IFMT) != S_IFREG ||
 	    !range_ok(ino->first, ino->count, i, idx->cnt[SLIMFS_SEC_EXTENTS]))
 		return -EINVAL;
-	e = rec_extent(idx, (uint64_t)ino->first + i);
+	e = rec(idx, SLIMFS_SEC_EXTENTS, (uint64_t)ino->first + i);
 	out->file_off = get_le64(FIELD(e, slimfs_disk_extent, file_off));
 	out->chunk = get_le32(FIELD(e, slimfs_disk_extent, chunk));
 	out->chunk_off = get_le32(FIELD(e, slimfs_disk_extent, chunk_off));
@@ -826,7 +809,7 @@ uint32_t slimfs_index_extent_find(const struct slimfs_index *idx, const struct s
 		return ino->count;
 	while (lo < hi) {
 		uint32_t mid = lo + (hi - lo) / 2;
-		const uint8_t *e = rec_extent(idx, (uint64_t)ino->first + mid);
+		const uint8_t *e = rec(idx, SLIMFS_SEC_EXTENTS, (uint64_t)ino->first + mid);
 		uint64_t end = get_le64(FIELD(e, slimfs_disk_extent, file_off)) +
 			       get_le32(FIELD(e, slimfs_disk_extent, len));
 
@@ -844,7 +827,7 @@ int slimfs_index_view(const struct slimfs_index *idx, uint32_t i, struct slimfs_
 
 	if (i >= idx->cnt[SLIMFS_SEC_VIEWS])
 		return -EINVAL;
-	v = rec_view(idx, i);
+	v = rec(idx, SLIMFS_SEC_VIEWS, i);
 	out->name = str_at(idx, get_le64(FIELD(v, slimfs_disk_view, name_off)));
 	out->name_len = get_le32(FIELD(v, slimfs_disk_view, name_len));
 	out->flags = get_le32(FIELD(v, slimfs_disk_view, flags));

@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/types.h>
 #include <unistd.h>
 
 enum slimfs_log_level {
@@ -94,6 +95,13 @@ static inline uint64_t get_le64(const void *p)
 int slimfs_pread_all(int fd, void *buf, size_t len, uint64_t off);
 int slimfs_pwrite_all(int fd, const void *buf, size_t len, uint64_t off);
 int slimfs_write_all(int fd, const void *buf, size_t len);
+
+/*
+ * Replaces path with len bytes of buf, all or nothing: a temporary file next
+ * to it, written, chmod'ed to mode, fsync'ed, then renamed over path.
+ * 0 or -errno (logged).
+ */
+int slimfs_write_file_replace(const char *path, const void *buf, size_t len, mode_t mode);
 
 /* SHA-256 (OpenSSL libcrypto). */
 void slimfs_sha256(const void *buf, size_t len, uint8_t out[32]);

@@ -1,0 +1,99 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The loader of dl.h and the three lazily loaded libraries. The sonames come
+ * from meson (SLIMFS_SONAME_*: read at configure time from the SONAME of the
+ * .so the linker would have used), so they follow the -dev packages.
+ */
+#include <dlfcn.h>
+#include <errno.h>
+#include <pthread.h>
+#include <string.h>
+
+#define SLIMFS_DL_NO_REDIRECT
+#include "dl.h"
+#include "dl_archive.h"
+#include "dl_curl.h"
+#include "dl_elf.h"
+#include "slimfs/util.h"
+
+#if !defined(SLIMFS_SONAME_ARCHIVE) || !defined(SLIMFS_SONAME_CURL) || !defined(SLIMFS_SONAME_ELF)
+#error "meson passes SLIMFS_SONAME_ARCHIVE, SLIMFS_SONAME_CURL and SLIMFS_SONAME_ELF"
+#endif
+
+/* Serialises first loads (dlopen is process-wide, so is this lock). */
+static pthread_mutex_t load_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static int load_locked(struct slimfs_dl_lib *lib)
+{
+	void *h;
+
+	/* RTLD_NOW: a broken dependency fails here, not at some later call. */
+	h = dlopen(lib->soname, RTLD_NOW | RTLD_LOCAL);
+	if (!h) {
+		log_error("cannot load %s: %s", lib->soname, dlerror());
+		return -ELIBACC;
+	}
+	for (size_t i = 0; i < lib->nsyms; i++) {
+		void *p;
+
+		dlerror();
+		p = dlsym(h, lib->syms[i].name);
+		if (!p) {
+			const char *e = dlerror();
+
+			log_error("cannot load %s: %s", lib->soname,
+				  e ? e : "a function is a NULL symbol");
+			dlclose(h);
+			return -ELIBBAD;
+		}
+		/* POSIX guarantees the object -> function pointer conversion;
+		 * memcpy keeps it out of ISO C's sight (-Wpedantic). */
+		memcpy((char *)lib->table + lib->syms[i].off, &p, sizeof(p));
+	}
+	/* h is never closed: the table points into it for the process' life. */
+	if (lib->after)
+		lib->after();
+	return 1;
+}
+
+int slimfs_dl_load(struct slimfs_dl_lib *lib)
+{
+	int s = atomic_load_explicit(&lib->state, memory_order_acquire);
+
+	if (s == 0) {
+		pthread_mutex_lock(&load_lock);
+		s = atomic_load_explicit(&lib->state, memory_order_relaxed);
+		if (s == 0) {
+			s = load_locked(lib);
+			atomic_store_explicit(&lib->state, s, memory_order_release);
+		}
+		pthread_mutex_unlock(&load_lock);
+	}
+	return s > 0 ? 0 : s;
+}
+
+/* The table of one library: its symbols' names and slots, its loader. */
+#define SYM_ENTRY(tab, sym) {#sym, offsetof(struct tab, sym)},
+#define DEFINE_LIB(name, soname, syms, after_fn)                                                   \
+	struct slimfs_dl_##name slimfs_dl_##name;                                                  \
+	static const struct slimfs_dl_sym name##_syms[] = {syms(name##_SYM)};                      \
+	static struct slimfs_dl_lib name##_lib = {                                                 \
+		soname, name##_syms, ARRAY_SIZE(name##_syms), &slimfs_dl_##name, after_fn, 0};     \
+	int slimfs_dl_##name##_load(void)                                                          \
+	{                                                                                          \
+		return slimfs_dl_load(&name##_lib);                                                \
+	}
+
+#define archive_SYM(sym) SYM_ENTRY(slimfs_dl_archive, sym)
+#define curl_SYM(sym)	 SYM_ENTRY(slimfs_dl_curl, sym)
+#define elf_SYM(sym)	 SYM_ENTRY(slimfs_dl_elf, sym)
+
+/* libcurl wants its global init before any other thread uses it; once. */
+static void curl_after_load(void)
+{
+	slimfs_dl_curl.curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
+DEFINE_LIB(archive, SLIMFS_SONAME_ARCHIVE, SLIMFS_DL_ARCHIVE_SYMS, NULL)
+DEFINE_LIB(curl, SLIMFS_SONAME_CURL, SLIMFS_DL_CURL_SYMS, curl_after_load)
+DEFINE_LIB(elf, SLIMFS_SONAME_ELF, SLIMFS_DL_ELF_SYMS, NULL)

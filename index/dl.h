@@ -1,0 +1,47 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Libraries loaded on first use (issue #3: mount time).
+ *
+ * libcurl, libarchive and libelf pull ~40 shared objects into the process
+ * (TLS, Kerberos, LDAP, ICU, libstdc++...). Mounting a local image needs
+ * none of them, and reading them from a cold disk was most of a cold mount.
+ * So slimfs compiles against their headers but does not link them: each is
+ * dlopen()ed by its soname the first time a path needs it, and its functions
+ * are called through a table of pointers whose types come from the headers
+ * (__typeof__), so the compiler checks every call as before.
+ *
+ * This header is the generic part; each library has a private header that
+ * replaces its public one in the .c files using it (dl_archive.h, dl_curl.h,
+ * dl_elf.h) and one load function, to be called by every entry point before
+ * the first call into the library.
+ */
+#ifndef SLIMFS_DL_H
+#define SLIMFS_DL_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+
+struct slimfs_dl_sym {
+	const char *name;
+	size_t off; /* of its pointer in the library's table */
+};
+
+struct slimfs_dl_lib {
+	const char *soname;
+	const struct slimfs_dl_sym *syms;
+	size_t nsyms;
+	void *table;	     /* struct of function pointers, filled once */
+	void (*after)(void); /* run once after a successful load, or NULL */
+	_Atomic int state;   /* 0 not tried, 1 loaded, -errno failed */
+};
+
+/* Loads lib once (thread-safe; the first failure is logged, once:
+ * "cannot load SONAME: <dlerror>"). Cheap after the first call.
+ * Returns 0, -ELIBACC (library not found or not loadable) or -ELIBBAD (a
+ * symbol is missing). */
+int slimfs_dl_load(struct slimfs_dl_lib *lib);
+
+/* One slot of a table: `X(archive_read_new)` -> a pointer of its exact type. */
+#define SLIMFS_DL_SLOT(sym) __typeof__(sym) *sym;
+
+#endif
