@@ -13,9 +13,11 @@
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <sys/wait.h>
 
 #include "cache.h"
+#include "cliopt.h"
 #include "cmds.h"
 #include "diskcache.h"
 #include "image.h"
@@ -26,6 +28,7 @@
 #include "slimfs/format.h"
 #include "slimfs/util.h"
 #include "stats.h"
+#include "takeover.h"
 #include "trace.h"
 
 #define DEFAULT_CACHE_DIR  "/var/cache/slimfs"
@@ -39,7 +42,8 @@
  */
 #define READAHEAD_BYTES (4ull << 20)
 /* What the daemon child writes to the parent once the mount is live. */
-#define READY_MARK "\001READY\n"
+#define READY_MARK	 "\001READY\n"
+#define FUSE_SUPER_MAGIC 0x65735546
 
 struct mount_opts {
 	const char *image, *mountpoint;
@@ -63,6 +67,9 @@ struct mount_opts {
 	bool no_coalesce;
 	enum slimfs_fill_mode fill;		 /* --page-cache-fill */
 	char *creds_buf, *trace_buf, *stats_buf; /* owned: from -o */
+	bool takeover;				 /* --takeover: the mount is live, take it over */
+	struct slimfs_daemon_info info;		 /* for `slimfs restart` */
+	char *cwd_buf;
 };
 
 static void mount_usage(FILE *f)
@@ -130,6 +137,12 @@ static void mount_usage(FILE *f)
 		"   A fully cached image (slimfs pull, or read once with a disk cache) mounts\n"
 		"   and runs when its source is unreachable.\n"
 		"      --ready-fd N        write \"READY\\n\" to fd N once the mount is live\n"
+		"      --takeover          MOUNTPOINT is a live slimfs mount of the same image\n"
+		"                          (same index digest): take it over from its daemon\n"
+		"                          (which exits without unmounting) with these options,\n"
+		"                          e.g. a new --mem-cache, without a reader noticing.\n"
+		"                          'slimfs restart' does it with the running options.\n"
+		"                          Not for mounts with -o auto_unmount\n"
 		"  -v, --verbose           log more (repeat for debug)\n"
 		"  -q, --quiet             log errors only\n"
 		"      --debug             FUSE debug output (implies -f)\n"
@@ -472,6 +485,55 @@ static int select_view(struct slimfs_image *img, const char *want, uint32_t *vie
 	return *name ? 0 : -ENOMEM;
 }
 
+/* What handing the mount over pauses, and resumes if the handover fails. */
+struct handover_ctx {
+	const struct mount_opts *o;
+	const struct slimfs_stats_src *src;
+	struct slimfs_stats_server *stats;
+	struct slimfs_fs *fs;
+	struct fuse_session *se;
+	const char *mnt;
+	struct slimfs_notify **notify;
+	struct slimfs_notify *stopped; /* by a failed handover; workers may hold it */
+};
+
+static int start_stats(struct handover_ctx *h)
+{
+	int r = slimfs_stats_serve(h->o->stats_socket, h->src, &h->stats);
+
+	if (r < 0 && !h->o->stats_socket) {
+		log_warn("continuing without a stats socket");
+		r = 0;
+	}
+	return r;
+}
+
+static void handover_pause(void *ud)
+{
+	struct handover_ctx *h = ud;
+
+	/* The filler stops while the workers still answer reads (notify.c). */
+	(void)slimfs_notify_stop(*h->notify);
+	/* The new daemon listens on the same stats socket. */
+	slimfs_stats_stop(h->stats);
+	h->stats = NULL;
+}
+
+static void handover_resume(void *ud)
+{
+	struct handover_ctx *h = ud;
+
+	(void)start_stats(h);
+	if (*h->notify) {
+		/* The workers were all stopped since the previous one stopped. */
+		slimfs_notify_free(h->stopped);
+		h->stopped = *h->notify;
+		if (slimfs_notify_start(h->fs, h->se, h->o->fill, h->mnt, h->notify) < 0)
+			*h->notify = NULL;
+		__atomic_store_n(&h->fs->notify, *h->notify, __ATOMIC_RELEASE);
+	}
+}
+
 /* Opens, mounts and serves until unmounted. Returns the exit code. */
 static int run_daemon(struct mount_opts *o, struct daemon_ctx *d)
 {
@@ -479,7 +541,6 @@ static int run_daemon(struct mount_opts *o, struct daemon_ctx *d)
 	struct slimfs_diskcache *dc = NULL;
 	struct slimfs_cache *cache = NULL;
 	struct fuse_session *se = NULL;
-	struct fuse_loop_config *cfg = NULL;
 	struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
 	struct slimfs_cache_opts co;
 	struct slimfs_fs fs;
@@ -487,8 +548,14 @@ static int run_daemon(struct mount_opts *o, struct daemon_ctx *d)
 	struct slimfs_prefetch *pf = NULL;
 	struct slimfs_notify *notify = NULL;
 	_cleanup_free_ uint8_t *profile_ids = NULL; /* read by slimfs_prefetch_start only */
-	struct slimfs_stats_server *stats = NULL;
 	struct slimfs_stats_src src;
+	struct handover_ctx hc = {.o = o, .src = &src, .fs = &fs, .notify = &notify};
+	struct slimfs_takeover *tk = NULL;
+	struct slimfs_serve *srv = NULL;
+	struct slimfs_serve_opts so;
+	enum slimfs_serve_end end;
+	char ctl_path[PATH_MAX];
+	_cleanup_free_ char *trace_path = NULL;
 	struct slimfs_prefetch_opts po;
 	_cleanup_free_ char *view_name = NULL, *fsname = NULL, *optstr = NULL, *mnt_abs = NULL;
 	_cleanup_free_ char *summary = NULL;
@@ -543,8 +610,17 @@ static int run_daemon(struct mount_opts *o, struct daemon_ctx *d)
 	fs.ready_ud = d;
 	src = (struct slimfs_stats_src){.fs = &fs, .mountpoint = mnt_abs, .start_ns = start_ns};
 
+	if (o->trace && o->takeover && access(o->trace, F_OK) == 0) {
+		/* The old daemon writes o->trace until it exits: ours goes beside. */
+		if (asprintf(&trace_path, "%s.%d", o->trace, (int)getpid()) < 0) {
+			trace_path = NULL;
+			goto out;
+		}
+		log_info("tracing to '%s'", trace_path);
+	}
 	if (o->trace) {
-		r = slimfs_trace_open(o->trace, img->idx, view_name, start_ns, &trace);
+		r = slimfs_trace_open(trace_path ? trace_path : o->trace, img->idx, view_name,
+				      start_ns, &trace);
 		if (r < 0)
 			goto out;
 		fs.trace = trace;
@@ -574,12 +650,9 @@ static int run_daemon(struct mount_opts *o, struct daemon_ctx *d)
 	else if (img->backend->remote && !img->offline)
 		fs.readahead_bytes = READAHEAD_BYTES;
 	fs.coalesce = !o->no_coalesce;
-	r = slimfs_stats_serve(o->stats_socket, &src, &stats);
-	if (r < 0) {
-		if (o->stats_socket)
-			goto out;
-		log_warn("continuing without a stats socket");
-	}
+	/* Taking over: once the old daemon (and its socket) is gone. */
+	if (!o->takeover && start_stats(&hc) < 0)
+		goto out;
 
 	fsname = escape_opt(o->image);
 	if (!fsname || asprintf(&optstr, "ro%s%s%s%s%s",
@@ -599,7 +672,33 @@ static int run_daemon(struct mount_opts *o, struct daemon_ctx *d)
 	}
 	if (fuse_set_signal_handlers(se) < 0)
 		goto out_session;
-	if (fuse_session_mount(se, o->mountpoint) < 0) {
+	r = slimfs_ctl_path(mnt_abs, ctl_path, sizeof(ctl_path));
+	if (r < 0) {
+		log_error_errno(r, "cannot derive the control socket of '%s'", mnt_abs);
+		goto out_signals;
+	}
+	if (o->takeover) {
+		char dev[32];
+		int fd;
+
+		r = slimfs_takeover_request(ctl_path, slimfs_index_digest(img->idx), &tk, &fd);
+		if (r < 0)
+			goto out_signals;
+		/* libfuse takes /dev/fd/N as mounted already (se has no mountpoint). */
+		snprintf(dev, sizeof(dev), "/dev/fd/%d", fd);
+		fs.inherit_want = true;
+		fs.want = slimfs_takeover_want(tk);
+		fs.on_ready = NULL; /* ready once serving, below */
+		if (fuse_session_mount(se, dev) < 0) {
+			close(fd);
+			goto out_takeover;
+		}
+		if (slimfs_takeover_init(tk, se) < 0)
+			goto out_takeover;
+		if (fs.want != slimfs_takeover_want(tk))
+			log_warn("other capabilities than the old daemon's (0x%x, not 0x%x)",
+				 fs.want, slimfs_takeover_want(tk));
+	} else if (fuse_session_mount(se, o->mountpoint) < 0) {
 		log_error("cannot mount '%s' at '%s'", o->image, o->mountpoint);
 		goto out_signals;
 	}
@@ -608,41 +707,72 @@ static int run_daemon(struct mount_opts *o, struct daemon_ctx *d)
 	if (d->status_fd >= 0 && chdir("/") < 0)
 		log_warn_errno(-errno, "cannot chdir to /");
 
-	cfg = fuse_loop_cfg_create();
-	if (!cfg)
-		goto out_unmount;
-	fuse_loop_cfg_set_max_threads(cfg, o->threads);
+	hc.se = se;
+	hc.mnt = mnt_abs;
 	/* Workers stay: each keeps its zstd context and buffers for the mount's life. */
-	fuse_loop_cfg_set_idle_threads(cfg, o->threads);
-	fuse_loop_cfg_set_clone_fd(cfg, 0);
+	so = (struct slimfs_serve_opts){
+		.se = se,
+		.threads = o->threads,
+		.ctl_path = ctl_path,
+		.digest = slimfs_index_digest(img->idx),
+		.no_handover = o->fuse_opts && strstr(o->fuse_opts, "auto_unmount")
+				       ? "the mount has -o auto_unmount: fusermount3 would "
+					 "unmount it when this daemon exits"
+				       : NULL,
+		.want = &fs.want,
+		.info = &o->info,
+		.pause = handover_pause,
+		.resume = handover_resume,
+		.ud = &hc,
+	};
+	r = slimfs_serve_start(&so, tk, &srv);
+	tk = NULL;
+	if (r < 0) {
+		log_error_errno(r, "cannot start the FUSE workers");
+		goto out_unmount;
+	}
+	if (o->takeover) {
+		log_debug("took over '%s'", mnt_abs);
+		if (start_stats(&hc) < 0)
+			log_warn("continuing without the stats socket");
+		on_ready(d);
+	}
 	if (o->fill != SLIMFS_FILL_OFF) {
 		r = slimfs_notify_start(&fs, se, o->fill, mnt_abs, &notify);
 		if (r < 0)
 			log_warn_errno(r, "continuing without the page cache filler");
 		__atomic_store_n(&fs.notify, notify, __ATOMIC_RELEASE); /* stats reads it */
 	}
-	r = fuse_session_loop_mt(se, cfg);
+	end = slimfs_serve_run(srv);
 	/* The page cache filler stops first: see slimfs_notify_stop. */
 	if (slimfs_notify_stop(notify) < 0)
 		_exit(1); /* stuck in the kernel, using se and the cache */
-	fuse_loop_cfg_destroy(cfg);
-	if (r < 0)
-		log_error_errno(r, "FUSE session loop failed");
-	else
-		ret = 0;
+	ret = end == SLIMFS_SERVE_FAILED;
+	if (end == SLIMFS_SERVE_HANDED_OVER) {
+		/* The mount is the new daemon's: fuse_session_unmount only frees. */
+		if (slimfs_takeover_detach(se) == 0)
+			goto out_unmount;
+		goto out_signals;
+	}
 	summary = slimfs_stats_summary(&src);
 	if (summary)
 		log_info("%s", summary);
+	if (o->takeover) /* no mountpoint in se: libfuse would not unmount */
+		slimfs_takeover_unmount(mnt_abs, fuse_session_fd(se));
 out_unmount:
 	fuse_session_unmount(se);
+	goto out_signals;
+out_takeover:
+	slimfs_takeover_abort(tk); /* the old daemon serves on */
 out_signals:
 	fuse_remove_signal_handlers(se);
 out_session:
 	fuse_session_destroy(se);
 out:
 	fuse_opt_free_args(&args);
-	slimfs_stats_stop(stats);
+	slimfs_stats_stop(hc.stats);
 	slimfs_notify_free(notify);
+	slimfs_notify_free(hc.stopped);
 	slimfs_prefetch_stop(pf);
 	if (slimfs_trace_close(trace) < 0) {
 		log_error("cannot write the trace '%s'", o->trace);
@@ -653,6 +783,8 @@ out:
 	slimfs_cache_free(cache);
 	slimfs_diskcache_free(dc);
 	slimfs_image_close(img);
+	/* Last: a new daemon waits for this connection to close. */
+	slimfs_serve_free(srv);
 	return ret;
 }
 
@@ -756,6 +888,7 @@ static void opts_free(struct mount_opts *o)
 	free(o->trace_buf);
 	free(o->pprofile_buf);
 	free(o->stats_buf);
+	free(o->cwd_buf);
 }
 
 static void apply_verbosity(struct mount_opts *o)
@@ -767,7 +900,29 @@ static void apply_verbosity(struct mount_opts *o)
 	fuse_set_log_func(fuse_log_cb);
 }
 
-int cmd_mount(int argc, char **argv)
+/*
+ * The daemon describes itself for `slimfs restart` (args: after the command
+ * name); restart != NULL: we are that restart, with the old daemon's options.
+ */
+static int set_info(struct mount_opts *o, bool helper, int argc, char **argv,
+		    const struct slimfs_daemon_info *restart)
+{
+	if (restart) {
+		o->info = *restart;
+		o->takeover = true;
+		o->foreground = o->debug = false; /* in the background, whatever the old did */
+		o->ready_fd = -1;		  /* the old daemon's */
+		return 0;
+	}
+	o->cwd_buf = getcwd(NULL, 0);
+	if (!o->cwd_buf)
+		return log_error_errno(-errno, "cannot get the working directory");
+	o->info = (struct slimfs_daemon_info){
+		.cwd = o->cwd_buf, .helper = helper, .argc = argc, .argv = argv};
+	return 0;
+}
+
+static int mount_main(int argc, char **argv, const struct slimfs_daemon_info *restart)
 {
 	enum {
 		OPT_VIEW = 0x100,
@@ -777,6 +932,7 @@ int cmd_mount(int argc, char **argv)
 		OPT_THREADS,
 		OPT_DIGEST,
 		OPT_READY_FD,
+		OPT_TAKEOVER,
 		OPT_DEBUG,
 		OPT_INSECURE,
 		OPT_CACERT,
@@ -801,6 +957,7 @@ int cmd_mount(int argc, char **argv)
 		{"threads", required_argument, NULL, OPT_THREADS},
 		{"digest", required_argument, NULL, OPT_DIGEST},
 		{"ready-fd", required_argument, NULL, OPT_READY_FD},
+		{"takeover", no_argument, NULL, OPT_TAKEOVER},
 		{"verbose", no_argument, NULL, 'v'},
 		{"quiet", no_argument, NULL, 'q'},
 		{"debug", no_argument, NULL, OPT_DEBUG},
@@ -860,6 +1017,9 @@ int cmd_mount(int argc, char **argv)
 				return EXIT_USAGE;
 			}
 			o.have_digest = true;
+			break;
+		case OPT_TAKEOVER:
+			o.takeover = true;
 			break;
 		case OPT_READY_FD:
 			if (parse_uint_opt("--ready-fd", optarg, 0, INT_MAX, &fd) < 0)
@@ -942,12 +1102,17 @@ int cmd_mount(int argc, char **argv)
 	o.image = argv[optind];
 	o.mountpoint = argv[optind + 1];
 	apply_verbosity(&o);
-	ret = do_mount(&o);
+	ret = set_info(&o, false, argc - 1, argv + 1, restart) < 0 ? 1 : do_mount(&o);
 	opts_free(&o);
 	return ret;
 }
 
-int cmd_mount_helper(int argc, char **argv)
+int cmd_mount(int argc, char **argv)
+{
+	return mount_main(argc, argv, NULL);
+}
+
+static int helper_main(int argc, char **argv, const struct slimfs_daemon_info *restart)
 {
 	struct mount_opts o;
 	int i, npos = 0, ret;
@@ -995,7 +1160,95 @@ int cmd_mount_helper(int argc, char **argv)
 	apply_verbosity(&o);
 	if (fake)
 		return 0;
-	ret = do_mount(&o);
+	ret = set_info(&o, true, argc - 1, argv + 1, restart) < 0 ? 1 : do_mount(&o);
 	opts_free(&o);
 	return ret;
+}
+
+int cmd_mount_helper(int argc, char **argv)
+{
+	return helper_main(argc, argv, NULL);
+}
+
+static void restart_usage(FILE *f)
+{
+	fprintf(f, "usage: slimfs restart [options] MOUNTPOINT\n"
+		   "\n"
+		   "Replaces the daemon of the slimfs mount at MOUNTPOINT with a new one, started\n"
+		   "from the slimfs binary on disk now (an upgrade), with the running daemon's\n"
+		   "image and options, without unmounting: readers do not notice. The old daemon\n"
+		   "hands the live FUSE connection over and exits 0. Returns 0 once the new\n"
+		   "daemon serves, and prints 'MOUNTPOINT: pid OLD -> NEW'. On any failure (the\n"
+		   "image cannot be opened, its index is not the mounted one, ...) the old daemon\n"
+		   "serves on and the command fails with the reason. The new daemon runs in the\n"
+		   "background, even if the old one ran with -f. Not for mounts with -o\n"
+		   "auto_unmount. Root or the mount's owner only. Other options: 'slimfs mount\n"
+		   "--takeover [options] IMAGE MOUNTPOINT'.\n"
+		   "\n"
+		   "options:\n"
+		   "  -v, --verbose           log more (repeat for debug)\n"
+		   "  -h, --help              this help\n");
+}
+
+int cmd_restart(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{"verbose", no_argument, NULL, 'v'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	struct slimfs_cli cli = {.shortopts = "vh", .longopts = longopts, .usage = restart_usage};
+	struct slimfs_daemon_info info, now;
+	_cleanup_free_ char *buf = NULL, *buf2 = NULL;
+	_cleanup_free_ char **args = NULL, **args2 = NULL, **av = NULL;
+	char ctl[PATH_MAX];
+	const char *mnt;
+	int c, r, old_pid, new_pid;
+	struct statfs sf;
+
+	optind = 1;
+	while ((c = slimfs_cli_next(&cli, argc, argv)) >= 0)
+		;
+	if (c == SLIMFS_CLI_EXIT)
+		return cli.exit_code;
+	if (!slimfs_cli_nargs(&cli, argc, 1, 1))
+		return EXIT_USAGE;
+	mnt = argv[optind];
+	if (statfs(mnt, &sf) < 0) {
+		log_error_errno(-errno, "cannot access '%s'", mnt);
+		return 1;
+	}
+	if (sf.f_type != FUSE_SUPER_MAGIC) {
+		log_error("'%s' is not a FUSE mount, so not a slimfs mount", mnt);
+		return 1;
+	}
+	r = slimfs_ctl_path(mnt, ctl, sizeof(ctl));
+	if (r < 0) {
+		log_error_errno(r, "cannot derive the control socket of '%s'", mnt);
+		return 1;
+	}
+	if (access(ctl, F_OK) < 0) {
+		log_error("no slimfs daemon serves '%s' (no control socket '%s')", mnt, ctl);
+		return 1;
+	}
+	if (slimfs_daemon_query(ctl, &info, &args, &buf, &old_pid) < 0)
+		return 1;
+	av = calloc((size_t)info.argc + 2, sizeof(*av));
+	if (!av)
+		return 1;
+	av[0] = (char *)(info.helper ? "mount.slimfs" : "mount");
+	memcpy(av + 1, info.argv, (size_t)info.argc * sizeof(*av));
+	if (chdir(info.cwd) < 0) {
+		log_error_errno(-errno, "cannot enter the daemon's directory '%s'", info.cwd);
+		return 1;
+	}
+	log_debug("restarting pid %d: %s", old_pid, info.helper ? "mount.slimfs" : "slimfs mount");
+	r = info.helper ? helper_main(info.argc + 1, av, &info)
+			: mount_main(info.argc + 1, av, &info);
+	if (r != 0)
+		return r;
+	if (slimfs_daemon_query(ctl, &now, &args2, &buf2, &new_pid) < 0)
+		return 1;
+	printf("%s: pid %d -> %d\n", mnt, old_pid, new_pid);
+	return 0;
 }

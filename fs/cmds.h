@@ -10,6 +10,8 @@ int cmd_cat(int argc, char **argv);
 int cmd_extract(int argc, char **argv);
 int cmd_verify(int argc, char **argv);
 int cmd_mount(int argc, char **argv);
+/* slimfs restart MNT: a new daemon takes the live mount over */
+int cmd_restart(int argc, char **argv);
 /* slimfs bundle: an OCI runtime bundle (config.json + rootfs mounted from an image) */
 int cmd_bundle(int argc, char **argv);
 int cmd_push(int argc, char **argv);

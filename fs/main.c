@@ -15,6 +15,7 @@ struct command {
 static const struct command commands[] = {
 	{"build", cmd_build, "build an image from directories, tar layers, OCI layouts"},
 	{"mount", cmd_mount, "mount an image as a read-only filesystem"},
+	{"restart", cmd_restart, "new daemon for a live mount (upgrade) without unmounting"},
 	{"inspect", cmd_inspect, "show an image's summary, chunk statistics and config"},
 	{"ls", cmd_ls, "list directories of an image"},
 	{"cat", cmd_cat, "write a file of an image to standard output"},

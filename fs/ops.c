@@ -201,6 +201,10 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 	conn->max_background = 64;
 	conn->congestion_threshold = 48;
 	conn->time_gran = 1;
+	/* A takeover: the kernel keeps what it negotiated with the first daemon. */
+	if (fs->inherit_want)
+		conn->want = fs->want & conn->capable;
+	fs->want = conn->want;
 	if (fs->on_ready)
 		fs->on_ready(fs->ready_ud);
 }

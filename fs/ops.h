@@ -57,6 +57,10 @@ struct slimfs_fs {
 	/* Called once the kernel's INIT has been answered (mount live). */
 	void (*on_ready)(void *ud);
 	void *ready_ud;
+	/* Capabilities op_init settled on (want); with inherit_want, the ones a
+	 * previous daemon negotiated on this connection (a takeover) instead. */
+	bool inherit_want;
+	unsigned want;
 	struct slimfs_fs_stats stats;
 	_Atomic uint8_t *hidden_logged; /* one bit per dirent: "hidden by view" said */
 	/* Optional parts, set by the caller after slimfs_fs_init (NULL: off). */
