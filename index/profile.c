@@ -54,30 +54,10 @@ static int buf_adds(struct buf *b, const char *s)
 	return buf_add(b, s, strlen(s));
 }
 
-static int hexval(unsigned char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* Exactly 32 hex digits in s[0, len) into id. */
 static bool parse_id(const char *s, size_t len, uint8_t id[SLIMFS_CHUNK_ID_LEN])
 {
-	if (len != 2 * SLIMFS_CHUNK_ID_LEN)
-		return false;
-	for (size_t i = 0; i < SLIMFS_CHUNK_ID_LEN; i++) {
-		int hi = hexval((unsigned char)s[2 * i]), lo = hexval((unsigned char)s[2 * i + 1]);
-
-		if (hi < 0 || lo < 0)
-			return false;
-		id[i] = (uint8_t)(hi << 4 | lo);
-	}
-	return true;
+	return len == 2 * SLIMFS_CHUNK_ID_LEN && slimfs_unhex(s, SLIMFS_CHUNK_ID_LEN, id) == 0;
 }
 
 /* A decimal number in s[0, len), no sign, no blanks. */
@@ -174,8 +154,8 @@ int slimfs_tracefile_unescape(const char *s, size_t len, char **out, const char 
 			c = '\n';
 			break;
 		case 'x':
-			if (len - i < 3 || (hi = hexval((unsigned char)s[i + 1])) < 0 ||
-			    (lo = hexval((unsigned char)s[i + 2])) < 0) {
+			if (len - i < 3 || (hi = slimfs_hexval((unsigned char)s[i + 1])) < 0 ||
+			    (lo = slimfs_hexval((unsigned char)s[i + 2])) < 0) {
 				*why = "'\\x' needs two hex digits";
 				return -EINVAL;
 			}

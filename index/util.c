@@ -170,7 +170,7 @@ void slimfs_hex(const uint8_t *in, size_t n, char *out)
 	out[2 * n] = '\0';
 }
 
-static int hexval(char c)
+int slimfs_hexval(int c)
 {
 	if (c >= '0' && c <= '9')
 		return c - '0';
@@ -181,19 +181,26 @@ static int hexval(char c)
 	return -1;
 }
 
+int slimfs_unhex(const char *s, size_t n, uint8_t *out)
+{
+	for (size_t i = 0; i < n; i++) {
+		int hi = slimfs_hexval((unsigned char)s[2 * i]);
+		int lo = hi < 0 ? -1 : slimfs_hexval((unsigned char)s[2 * i + 1]);
+
+		if (lo < 0)
+			return -EINVAL;
+		out[i] = (uint8_t)(hi << 4 | lo);
+	}
+	return 0;
+}
+
 int slimfs_parse_digest(const char *s, uint8_t out[32])
 {
 	if (strncmp(s, "sha256:", 7) == 0)
 		s += 7;
 	if (strlen(s) != 64)
 		return -EINVAL;
-	for (size_t i = 0; i < 32; i++) {
-		int hi = hexval(s[2 * i]), lo = hexval(s[2 * i + 1]);
-		if (hi < 0 || lo < 0)
-			return -EINVAL;
-		out[i] = (uint8_t)(hi << 4 | lo);
-	}
-	return 0;
+	return slimfs_unhex(s, 32, out);
 }
 
 const char *slimfs_fmt_bytes(uint64_t n, char *buf, size_t len)

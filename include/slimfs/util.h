@@ -107,6 +107,10 @@ int slimfs_write_file_replace(const char *path, const void *buf, size_t len, mod
 void slimfs_sha256(const void *buf, size_t len, uint8_t out[32]);
 /* Lower-case hex of n bytes into out (2n + 1 bytes). */
 void slimfs_hex(const uint8_t *in, size_t n, char *out);
+/* The value of hex digit c (either case), or -1. */
+int slimfs_hexval(int c);
+/* Exactly 2n hex digits at s (stops at the first bad one) into n bytes. 0 or -EINVAL. */
+int slimfs_unhex(const char *s, size_t n, uint8_t *out);
 /* Parses "sha256:<64 hex>" (or bare hex). 0 or -EINVAL. */
 int slimfs_parse_digest(const char *s, uint8_t out[32]);
 
