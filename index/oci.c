@@ -166,28 +166,6 @@ static int member_want(struct blobs *b, const char *name)
 	return 0;
 }
 
-static int tmpfile_open(void)
-{
-	const char *dir = getenv("TMPDIR");
-	char tmpl[4096];
-	int fd;
-
-	if (!dir || !*dir)
-		dir = "/var/tmp";
-	fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
-	if (fd >= 0)
-		return fd;
-	if (errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL)
-		return log_error_errno(-errno, "cannot create a temporary file in '%s'", dir);
-	if (snprintf(tmpl, sizeof(tmpl), "%s/.slimfs-XXXXXX", dir) >= (int)sizeof(tmpl))
-		return -ENAMETOOLONG;
-	fd = mkostemp(tmpl, O_CLOEXEC);
-	if (fd < 0)
-		return log_error_errno(-errno, "cannot create a temporary file in '%s'", dir);
-	unlink(tmpl);
-	return fd;
-}
-
 static struct archive *outer_open(const char *source, int fd)
 {
 	struct archive *a = archive_read_new();
@@ -208,7 +186,7 @@ static struct archive *outer_open(const char *source, int fd)
 
 static int copy_member(struct blobs *b, struct archive *a, struct member *m)
 {
-	_cleanup_close_ int fd = tmpfile_open();
+	_cleanup_close_ int fd = slimfs_tmpfile_open(NULL, "temporary");
 	uint64_t end = 0;
 
 	if (fd < 0)

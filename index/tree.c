@@ -708,35 +708,12 @@ int slimfs_tree_clear_lower(struct slimfs_tree *t, const char *path)
 
 /* ---- spool ---- */
 
-static int spool_open(void)
-{
-	const char *dir = getenv("TMPDIR");
-	char tmpl[PATH_MAX];
-	int fd;
-
-	if (!dir || !*dir)
-		dir = "/var/tmp";
-	fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
-	if (fd >= 0)
-		return fd;
-	if (errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL)
-		return log_error_errno(-errno, "cannot create a spool file in '%s'", dir);
-	/* file systems without O_TMPFILE: create and unlink at once */
-	if (snprintf(tmpl, sizeof(tmpl), "%s/.slimfs-spool-XXXXXX", dir) >= (int)sizeof(tmpl))
-		return -ENAMETOOLONG;
-	fd = mkostemp(tmpl, O_CLOEXEC);
-	if (fd < 0)
-		return log_error_errno(-errno, "cannot create a spool file in '%s'", dir);
-	unlink(tmpl);
-	return fd;
-}
-
 int slimfs_tree_spool(struct slimfs_tree *t, const void *buf, size_t len, uint64_t *off)
 {
 	int r;
 
 	if (t->spool_fd < 0) {
-		r = spool_open();
+		r = slimfs_tmpfile_open(NULL, "spool");
 		if (r < 0)
 			return r;
 		t->spool_fd = r;

@@ -2,7 +2,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <syslog.h>
@@ -107,6 +109,30 @@ int slimfs_pwrite_all(int fd, const void *buf, size_t len, uint64_t off)
 		off += (uint64_t)n;
 	}
 	return 0;
+}
+
+int slimfs_tmpfile_open(const char *dir, const char *what)
+{
+	char tmpl[PATH_MAX];
+	int fd;
+
+	if (!dir || !*dir)
+		dir = getenv("TMPDIR");
+	if (!dir || !*dir)
+		dir = "/var/tmp";
+	fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+	if (fd >= 0)
+		return fd;
+	if (errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL)
+		return log_error_errno(-errno, "cannot create a %s file in '%s'", what, dir);
+	/* file systems without O_TMPFILE: create and unlink at once */
+	if (snprintf(tmpl, sizeof(tmpl), "%s/.slimfs-%s-XXXXXX", dir, what) >= (int)sizeof(tmpl))
+		return -ENAMETOOLONG;
+	fd = mkostemp(tmpl, O_CLOEXEC);
+	if (fd < 0)
+		return log_error_errno(-errno, "cannot create a %s file in '%s'", what, dir);
+	unlink(tmpl);
+	return fd;
 }
 
 int slimfs_write_all(int fd, const void *buf, size_t len)

@@ -97,6 +97,14 @@ int slimfs_pwrite_all(int fd, const void *buf, size_t len, uint64_t off);
 int slimfs_write_all(int fd, const void *buf, size_t len);
 
 /*
+ * Opens an unlinked temporary file for reading and writing in dir (NULL:
+ * $TMPDIR, else /var/tmp): O_TMPFILE, or on file systems without it a
+ * mkstemp() file unlinked at once. what names it in messages ("spool").
+ * Returns the fd, or -errno (logged).
+ */
+int slimfs_tmpfile_open(const char *dir, const char *what);
+
+/*
  * Replaces path with len bytes of buf, all or nothing: a temporary file next
  * to it, written, chmod'ed to mode, fsync'ed, then renamed over path.
  * 0 or -errno (logged).
