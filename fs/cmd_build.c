@@ -49,6 +49,11 @@ static void build_usage(FILE *f)
 		"                          the data, in order, and prefetch them at mount\n"
 		"                          ('slimfs profile'; chunks match by content, so build\n"
 		"                          with the traced image's --chunk-* options)\n"
+		"      --spill-dir DIR     where compressed data waits for its final order, in\n"
+		"                          an unlinked temporary file about the image's size\n"
+		"                          (default: the output's directory, so that the last\n"
+		"                          copy stays in one file system; not TMPDIR, which\n"
+		"                          is often in memory)\n"
 		"  -q, --quiet             print errors only\n"
 		"  -v, --verbose           print more\n"
 		"      --progress          progress bar even when stderr is not a terminal\n"
@@ -189,6 +194,7 @@ int cmd_build(int argc, char **argv)
 		OPT_ENTRYPOINT,
 		OPT_PRUNE,
 		OPT_PROFILE,
+		OPT_SPILL_DIR,
 	};
 	static const struct option longopts[] = {
 		{"output", required_argument, NULL, 'o'},
@@ -208,6 +214,7 @@ int cmd_build(int argc, char **argv)
 		{"entrypoint", required_argument, NULL, OPT_ENTRYPOINT},
 		{"prune", no_argument, NULL, OPT_PRUNE},
 		{"profile", required_argument, NULL, OPT_PROFILE},
+		{"spill-dir", required_argument, NULL, OPT_SPILL_DIR},
 		{"help", no_argument, NULL, 'h'},
 		{0},
 	};
@@ -215,7 +222,7 @@ int cmd_build(int argc, char **argv)
 	struct slimfs_build_stats st = {0};
 	struct progress_state ps = {0};
 	const char *output = NULL;
-	_cleanup_free_ char *tmpname = NULL;
+	_cleanup_free_ char *tmpname = NULL, *outdir = NULL;
 	int c, fd, r, progress = -1;
 	char *end;
 	long v;
@@ -317,6 +324,9 @@ int cmd_build(int argc, char **argv)
 			}
 			o.profile = optarg;
 			break;
+		case OPT_SPILL_DIR:
+			o.spill_dir = optarg;
+			break;
 		case 'h':
 			build_usage(stdout);
 			return 0;
@@ -338,6 +348,12 @@ int cmd_build(int argc, char **argv)
 		o.progress_ud = &ps;
 	}
 
+	if (!o.spill_dir) {
+		outdir = strdup(output);
+		if (!outdir)
+			return 1;
+		o.spill_dir = dirname(outdir);
+	}
 	fd = open_output(output, &tmpname);
 	if (fd < 0)
 		return 1;

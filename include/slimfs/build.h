@@ -40,6 +40,11 @@ struct slimfs_build_opts {
 	const char *entrypoint; /* NULL: from the OCI config */
 	bool prune;
 	const char *profile; /* profile file: chunk order first in data, prefetch list */
+	/* directory of the spill file, an unlinked temporary file where the
+	 * compressed frames wait for their final order (about the image's size);
+	 * NULL: $TMPDIR, else /var/tmp. `slimfs build` passes the output's
+	 * directory unless --spill-dir is given. */
+	const char *spill_dir;
 	slimfs_progress_fn progress;
 	void *progress_ud;
 };
