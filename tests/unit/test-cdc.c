@@ -6,28 +6,13 @@
 
 #include "cdc.h"
 #include "tap.h"
+#include "testutil.h"
 
 #define ARRAY_SIZE_(a) (sizeof(a) / sizeof((a)[0]))
 
 #define BUF_LEN (4u << 20)
 
 static uint64_t rng_state = 42;
-
-static uint64_t rng(void)
-{
-	uint64_t x = rng_state;
-
-	x ^= x << 13;
-	x ^= x >> 7;
-	x ^= x << 17;
-	return rng_state = x;
-}
-
-static void fill_random(uint8_t *p, size_t n)
-{
-	for (size_t i = 0; i < n; i++)
-		p[i] = (uint8_t)(rng() >> 24);
-}
 
 /* Chunks buf in one call per chunk over the whole buffer. Returns the count. */
 static size_t chunk_all(const struct slimfs_cdc *c, const uint8_t *buf, size_t len, size_t *out,
@@ -107,7 +92,7 @@ int main(void)
 	CHECK(buf && ins);
 	if (!buf || !ins)
 		return tap_done();
-	fill_random(buf, BUF_LEN);
+	test_fill_random(&rng_state, buf, BUF_LEN);
 
 	test_bounds(16 << 10, 64 << 10, 256 << 10, buf);
 	test_bounds(2 << 10, 8 << 10, 32 << 10, buf);
@@ -143,7 +128,7 @@ int main(void)
 
 	/* locality: insert 100 bytes at offset 1000; only the first chunks change */
 	memcpy(ins, buf, 1000);
-	fill_random(ins + 1000, 100);
+	test_fill_random(&rng_state, ins + 1000, 100);
 	memcpy(ins + 1100, buf + 1000, BUF_LEN - 1000);
 	nb = chunk_all(&c, ins, BUF_LEN + 100, cuts_b, ARRAY_SIZE_(cuts_b));
 	/* compare from the end: chunks are identical when their lengths match

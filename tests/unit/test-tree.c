@@ -22,6 +22,7 @@
 #include "slimfs/build.h"
 #include "slimfs/util.h"
 #include "tap.h"
+#include "testutil.h"
 #include "tree.h"
 
 /* ---- helpers ---- */
@@ -36,18 +37,6 @@ static int set(struct slimfs_tree *t, const char *path, uint32_t mode)
 	struct slimfs_tinode *ino = mk(mode);
 	int r = slimfs_tree_set(t, path, ino, NULL);
 
-	if (r < 0)
-		slimfs_tinode_unref(ino);
-	return r;
-}
-
-static int set_link(struct slimfs_tree *t, const char *path, const char *target)
-{
-	struct slimfs_tinode *ino = mk(S_IFLNK | 0777);
-	int r;
-
-	ino->target = strdup(target);
-	r = slimfs_tree_set(t, path, ino, NULL);
 	if (r < 0)
 		slimfs_tinode_unref(ino);
 	return r;
@@ -263,7 +252,7 @@ static void test_paths(void)
 	CHECK_EQ(set(t, long_name, S_IFREG), 0);
 	CHECK(exists(t, long_name));
 	/* through a symlink or a file */
-	CHECK_EQ(set_link(t, "l", "/etc"), 0);
+	CHECK_EQ(test_tree_symlink(t, "l", "/etc"), 0);
 	CHECK_EQ(set(t, "l/passwd", S_IFREG), -ELOOP);
 	CHECK_EQ(slimfs_tree_lookup(t, "l/passwd", NULL), -ELOOP);
 	CHECK(S_ISLNK(get(t, "l")->ino->mode));

@@ -14,6 +14,7 @@
 #include "slimfs/build.h"
 #include "slimfs/util.h"
 #include "tap.h"
+#include "testutil.h"
 #include "tree.h"
 
 /* ---- globs ---- */
@@ -384,18 +385,6 @@ static int tree_text(struct slimfs_tree *t, const char *path, const char *text, 
 	return r;
 }
 
-static int tree_link(struct slimfs_tree *t, const char *path, const char *target)
-{
-	struct slimfs_tinode *ino = slimfs_tinode_new(S_IFLNK | 0777);
-	int r;
-
-	ino->target = strdup(target);
-	r = slimfs_tree_set(t, path, ino, NULL);
-	if (r < 0)
-		slimfs_tinode_unref(ino);
-	return r;
-}
-
 static const char *const host_libdir = "/usr/lib/" MULTIARCH;
 
 static bool host_ok(void)
@@ -748,12 +737,12 @@ static void test_resolve(void)
 	if (slimfs_tree_new(&t) < 0)
 		return;
 	tree_text(t, "usr/lib/x/libz.so.1.2", "z", 0644);
-	tree_link(t, "usr/lib/x/libz.so.1", "libz.so.1.2");
-	tree_link(t, "lib", "usr/lib");
-	tree_link(t, "usr/lib/up", "../../lib/x/libz.so.1");
-	tree_link(t, "loop1", "loop2");
-	tree_link(t, "loop2", "/loop1");
-	tree_link(t, "dotdot", "../../../../usr");
+	test_tree_symlink(t, "usr/lib/x/libz.so.1", "libz.so.1.2");
+	test_tree_symlink(t, "lib", "usr/lib");
+	test_tree_symlink(t, "usr/lib/up", "../../lib/x/libz.so.1");
+	test_tree_symlink(t, "loop1", "loop2");
+	test_tree_symlink(t, "loop2", "/loop1");
+	test_tree_symlink(t, "dotdot", "../../../../usr");
 	slimfs_tree_lookup(t, "usr/lib/x/libz.so.1.2", &want);
 	CHECK_EQ(slimfs_tree_resolve(t, NULL, "/lib/x/libz.so.1", true, NULL, NULL, &n), 0);
 	CHECK(n == want);

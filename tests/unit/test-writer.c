@@ -23,25 +23,10 @@
 #include "slimfs/util.h"
 #include "profile.h"
 #include "tap.h"
+#include "testutil.h"
 #include "tree.h"
 
 static uint64_t rng_state = 7;
-
-static uint64_t rng(void)
-{
-	uint64_t x = rng_state;
-
-	x ^= x << 13;
-	x ^= x >> 7;
-	x ^= x << 17;
-	return rng_state = x;
-}
-
-static void fill_random(uint8_t *p, size_t n)
-{
-	for (size_t i = 0; i < n; i++)
-		p[i] = (uint8_t)(rng() >> 24);
-}
 
 /* ---- building trees ---- */
 
@@ -468,9 +453,9 @@ static void test_basic(void)
 	CHECK(t && big);
 	if (!t || !big)
 		return;
-	fill_random(big, 3 * MIB);
-	fill_random(small, sizeof(small));
-	fill_random(small2, sizeof(small2));
+	test_fill_random(&rng_state, big, 3 * MIB);
+	test_fill_random(&rng_state, small, sizeof(small));
+	test_fill_random(&rng_state, small2, sizeof(small2));
 	CHECK_EQ(add_dir(t, "etc"), 0);
 	CHECK_EQ(add_dir(t, "usr/lib"), 0);
 	CHECK_EQ(add_file(t, "usr/lib/big", big, 3 * MIB), 0);
@@ -603,7 +588,7 @@ static void test_dedup(void)
 	CHECK(buf && t1 && t2);
 	if (!buf || !t1 || !t2)
 		goto out;
-	fill_random(buf, MIB);
+	test_fill_random(&rng_state, buf, MIB);
 	CHECK_EQ(add_file(t1, "one", buf, MIB), 0);
 	CHECK_EQ(add_file(t2, "one", buf, MIB), 0);
 	CHECK_EQ(add_file(t2, "two", buf, MIB), 0);
@@ -652,8 +637,8 @@ static void test_sparse(void)
 	CHECK(buf && zeros && t);
 	if (!buf || !zeros || !t)
 		goto out;
-	fill_random(buf, 100000);
-	fill_random(buf + 2 * MIB, 300000);
+	test_fill_random(&rng_state, buf, 100000);
+	test_fill_random(&rng_state, buf + 2 * MIB, 300000);
 	CHECK_EQ(add_file_segs(t, "sparse", buf, size, segs, 2), 0);
 	CHECK_EQ(add_file_segs(t, "allhole", buf, size, segs, 0), 0);
 	/* a small sparse file is packed whole */
@@ -714,9 +699,9 @@ static void test_packing(void)
 	CHECK(content && t1 && t2);
 	if (!content || !t1 || !t2)
 		goto out;
-	fill_random(content, (size_t)N * 4096);
+	test_fill_random(&rng_state, content, (size_t)N * 4096);
 	for (int i = 0; i < N; i++) {
-		size_t len = 100 + (size_t)(rng() % 3900);
+		size_t len = 100 + (size_t)(test_rng(&rng_state) % 3900);
 
 		snprintf(path, sizeof(path), "d%02d/f%05d", i % 7, i);
 		if (add_file(t1, path, content + (size_t)i * 4096, len) < 0 ||
@@ -783,7 +768,7 @@ static void test_views_prefetch(void)
 	CHECK(buf && t);
 	if (!buf || !t)
 		goto out;
-	fill_random(buf, MIB);
+	test_fill_random(&rng_state, buf, MIB);
 	CHECK_EQ(add_file(t, "app/bin", buf, MIB / 2), 0);
 	CHECK_EQ(add_file(t, "app/data", buf + MIB / 2, MIB / 2), 0);
 	CHECK_EQ(add_file(t, "usr/sh", buf, 1000), 0);
@@ -949,12 +934,12 @@ static void test_profile_packing(void)
 	CHECK(content && t && t2);
 	if (!content || !t || !t2)
 		goto out;
-	fill_random(content, (size_t)N * 4096 + MIB);
+	test_fill_random(&rng_state, content, (size_t)N * 4096 + MIB);
 	big = content + (size_t)N * 4096;
 	for (int i = 0; i < N; i++) {
 		char path[64];
 
-		sizes[i] = 200 + (size_t)(rng() % 3800);
+		sizes[i] = 200 + (size_t)(test_rng(&rng_state) % 3800);
 		snprintf(path, sizeof(path), "d%d/f%03d", i % 5, i);
 		if (add_file(t, path, content + (size_t)i * 4096, sizes[i]) < 0 ||
 		    add_file(t2, path, content + (size_t)i * 4096, sizes[i]) < 0)
@@ -974,7 +959,7 @@ static void test_profile_packing(void)
 		int k;
 
 		do
-			k = (int)(rng() % N);
+			k = (int)(test_rng(&rng_state) % N);
 		while (profiled[k]);
 		profiled[k] = true;
 		order[i] = k;
@@ -1113,7 +1098,7 @@ static void test_deep_and_disk(void)
 	CHECK(t && fd >= 0 && path);
 	if (!t || fd < 0 || !path)
 		goto out;
-	fill_random(data, sizeof(data));
+	test_fill_random(&rng_state, data, sizeof(data));
 	CHECK_EQ(slimfs_write_all(fd, data, sizeof(data)), 0);
 	CHECK_EQ(add_file_path(t, "ondisk", tmpl, sizeof(data)), 0);
 	/* 10,000 levels */
