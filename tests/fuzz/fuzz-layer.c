@@ -24,9 +24,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	(void)argc;
 	(void)argv;
 	fuzz_quiet();
-	/* the spool: tmpfs is fastest; it is an unlinked O_TMPFILE either way */
-	if (!getenv("TMPDIR") && access("/dev/shm", W_OK) == 0)
-		setenv("TMPDIR", "/dev/shm", 1);
+	fuzz_spool_in_memory();
 	return 0;
 }
 

@@ -26,5 +26,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv);
 
 /* Quiet logging unless SLIMFS_FUZZ_VERBOSE is set (messages slow fuzzing). */
 void fuzz_quiet(void);
+/* The tree builder's spool in /dev/shm (tmpfs is fastest), unless TMPDIR is set. */
+void fuzz_spool_in_memory(void);
 
 #endif
