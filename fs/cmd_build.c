@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "cliopt.h"
 #include "cmds.h"
 #include "slimfs/build.h"
 #include "slimfs/util.h"
@@ -188,8 +189,6 @@ int cmd_build(int argc, char **argv)
 		OPT_CAVG,
 		OPT_CMAX,
 		OPT_SMALL,
-		OPT_PROGRESS,
-		OPT_NO_PROGRESS,
 		OPT_VIEW,
 		OPT_ENTRYPOINT,
 		OPT_PRUNE,
@@ -208,8 +207,7 @@ int cmd_build(int argc, char **argv)
 		{"threads", required_argument, NULL, 'j'},
 		{"quiet", no_argument, NULL, 'q'},
 		{"verbose", no_argument, NULL, 'v'},
-		{"progress", no_argument, NULL, OPT_PROGRESS},
-		{"no-progress", no_argument, NULL, OPT_NO_PROGRESS},
+		SLIMFS_CLI_LONGOPTS_PROGRESS,
 		{"view", required_argument, NULL, OPT_VIEW},
 		{"entrypoint", required_argument, NULL, OPT_ENTRYPOINT},
 		{"prune", no_argument, NULL, OPT_PRUNE},
@@ -218,17 +216,19 @@ int cmd_build(int argc, char **argv)
 		{"help", no_argument, NULL, 'h'},
 		{0},
 	};
+	struct slimfs_cli cli = {
+		.shortopts = "o:l:j:qvh", .longopts = longopts, .usage = build_usage};
 	struct slimfs_build_opts o;
 	struct slimfs_build_stats st = {0};
 	struct progress_state ps = {0};
 	const char *output = NULL;
 	_cleanup_free_ char *tmpname = NULL, *outdir = NULL;
-	int c, fd, r, progress = -1;
+	int c, fd, r;
 	char *end;
 	long v;
 
 	slimfs_build_opts_init(&o);
-	while ((c = getopt_long(argc, argv, "o:l:j:qvh", longopts, NULL)) != -1) {
+	while ((c = slimfs_cli_next(&cli, argc, argv)) >= 0) {
 		switch (c) {
 		case 'o':
 			output = optarg;
@@ -273,16 +273,7 @@ int cmd_build(int argc, char **argv)
 			break;
 		case 'q':
 			slimfs_log_set_level(SLIMFS_LOG_ERROR);
-			progress = 0;
-			break;
-		case 'v':
-			slimfs_log_set_level(slimfs_log_get_level() + 1);
-			break;
-		case OPT_PROGRESS:
-			progress = 1;
-			break;
-		case OPT_NO_PROGRESS:
-			progress = 0;
+			cli.progress = SLIMFS_CLI_PROGRESS_OFF;
 			break;
 		case OPT_VIEW:
 			if (o.nviews >= MAX_VIEWS) {
@@ -327,22 +318,16 @@ int cmd_build(int argc, char **argv)
 		case OPT_SPILL_DIR:
 			o.spill_dir = optarg;
 			break;
-		case 'h':
-			build_usage(stdout);
-			return 0;
-		default:
-			build_usage(stderr);
-			return EXIT_USAGE;
 		}
 	}
+	if (c == SLIMFS_CLI_EXIT)
+		return cli.exit_code;
 	if (!output || optind >= argc) {
 		log_error(!output ? "no output given (-o IMAGE)" : "no source given");
 		build_usage(stderr);
 		return EXIT_USAGE;
 	}
-	if (progress < 0)
-		progress = isatty(STDERR_FILENO);
-	if (progress) {
+	if (slimfs_cli_show_progress(&cli, false)) {
 		ps.start_ns = slimfs_now_ns();
 		o.progress = progress_cb;
 		o.progress_ud = &ps;

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "cliopt.h"
 #include "cmds.h"
 #include "image.h"
 #include "profile.h"
@@ -206,6 +207,8 @@ int cmd_profile(int argc, char **argv)
 		{"help", no_argument, NULL, 'h'},
 		{0},
 	};
+	struct slimfs_cli cli = {
+		.shortopts = "o:qvh", .longopts = longopts, .usage = profile_usage};
 	const char *output = NULL, *image = NULL;
 	struct slimfs_tracefile **tr = NULL;
 	struct slimfs_profile *p = NULL;
@@ -215,7 +218,7 @@ int cmd_profile(int argc, char **argv)
 	bool force = false;
 	int c, r, ret = 1;
 
-	while ((c = getopt_long(argc, argv, "o:qvh", longopts, NULL)) != -1) {
+	while ((c = slimfs_cli_next(&cli, argc, argv)) >= 0) {
 		switch (c) {
 		case 'o':
 			output = optarg;
@@ -229,17 +232,10 @@ int cmd_profile(int argc, char **argv)
 		case 'q':
 			slimfs_log_set_level(SLIMFS_LOG_ERROR);
 			break;
-		case 'v':
-			slimfs_log_set_level(slimfs_log_get_level() + 1);
-			break;
-		case 'h':
-			profile_usage(stdout);
-			return 0;
-		default:
-			profile_usage(stderr);
-			return EXIT_USAGE;
 		}
 	}
+	if (c == SLIMFS_CLI_EXIT)
+		return cli.exit_code;
 	if (!output || optind >= argc) {
 		log_error(!output ? "no output given (-o PROFILE)" : "no trace given");
 		profile_usage(stderr);
