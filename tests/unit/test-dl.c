@@ -1,0 +1,99 @@
+// SPDX-License-Identifier: MIT
+/* The loader of index/dl.h: a missing library or symbol fails with the
+ * documented errno and one log line, a good one fills the table once, also
+ * when many threads ask at the same time. */
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "dl.h"
+#include "tap.h"
+
+struct libc_fns {
+	SLIMFS_DL_SLOT(atoi)
+	SLIMFS_DL_SLOT(abs)
+};
+
+static const struct slimfs_dl_sym libc_syms[] = {
+	{"atoi", offsetof(struct libc_fns, atoi)},
+	{"abs", offsetof(struct libc_fns, abs)},
+};
+static const struct slimfs_dl_sym bad_syms[] = {
+	{"atoi", offsetof(struct libc_fns, atoi)},
+	{"slimfs_no_such_symbol", offsetof(struct libc_fns, abs)},
+};
+
+/* Runs load(lib) twice with stderr captured; returns how many lines said
+ * "cannot load", and both results. */
+static int count_logged(struct slimfs_dl_lib *lib, int *r1, int *r2)
+{
+	char buf[4096] = "";
+	FILE *f = tmpfile();
+	int saved = dup(2), n = 0;
+	size_t len;
+
+	if (!f || saved < 0)
+		return -1;
+	fflush(stderr);
+	dup2(fileno(f), 2);
+	*r1 = slimfs_dl_load(lib);
+	*r2 = slimfs_dl_load(lib);
+	fflush(stderr);
+	dup2(saved, 2);
+	close(saved);
+	rewind(f);
+	len = fread(buf, 1, sizeof(buf) - 1, f);
+	buf[len] = '\0';
+	fclose(f);
+	for (const char *p = buf; (p = strstr(p, "cannot load ")); p++)
+		n++;
+	printf("# logged: %s", buf);
+	return n;
+}
+
+static struct libc_fns libc_table;
+static struct slimfs_dl_lib libc_lib = {"libc.so.6", libc_syms, 2, &libc_table, NULL, 0};
+
+static void *load_thread(void *ud)
+{
+	(void)ud;
+	return (void *)(long)slimfs_dl_load(&libc_lib);
+}
+
+int main(void)
+{
+	struct libc_fns t1 = {0}, t2 = {0};
+	struct slimfs_dl_lib missing = {
+		"libslimfs-no-such-library.so.0", libc_syms, 2, &t1, NULL, 0};
+	struct slimfs_dl_lib nosym = {"libc.so.6", bad_syms, 2, &t2, NULL, 0};
+	pthread_t th[8];
+	int r1, r2;
+
+	CHECK_EQ(count_logged(&missing, &r1, &r2), 1);
+	CHECK_EQ(r1, -ELIBACC);
+	CHECK_EQ(r2, -ELIBACC);
+	CHECK(t1.atoi == NULL);
+
+	CHECK_EQ(count_logged(&nosym, &r1, &r2), 1);
+	CHECK_EQ(r1, -ELIBBAD);
+	CHECK_EQ(r2, -ELIBBAD);
+
+	for (size_t i = 0; i < 8; i++)
+		CHECK_EQ(pthread_create(&th[i], NULL, load_thread, NULL), 0);
+	for (size_t i = 0; i < 8; i++) {
+		void *ret = (void *)1;
+
+		pthread_join(th[i], &ret);
+		CHECK(ret == NULL);
+	}
+	CHECK(libc_table.atoi && libc_table.abs);
+	if (libc_table.atoi && libc_table.abs) {
+		CHECK_EQ(libc_table.atoi("42"), 42);
+		CHECK_EQ(libc_table.abs(-7), 7);
+	}
+	CHECK_EQ(slimfs_dl_load(&libc_lib), 0);
+	return tap_done();
+}
