@@ -28,8 +28,14 @@
 #define QUEUE_MAX 64u
 /* Bound on the chunk bytes queued jobs keep from eviction. */
 #define PINNED_MAX (32ull << 20)
-/* Jobs the filler remembers having done (a sequential reader asks again). */
-#define RECENT	     64u
+/*
+ * Chunk extents the filler stored lately (hashed, newest wins). A read of a
+ * page that straddles two chunks misses again after both were stored (only
+ * whole pages are stored): without this, each such miss stored both chunks
+ * again (fio, 1 job, 4 KiB random reads of a 256 MiB file for 5 s: 3677
+ * misses stored 223k pages, more than 3x the file).
+ */
+#define DONE_SLOTS   4096u
 #define STOP_WAIT_S  3
 #define ABORT_WAIT_S 10
 
@@ -58,12 +64,8 @@ struct slimfs_notify {
 	bool stop, exited; /* under lock */
 	bool joined;
 	_Atomic uint8_t *filled; /* file mode: one bit per inode, "whole file queued" */
+	_Atomic uint64_t stored_ext[DONE_SLOTS]; /* done_key() of stored chunk extents */
 	/* Filler thread only. */
-	struct {
-		fuse_ino_t ino;
-		uint64_t from;
-	} recent[RECENT];
-	unsigned recent_next;
 	uint8_t *filebuf;
 	_Atomic uint64_t stored_pages, stored_bytes, dropped_jobs, dropped_pages, coalesced, failed;
 };
@@ -125,6 +127,18 @@ static uint64_t job_pages(const struct job *j)
 	if (MAX(a, j->skip_to) < b)
 		n += pages_of(b - MAX(a, j->skip_to));
 	return n;
+}
+
+static uint64_t done_key(fuse_ino_t ino, uint64_t from)
+{
+	uint64_t k = (uint64_t)ino * 0x9e3779b97f4a7c15ull ^ from * 0xc2b2ae3d27d4eb4full;
+
+	return k ? k : 1; /* 0 is an empty slot */
+}
+
+static _Atomic uint64_t *done_slot(struct slimfs_notify *n, uint64_t key)
+{
+	return &n->stored_ext[(key ^ key >> 29) % DONE_SLOTS];
 }
 
 static void job_drop(struct slimfs_notify *n, struct job *j)
@@ -214,9 +228,23 @@ void slimfs_notify_read(struct slimfs_notify *n, fuse_ino_t ino, uint64_t size, 
 				.data = p->data,
 				.ref = p->ref};
 
+		uint64_t key = done_key(ino, p->file_off), a, b;
+
 		/* Pieces inside the request (all but the first and last) have nothing. */
 		if (!p->ref || job_pages(&j) == 0)
 			continue;
+		/*
+		 * A miss on pages the filler could have stored means they are
+		 * gone (evicted, invalidated): store again. A miss only on a
+		 * page the chunk shares with its neighbour: skip a chunk that
+		 * was just stored.
+		 */
+		storable(size, j.from, j.to, &a, &b);
+		if ((skip_to <= a || skip_from >= b) &&
+		    atomic_load_explicit(done_slot(n, key), memory_order_relaxed) == key) {
+			atomic_fetch_add_explicit(&n->coalesced, 1, memory_order_relaxed);
+			continue;
+		}
 		if (enqueue(n, &j))
 			p->ref = NULL;
 	}
@@ -298,17 +326,6 @@ static void fill_file(struct slimfs_notify *n, const struct job *j)
 		store_run(n, j, run, in.size, n->filebuf + run);
 }
 
-static bool recently_done(struct slimfs_notify *n, const struct job *j)
-{
-	for (unsigned k = 0; k < RECENT; k++)
-		if (n->recent[k].ino == j->ino && n->recent[k].from == j->from)
-			return true;
-	n->recent[n->recent_next].ino = j->ino;
-	n->recent[n->recent_next].from = j->from;
-	n->recent_next = (n->recent_next + 1) % RECENT;
-	return false;
-}
-
 static void *filler(void *arg)
 {
 	struct slimfs_notify *n = arg;
@@ -325,12 +342,14 @@ static void *filler(void *arg)
 		n->head = (n->head + 1) % QUEUE_MAX;
 		n->count--;
 		pthread_mutex_unlock(&n->lock);
-		if (j.whole_file)
+		if (j.whole_file) {
 			fill_file(n, &j);
-		else if (recently_done(n, &j))
-			atomic_fetch_add_explicit(&n->coalesced, 1, memory_order_relaxed);
-		else
+		} else {
+			uint64_t key = done_key(j.ino, j.from);
+
 			store_run(n, &j, j.from, j.to, j.data);
+			atomic_store_explicit(done_slot(n, key), key, memory_order_relaxed);
+		}
 		job_drop(n, &j);
 		pthread_mutex_lock(&n->lock);
 		if (!j.whole_file)
@@ -364,8 +383,6 @@ int slimfs_notify_start(struct slimfs_fs *fs, struct fuse_session *se, enum slim
 		r = -ENOMEM;
 		goto fail;
 	}
-	for (unsigned k = 0; k < RECENT; k++)
-		n->recent[k].ino = 0; /* no FUSE inode is 0 */
 	pthread_mutex_init(&n->lock, NULL);
 	pthread_cond_init(&n->wake, NULL);
 	pthread_condattr_init(&ca);
