@@ -73,42 +73,41 @@ int slimfs_log_errno(int level, int r, const char *fmt, ...)
 	return r;
 }
 
-int slimfs_pread_all(int fd, void *buf, size_t len, uint64_t off)
+/*
+ * Moves len bytes: pread, or when wr pwrite, or write at the file position
+ * when off < 0. Retries short transfers and EINTR; a read that meets the end
+ * of the file is -EIO.
+ */
+static int io_all(int fd, uint8_t *p, size_t len, int64_t off, bool wr)
 {
-	uint8_t *p = buf;
-
 	while (len > 0) {
-		ssize_t n = pread(fd, p, len, (off_t)off);
+		ssize_t n = !wr	      ? pread(fd, p, len, (off_t)off)
+			    : off < 0 ? write(fd, p, len)
+				      : pwrite(fd, p, len, (off_t)off);
+
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
 			return -errno;
 		}
-		if (n == 0)
+		if (n == 0 && !wr)
 			return -EIO;
 		p += n;
 		len -= (size_t)n;
-		off += (uint64_t)n;
+		if (off >= 0)
+			off += n;
 	}
 	return 0;
 }
 
+int slimfs_pread_all(int fd, void *buf, size_t len, uint64_t off)
+{
+	return io_all(fd, buf, len, (int64_t)off, false);
+}
+
 int slimfs_pwrite_all(int fd, const void *buf, size_t len, uint64_t off)
 {
-	const uint8_t *p = buf;
-
-	while (len > 0) {
-		ssize_t n = pwrite(fd, p, len, (off_t)off);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		p += n;
-		len -= (size_t)n;
-		off += (uint64_t)n;
-	}
-	return 0;
+	return io_all(fd, (void *)buf, len, (int64_t)off, true);
 }
 
 int slimfs_tmpfile_open(const char *dir, const char *what)
@@ -137,19 +136,7 @@ int slimfs_tmpfile_open(const char *dir, const char *what)
 
 int slimfs_write_all(int fd, const void *buf, size_t len)
 {
-	const uint8_t *p = buf;
-
-	while (len > 0) {
-		ssize_t n = write(fd, p, len);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
+	return io_all(fd, (void *)buf, len, -1, true);
 }
 
 int slimfs_write_file_replace(const char *path, const void *buf, size_t len, mode_t mode)
