@@ -4,7 +4,7 @@
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 pkgs=(
-	build-essential meson ninja-build pkg-config clang clang-format
+	build-essential binutils meson ninja-build pkg-config clang clang-format
 	libfuse3-dev fuse3 libarchive-dev libzstd-dev zstd libxxhash-dev
 	libjansson-dev libssl-dev libcurl4-openssl-dev libelf-dev
 	scdoc python3 debootstrap squashfs-tools squashfuse erofs-utils
