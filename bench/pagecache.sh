@@ -61,6 +61,8 @@ do_umount() { # fs
 	*) fusermount3 -u "$mnt" ;;
 	esac
 	while mountpoint -q "$mnt"; do sleep 0.1; done
+	# The daemon exits a moment later; the next mount wants its stats socket.
+	while pgrep -f -- "--page-cache-fill .* $mnt\$" >/dev/null; do sleep 0.1; done
 }
 trap 'mountpoint -q "$mnt" && { fusermount3 -u "$mnt" 2>/dev/null || umount "$mnt"; }' EXIT
 
