@@ -4,8 +4,8 @@
  * --help, --verbose and unknown-option cases, the argument count check,
  * --progress/--no-progress, and the options that say how to fetch an image
  * (--digest, --insecure, --cacert, --creds, --timeout, --retries, --rate,
- * --rtt), parsed by one table whether they come as --KEY VALUE or, for
- * mount, as -o KEY=VALUE.
+ * --rtt), parsed by one table whether they come as --KEY VALUE or as
+ * -o KEY=VALUE (slimfs_cli_fetch_set(), meant for mount's -o).
  *
  *	static const struct option longopts[] = {
  *		{"json", no_argument, NULL, OPT_JSON},
@@ -16,8 +16,8 @@
  *		{NULL, 0, NULL, 0},
  *	};
  *	struct slimfs_cli_fetch f = {0};
- *	struct slimfs_cli cli = {.shortopts = "vh", .longopts = longopts, .usage = usage, .fetch =
- *&f};
+ *	struct slimfs_cli cli = {.shortopts = "vh", .longopts = longopts,
+ *				 .usage = usage, .fetch = &f};
  *
  *	while ((c = slimfs_cli_next(&cli, argc, argv)) >= 0)
  *		switch (c) { case OPT_JSON: ... }
