@@ -689,12 +689,17 @@ int slimfs_cache_load(struct slimfs_cache *c, const uint32_t *chunks, size_t n, 
 	}
 	qsort(cl, m, sizeof(*cl), cmp_claim_off);
 	for (a = 0; a < m; a = b) {
+		uint64_t gap_max = (flags & SLIMFS_LOAD_GAPS) ? SLIMFS_LOAD_GAP_MAX : 0;
+
+		/* bytes: the span the range request reads, gaps included. */
 		bytes = cl[a].ch.csize;
 		for (b = a + 1; b < m; b++) {
-			if (cl[b].ch.off != cl[b - 1].ch.off + cl[b - 1].ch.csize ||
-			    bytes + cl[b].ch.csize > max_run)
+			uint64_t end = cl[b - 1].ch.off + cl[b - 1].ch.csize;
+
+			if (cl[b].ch.off < end || cl[b].ch.off - end > gap_max ||
+			    bytes + (cl[b].ch.off - end) + cl[b].ch.csize > max_run)
 				break;
-			bytes += cl[b].ch.csize;
+			bytes += (cl[b].ch.off - end) + cl[b].ch.csize;
 		}
 		r = load_run(c, cl + a, b - a, !disk_only, flags, s);
 		if (r < 0)
