@@ -2,8 +2,10 @@
 # Test servers on 127.0.0.1, started by the tests themselves and stopped at exit.
 # Source after lib.sh (needs make_tmp's $TMP and at_exit).
 #
-#   url=$(start_nginx DIR)            static files with Range (nginx)
-#   reg=$(start_registry)             Debian's docker-registry, "127.0.0.1:PORT"
+#   start_nginx DIR >FILE             static files with Range (nginx); URL in FILE
+#   start_registry >FILE              Debian's docker-registry, "127.0.0.1:PORT"
+# Not in $(...): a command substitution is a subshell, whose at_exit hooks are
+# lost, so the server would outlive the test.
 #   start_faultserver FILE MODEFILE   range server whose answers go wrong on demand
 
 free_port() {

@@ -29,7 +29,8 @@ build_image() { # OUTPUT [build options...]
 	run "$SLIMFS" build -q -o "$out" --entrypoint /usr/bin/python3 --view minimal="$allow" "$@" "$tarball"
 }
 build_image "$TMP/www/img.slimfs"
-base=$(start_nginx "$TMP/www")
+start_nginx "$TMP/www" >"$TMP/base" # not in $(...): its stop hook would be lost
+base=$(cat "$TMP/base")
 url=$base/img.slimfs
 log "serving $url ($(du -h "$TMP/www/img.slimfs" | cut -f1))"
 
