@@ -693,14 +693,10 @@ int slimfs_cache_load(struct slimfs_cache *c, const uint32_t *chunks, size_t n, 
 
 		/* bytes: the span the range request reads, gaps included. */
 		bytes = cl[a].ch.csize;
-		for (b = a + 1; b < m; b++) {
-			uint64_t end = cl[b - 1].ch.off + cl[b - 1].ch.csize;
-
-			if (cl[b].ch.off < end || cl[b].ch.off - end > gap_max ||
-			    bytes + (cl[b].ch.off - end) + cl[b].ch.csize > max_run)
+		for (b = a + 1; b < m; b++)
+			if (!slimfs_run_extend(&bytes, cl[b - 1].ch.off + cl[b - 1].ch.csize,
+					       cl[b].ch.off, cl[b].ch.csize, gap_max, max_run))
 				break;
-			bytes += (cl[b].ch.off - end) + cl[b].ch.csize;
-		}
 		r = load_run(c, cl + a, b - a, !disk_only, flags, s);
 		if (r < 0)
 			first = first ? first : r;

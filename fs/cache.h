@@ -90,6 +90,21 @@ enum {
 #define SLIMFS_LOAD_GAP_MAX (128u << 10)
 
 /*
+ * One rule for what shares a range request, for slimfs_cache_load and the
+ * prefetch plan: a run of chunks that spans *span bytes and ends at end takes
+ * the chunk [off, off + csize) when it starts at end or at most gap_max past
+ * it, and the span stays within max_run. Adds the gap and the chunk to *span.
+ */
+static inline bool slimfs_run_extend(uint64_t *span, uint64_t end, uint64_t off, uint64_t csize,
+				     uint64_t gap_max, uint64_t max_run)
+{
+	if (off < end || off - end > gap_max || *span + (off - end) + csize > max_run)
+		return false;
+	*span += (off - end) + csize;
+	return true;
+}
+
+/*
  * Loads chunks[0, n) ahead of their use: chunks held in memory or being
  * loaded by another thread are skipped, the rest come from the disk cache or
  * from the backend, in as few reads as possible: chunks adjacent in the data

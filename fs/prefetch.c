@@ -173,25 +173,24 @@ static int make_plan(struct slimfs_prefetch *p)
 static size_t take_batch(struct slimfs_prefetch *p, size_t *start, bool *profile)
 {
 	struct slimfs_chunk prev = {0}, ch;
-	uint64_t bytes = 0;
+	uint64_t bytes = 0, gap_max;
 	bool have = false;
 	size_t k = p->cursor;
 
 	*start = k;
 	*profile = k < p->nprofile;
+	gap_max = p->gaps && *profile ? SLIMFS_LOAD_GAP_MAX : 0;
 	while (k < p->nplan) {
 		if (slimfs_index_chunk(p->img->idx, p->plan[k], &ch) < 0) {
 			k++;
 			continue;
 		}
-		uint64_t end = prev.off + prev.csize,
-			 gap_max = p->gaps && k < p->nprofile ? SLIMFS_LOAD_GAP_MAX : 0;
-
-		if (have && (ch.off < end || ch.off - end > gap_max ||
-			     bytes + (ch.off - end) + ch.csize > p->o.max_run ||
-			     (k < p->nprofile) != *profile))
+		if (!have)
+			bytes = ch.csize;
+		else if ((k < p->nprofile) != *profile ||
+			 !slimfs_run_extend(&bytes, prev.off + prev.csize, ch.off, ch.csize,
+					    gap_max, p->o.max_run))
 			break;
-		bytes += (have ? ch.off - end : 0) + ch.csize;
 		prev = ch;
 		have = true;
 		k++;
