@@ -22,6 +22,7 @@
 #include "diskcache.h"
 #include "image.h"
 #include "notify.h"
+#include "watchdog.h"
 #include "ops.h"
 #include "prefetch.h"
 #include "profile.h"
@@ -129,8 +130,9 @@ static void mount_usage(FILE *f)
 		"                          FUSE request: 'chunk' (the rest of each chunk read;\n"
 		"                          never fetches more), 'file' (also whole files up to\n"
 		"                          1M on their first read; remote: only chunks already\n"
-		"                          fetched), 'off' (the default; see README: a daemon\n"
-		"                          killed while filling can leave readers waiting)\n"
+		"                          fetched), 'off', 'auto' (the default: chunk when a\n"
+		"                          connection watchdog can run, which needs root and\n"
+		"                          fusectl, and not with --trace; else off)\n"
 		"      --trace FILE        record the paths looked up and read, and the chunks\n"
 		"                          read, in order (input of 'slimfs profile')\n"
 		"      --stats-socket PATH where 'slimfs stats MOUNTPOINT' asks (default\n"
@@ -213,7 +215,7 @@ static int parse_prefetch(const char *what, const char *v, enum slimfs_prefetch_
 static int parse_fill(const char *what, const char *v, enum slimfs_fill_mode *out)
 {
 	if (slimfs_fill_mode_parse(v, out) < 0) {
-		log_error("%s: '%s' is not chunk, file or off", what, v);
+		log_error("%s: '%s' is not auto, chunk, file or off", what, v);
 		return -EINVAL;
 	}
 	return 0;
@@ -548,6 +550,7 @@ static int run_daemon(struct mount_opts *o, struct daemon_ctx *d)
 	struct slimfs_trace *trace = NULL;
 	struct slimfs_prefetch *pf = NULL;
 	struct slimfs_notify *notify = NULL;
+	struct slimfs_watchdog *wd = NULL;
 	_cleanup_free_ uint8_t *profile_ids = NULL; /* read by slimfs_prefetch_start only */
 	struct slimfs_stats_src src;
 	struct handover_ctx hc = {.o = o, .src = &src, .fs = &fs, .notify = &notify};
@@ -561,7 +564,7 @@ static int run_daemon(struct mount_opts *o, struct daemon_ctx *d)
 	_cleanup_free_ char *view_name = NULL, *fsname = NULL, *optstr = NULL, *mnt_abs = NULL;
 	_cleanup_free_ char *summary = NULL;
 	uint64_t start_ns = slimfs_now_ns();
-	bool fs_ready = false, use_cache = strcmp(o->cache_dir, "none") != 0;
+	bool fill_auto, fs_ready = false, use_cache = strcmp(o->cache_dir, "none") != 0;
 	uint32_t view;
 	int r, ret = 1;
 
@@ -738,6 +741,22 @@ static int run_daemon(struct mount_opts *o, struct daemon_ctx *d)
 			log_warn("continuing without the stats socket");
 		on_ready(d);
 	}
+	fill_auto = o->fill == SLIMFS_FILL_AUTO;
+	if (fill_auto) /* a trace must see every read */
+		o->fill = o->trace ? SLIMFS_FILL_OFF : SLIMFS_FILL_CHUNK;
+	if (o->fill != SLIMFS_FILL_OFF) {
+		r = slimfs_watchdog_start(mnt_abs, &wd);
+		if (r < 0 && fill_auto) {
+			log_debug("no page cache filler without a connection watchdog (%s)",
+				  strerror(-r));
+			o->fill = SLIMFS_FILL_OFF;
+		} else if (r < 0) {
+			log_warn_errno(r,
+				       "no connection watchdog: if this daemon is killed while it "
+				       "fills the page cache, readers may wait until the mount is "
+				       "aborted (umount -f)");
+		}
+	}
 	if (o->fill != SLIMFS_FILL_OFF) {
 		r = slimfs_notify_start(&fs, se, o->fill, mnt_abs, &notify);
 		if (r < 0)
@@ -750,6 +769,9 @@ static int run_daemon(struct mount_opts *o, struct daemon_ctx *d)
 		_exit(1); /* stuck in the kernel, using se and the cache */
 	ret = end == SLIMFS_SERVE_FAILED;
 	if (end == SLIMFS_SERVE_HANDED_OVER) {
+		/* The connection lives on, served by the new daemon (and its watchdog). */
+		slimfs_watchdog_stop(wd);
+		wd = NULL;
 		/* The mount is the new daemon's: fuse_session_unmount only frees. */
 		if (slimfs_takeover_detach(se) == 0)
 			goto out_unmount;
@@ -774,6 +796,8 @@ out:
 	slimfs_stats_stop(hc.stats);
 	slimfs_notify_free(notify);
 	slimfs_notify_free(hc.stopped);
+	/* After the unmount: it finds no connection of ours to abort any more. */
+	slimfs_watchdog_stop(wd);
 	slimfs_prefetch_stop(pf);
 	if (slimfs_trace_close(trace) < 0) {
 		log_error("cannot write the trace '%s'", o->trace);
@@ -876,13 +900,9 @@ static void opts_init(struct mount_opts *o)
 	o->ready_fd = -1;
 	o->prefetch = SLIMFS_PREFETCH_PROFILE;
 	o->readahead = -1;
-	/* Off by default: the kernel locks each page it stores, uninterruptibly. A
-	 * store that waits on a page a pending read holds, when the daemon is
-	 * killed (kill -9, crash) at that moment, keeps the dying process and so
-	 * /dev/fuse alive: readers hang until the connection is aborted
-	 * (umount -f, fusectl) instead of getting ENOTCONN. Seen once in two
-	 * mount-kill runs under ASan. */
-	o->fill = SLIMFS_FILL_OFF;
+	/* chunk when a connection watchdog can run (watchdog.h says why it must),
+	 * off when not (no fusectl, not root) or with --trace */
+	o->fill = SLIMFS_FILL_AUTO;
 	o->fetch.timeout_ms = DEFAULT_TIMEOUT_S * 1000u;
 }
 

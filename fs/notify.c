@@ -23,6 +23,7 @@
 #include "cache.h"
 #include "notify.h"
 #include "slimfs/util.h"
+#include "watchdog.h"
 
 #define PAGE	  4096u
 #define QUEUE_MAX 64u
@@ -78,6 +79,8 @@ int slimfs_fill_mode_parse(const char *s, enum slimfs_fill_mode *out)
 		*out = SLIMFS_FILL_CHUNK;
 	else if (strcmp(s, "file") == 0)
 		*out = SLIMFS_FILL_FILE;
+	else if (strcmp(s, "auto") == 0)
+		*out = SLIMFS_FILL_AUTO;
 	else
 		return -EINVAL;
 	return 0;
@@ -85,7 +88,10 @@ int slimfs_fill_mode_parse(const char *s, enum slimfs_fill_mode *out)
 
 const char *slimfs_fill_mode_name(enum slimfs_fill_mode m)
 {
-	return m == SLIMFS_FILL_CHUNK ? "chunk" : m == SLIMFS_FILL_FILE ? "file" : "off";
+	return m == SLIMFS_FILL_CHUNK  ? "chunk"
+	       : m == SLIMFS_FILL_FILE ? "file"
+	       : m == SLIMFS_FILL_AUTO ? "auto"
+				       : "off";
 }
 
 static uint64_t round_up(uint64_t x)
@@ -424,50 +430,19 @@ enum slimfs_fill_mode slimfs_notify_mode(struct slimfs_notify *n)
 	return n ? n->mode : SLIMFS_FILL_OFF;
 }
 
-/*
- * Aborts the FUSE connection of the mount at mountpoint through fusectl
- * (/sys/fs/fuse/connections/<minor of the mount's device>/abort): every
- * pending request ends, so every page a read kept locked is unlocked.
- */
+/* Aborts the connection of the mount: every pending read ends, its pages unlock. */
 static void abort_connection(const char *mountpoint)
 {
-	FILE *f = fopen("/proc/self/mountinfo", "re");
-	char line[4096], path[128];
-	unsigned maj, min, found = UINT32_MAX;
-	int fd;
+	unsigned conn;
+	int r = slimfs_fuse_conn_of(mountpoint, &conn);
 
-	while (f && fgets(line, sizeof(line), f)) {
-		char mnt[4096], *w = mnt;
-
-		if (sscanf(line, "%*u %*u %u:%u %*s %4095s", &maj, &min, mnt) != 3)
-			continue;
-		/* Unescape \040 and friends in place. */
-		for (const char *p = mnt; *p; p++) {
-			unsigned c;
-
-			if (p[0] == '\\' && sscanf(p + 1, "%3o", &c) == 1) {
-				*w++ = (char)c;
-				p += 3;
-			} else {
-				*w++ = *p;
-			}
-		}
-		*w = '\0';
-		if (strcmp(mnt, mountpoint) == 0)
-			found = min; /* the last one is on top */
-	}
-	if (f)
-		fclose(f);
-	if (found == UINT32_MAX) {
-		log_warn("cannot find the FUSE connection of '%s' to abort", mountpoint);
+	if (r < 0) {
+		log_warn_errno(r, "cannot find the FUSE connection of '%s' to abort", mountpoint);
 		return;
 	}
-	snprintf(path, sizeof(path), "/sys/fs/fuse/connections/%u/abort", found);
-	fd = open(path, O_WRONLY | O_CLOEXEC);
-	if (fd < 0 || slimfs_write_all(fd, "1\n", 2) < 0)
-		log_warn("cannot abort the FUSE connection through '%s'", path);
-	if (fd >= 0)
-		close(fd);
+	r = slimfs_fuse_conn_abort(conn);
+	if (r < 0)
+		log_warn_errno(r, "cannot abort FUSE connection %u through fusectl", conn);
 }
 
 /* Waits up to secs for the filler to exit; true if it did. Under n->lock. */

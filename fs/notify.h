@@ -29,11 +29,14 @@ enum slimfs_fill_mode {
 	/* As chunk, and files of at most SLIMFS_FILL_FILE_MAX whole on their
 	 * first read (decodes their other chunks; remote: only chunks in memory). */
 	SLIMFS_FILL_FILE,
+	/* The default: chunk when a connection watchdog runs (watchdog.h), off
+	 * without one or when tracing. Resolved before the filler starts. */
+	SLIMFS_FILL_AUTO,
 };
 
 #define SLIMFS_FILL_FILE_MAX (1u << 20)
 
-/* "off", "chunk", "file": 0, or -EINVAL. */
+/* "off", "chunk", "file", "auto": 0, or -EINVAL. */
 int slimfs_fill_mode_parse(const char *s, enum slimfs_fill_mode *out);
 const char *slimfs_fill_mode_name(enum slimfs_fill_mode m);
 

@@ -136,6 +136,14 @@ for n in 1 2 3; do
 		gone "$pid"
 	fi
 	fuse_mounted "$mnt"
+	# The old daemon stood its connection watchdog down (it would abort the
+	# connection the new daemon now serves); the new one runs its own.
+	pgrep -f -- "__watchdog $pid " >/dev/null && die "the old daemon's watchdog outlived it"
+	t0=$SECONDS
+	until pgrep -f -- "__watchdog $new " >/dev/null; do
+		[ $((SECONDS - t0)) -lt 10 ] || die "new daemon $new has no connection watchdog"
+		sleep 0.1
+	done
 	pid=$new
 	progress
 done
