@@ -63,7 +63,7 @@ struct mount_opts {
 	const char *trace, *stats_socket;
 	const char *prefetch_profile; /* profile file whose chunks to prefetch */
 	char *pprofile_buf;
-	int64_t readahead; /* bytes, -1: the default */
+	int64_t readahead;	  /* bytes, -1: the default */
 	int64_t kernel_readahead; /* FUSE max_readahead, bytes; -1: the kernel's */
 	bool no_coalesce;
 	enum slimfs_fill_mode fill;		 /* --page-cache-fill */

@@ -702,7 +702,9 @@ static int merge_spans(struct slimfs_profile *p, struct slimfs_tracefile *const 
 			uint64_t end = r->off + r->len; /* <= size: checked by the parser */
 
 			end = end > r->size - r->size % pg ? r->size : (end + pg - 1) / pg * pg;
-			v[nr++] = (struct rrec){r->path, r->off / pg * pg, end,
+			v[nr++] = (struct rrec){r->path,
+						r->off / pg * pg,
+						end,
 						{NULL, r->usec, t, i, SLIMFS_PATH_FOUND}};
 		}
 	}

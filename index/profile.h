@@ -142,13 +142,13 @@ void slimfs_profile_free(struct slimfs_profile *p);
 char *slimfs_profile_escape(const char *path);
 
 struct slimfs_profile_counts {
-	size_t paths;	 /* path lines */
-	size_t implied;	 /* found directories left to their traced descendants */
-	size_t hidden;	 /* "# hidden:" comments */
-	size_t missing;	 /* "# missing:" comments */
-	size_t too_long; /* found paths whose pattern the allow-list parser would refuse */
-	size_t chunks;	 /* "#@chunk" lines */
-	size_t ranges;	 /* "#@range" lines */
+	size_t paths;	      /* path lines */
+	size_t implied;	      /* found directories left to their traced descendants */
+	size_t hidden;	      /* "# hidden:" comments */
+	size_t missing;	      /* "# missing:" comments */
+	size_t too_long;      /* found paths whose pattern the allow-list parser would refuse */
+	size_t chunks;	      /* "#@chunk" lines */
+	size_t ranges;	      /* "#@range" lines */
 	uint64_t range_bytes; /* their total length */
 };
 
