@@ -206,6 +206,10 @@ static void summary(const char *output, const struct slimfs_profile *p,
 			 : p->kernel_readahead == -1 ? "default"
 						     : "mixed");
 	}
+	if (c->ranges && p->kernel_readahead != 0)
+		log_info("the ranges include the kernel's read-ahead: 'mount --kernel-readahead 0' "
+			 "records only the pages read, and profiled runs should mount with the "
+			 "value the trace was recorded with");
 	if (p->kernel_readahead == -2)
 		log_warn("the traces were recorded with different kernel read-ahead settings: "
 			 "their ranges cover what the largest asked for");
