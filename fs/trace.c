@@ -332,7 +332,7 @@ void slimfs_trace_chunk(struct slimfs_trace *t, uint32_t chunk)
 static _Atomic uint8_t *pages_of(struct slimfs_trace *t, uint32_t id, uint64_t size)
 {
 	_Atomic uint8_t *p = atomic_load_explicit(&t->pages[id], memory_order_acquire), *expected;
-	uint64_t bytes = (size + PAGE - 1) / PAGE / 8 + 1;
+	uint64_t bytes = size / PAGE / 8 + 1; /* page (size - 1) / PAGE at most */
 
 	if (p)
 		return p;

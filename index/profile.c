@@ -2,7 +2,8 @@
 /*
  * Traces (from `slimfs mount --trace`) and profiles (`slimfs profile`,
  * `build --profile`): parsing, merging by time of first access, escaping
- * paths into allow-list patterns, and the "#@chunk" prefetch order.
+ * paths into allow-list patterns, the "#@chunk" prefetch order, and the
+ * "#@range" lines (the traces' read ranges, page-aligned, united per file).
  *
  * A profile is an allow-list, so a path line must select exactly that path.
  * The allow-list syntax (allowlist.h) escapes any byte with a backslash,
