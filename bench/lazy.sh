@@ -34,6 +34,9 @@
 #   --conditions L   comma list of slow,fast (default both)
 #   --workloads L    comma list of w1,w2 (default both)
 #   --configs L      comma list of a..g (default all)
+#   --kernel-readahead SIZE  'slimfs mount --kernel-readahead SIZE' for the traced run
+#                    and every slimfs run (c, d, e, g, part 2) alike (default: the
+#                    kernel's read-ahead, 128K)
 #   --no-emulated    skip part 2
 #   --keep           keep the work directory
 #   --reuse          reuse the inputs (images, profiles, read sizes) of a kept work dir
@@ -58,6 +61,7 @@ configs=a,b,c,d,e,f,g
 emulated=1
 keep=0
 reuse=0
+kra=() # --kernel-readahead: mount options, the same for the trace and the runs
 report_only=0
 
 usage() {
@@ -143,7 +147,8 @@ P = L.append
 P("# Lazy pulls: cold start over a real network")
 P("")
 P(f"_Written by `bench/lazy.sh` on {time.strftime('%Y-%m-%d %H:%M %Z')}; slimfs "
-  f"{meta.get('slimfs_rev')}; {meta.get('runs')} run(s) per cell; kernel {meta.get('kernel')}, "
+  f"{meta.get('slimfs_rev')}; {meta.get('runs')} run(s) per cell; slimfs mounts with kernel "
+  f"read-ahead {meta.get('kernel_readahead', 'default')}; kernel {meta.get('kernel')}, "
   f"{meta.get('cpus')} vCPUs, load average at the end {meta.get('load')}; whole run "
   f"{float(meta.get('total_s', 0)) / 60:.1f} min (part 1 {float(meta.get('part1_s', 0)) / 60:.1f}, "
   f"part 2 {float(meta.get('part2_s', 0)) / 60:.1f}). nginx {meta.get('nginx')}, curl "
@@ -449,6 +454,7 @@ while [ $# -gt 0 ]; do
 	--conditions) conditions=$2; shift 2 ;;
 	--workloads) workloads=$2; shift 2 ;;
 	--configs) configs=$2; shift 2 ;;
+	--kernel-readahead) kra=(--kernel-readahead "$2"); shift 2 ;;
 	--no-emulated) emulated=0; shift ;;
 	--keep) keep=1; shift ;;
 	--reuse) reuse=1; shift ;;
@@ -667,7 +673,8 @@ if [ $reuse = 0 ]; then
 		wcmd "$w"
 		log "$w: tracing a run on the lazy image, profile, image with --profile and --view minimal"
 		mkdir -p "$work/trace-$w"
-		"$slimfs" mount -q --trace "$work/trace-$w/trace" --stats-socket "$work/trace-$w/sock" \
+		"$slimfs" mount -q "${kra[@]}" --trace "$work/trace-$w/trace" \
+			--stats-socket "$work/trace-$w/sock" \
 			"$work/www/lazy.slimfs" "$work/trace-$w"
 		run_workload "$work/trace-$w" "$w"
 		unmount_fuse "$work/trace-$w"
@@ -883,7 +890,8 @@ one_run() {
 		[ "$cfg" = e ] && view=minimal
 		sock=$d/stats.sock
 		t0=$(now)
-		nsenter --net="/run/netns/$NS_C" "$slimfs" mount -q --view "$view" --prefetch "$pf" \
+		nsenter --net="/run/netns/$NS_C" "$slimfs" mount -q "${kra[@]}" --view "$view" \
+			--prefetch "$pf" \
 			--cache "$d/cache" --stats-socket "$sock" "$URL/$img" "$mnt"
 		t1=$(now)
 		run_workload "$mnt" "$w"
@@ -914,8 +922,8 @@ print("slimfs_bytes=%d slimfs_requests=%d prefetch_bytes=%d fs_read_bytes=%d" % 
 		nsenter --net="/run/netns/$NS_C" "$slimfs" pull -q --no-progress --cache "$d/cache" \
 			"$URL/$srv"
 		t1=$(now)
-		nsenter --net="/run/netns/$NS_C" "$slimfs" mount -q --view full --prefetch none \
-			--cache "$d/cache" --stats-socket "$d/stats.sock" "$URL/$srv" "$mnt"
+		nsenter --net="/run/netns/$NS_C" "$slimfs" mount -q "${kra[@]}" --view full \
+			--prefetch none --cache "$d/cache" --stats-socket "$d/stats.sock" "$URL/$srv" "$mnt"
 		t2=$(now)
 		run_workload "$mnt" "$w"
 		t3=$(now)
@@ -963,18 +971,21 @@ proxy_pid=
 t_part2=$(now)
 if [ $emulated = 1 ]; then
 	mkdir -p "$work/benchtmp"
+	kra_bench=()
+	[ ${#kra[@]} = 0 ] || kra_bench=("--mount-arg=--kernel-readahead=${kra[1]}")
 	for c in "${CONDS[@]}"; do
 		for w in "${WLS[@]}"; do
 			wcmd "$w"
 			log "slimfs bench $w $c (--rate ${RATE[$c]} --rtt ${RTT[$c]})"
-			"$slimfs" bench -q --rate "${RATE[$c]}" --rtt "${RTT[$c]}" \
+			"$slimfs" bench -q --rate "${RATE[$c]}" --rtt "${RTT[$c]}" "${kra_bench[@]}" \
 				--modes lazy,profile,minimal,full --runs "$runs" --json \
 				--chart "$out/lazy-bench-$w-$c.svg" --workdir "$work/benchtmp" \
 				"$work/www/$w.slimfs" -- "${WC[@]}" >"$out/lazy-bench-$w-$c.json" \
 				2>"$work/bench-$w-$c.log" ||
 				log "slimfs bench $w $c failed ($(tail -n 3 "$work/bench-$w-$c.log"))"
 			# the twin of (c): lazy mode on the image without a profile
-			"$slimfs" bench -q --rate "${RATE[$c]}" --rtt "${RTT[$c]}" --modes lazy \
+			"$slimfs" bench -q --rate "${RATE[$c]}" --rtt "${RTT[$c]}" "${kra_bench[@]}" \
+				--modes lazy \
 				--runs "$runs" --json --workdir "$work/benchtmp" "$work/www/lazy.slimfs" \
 				-- "${WC[@]}" >"$out/lazy-bench-$w-$c-noprofile.json" \
 				2>"$work/bench-$w-$c-noprofile.log" ||
@@ -991,6 +1002,7 @@ t_part2=$(sub "$t_part2" "$(now)")
 {
 	echo "slimfs_rev=$slimfs_rev"
 	echo "runs=$runs"
+	echo "kernel_readahead=${kra[1]:-default}"
 	echo "kernel=$(uname -r)"
 	echo "cpus=$(nproc)"
 	echo "load=$(cut -d' ' -f1-3 /proc/loadavg)"

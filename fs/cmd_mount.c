@@ -64,7 +64,8 @@ struct mount_opts {
 	const char *trace, *stats_socket;
 	const char *prefetch_profile; /* profile file whose chunks to prefetch */
 	char *pprofile_buf;
-	int64_t readahead; /* bytes, -1: the default */
+	int64_t readahead;	  /* bytes, -1: the default */
+	int64_t kernel_readahead; /* FUSE max_readahead, bytes; -1: the kernel's */
 	bool no_coalesce;
 	enum slimfs_fill_mode fill;		 /* --page-cache-fill */
 	char *creds_buf, *trace_buf, *stats_buf; /* owned: from -o */
@@ -90,7 +91,8 @@ static void mount_usage(FILE *f)
 		"cache_size=,\n"
 		"                          mem_cache=, threads=, digest=, insecure, creds=,\n"
 		"                          timeout=, retries=, rate=, rtt=, prefetch=, trace=,\n"
-		"                          stats_socket=, readahead=, page_cache_fill= (as below)\n"
+		"                          stats_socket=, readahead=, kernel_readahead=,\n"
+		"                          page_cache_fill= (as below)\n"
 		"      --view NAME         view to show (default: the image's default view, or\n"
 		"                          'full' when it has none); 'full' shows everything\n"
 		"      --cache DIR         disk chunk cache shared by all mounts (default %s;\n"
@@ -125,6 +127,10 @@ static void mount_usage(FILE *f)
 		"                          list: try a profile on any image without rebuilding\n"
 		"      --readahead SIZE    read ahead of sequential readers (default 4M for\n"
 		"                          remote images, 0 for local files; 0 is off)\n"
+		"      --kernel-readahead SIZE  the kernel's read-ahead and mmap read-around\n"
+		"                          on this mount (FUSE max_readahead; default: the\n"
+		"                          kernel's, 128K; 0 reads only the pages asked for);\n"
+		"                          recorded in --trace files\n"
 		"      --page-cache-fill MODE  after a read, push more of what was decoded into\n"
 		"                          the kernel's page cache, so nearby reads need no\n"
 		"                          FUSE request: 'chunk' (the rest of each chunk read;\n"
@@ -133,8 +139,10 @@ static void mount_usage(FILE *f)
 		"                          fetched), 'off', 'auto' (the default: chunk when a\n"
 		"                          connection watchdog can run, which needs root and\n"
 		"                          fusectl, and not with --trace; else off)\n"
-		"      --trace FILE        record the paths looked up and read, and the chunks\n"
-		"                          read, in order (input of 'slimfs profile')\n"
+		"      --trace FILE        record the paths looked up and read, the chunks read\n"
+		"                          and the byte ranges read, in order (input of 'slimfs\n"
+		"                          profile'); trace with the --kernel-readahead the\n"
+		"                          profiled runs will use\n"
 		"      --stats-socket PATH where 'slimfs stats MOUNTPOINT' asks (default\n"
 		"                          /run/slimfs/<mountpoint escaped>.sock)\n"
 		"   A fully cached image (slimfs pull, or read once with a disk cache) mounts\n"
@@ -178,6 +186,16 @@ static int parse_size_opt(const char *what, const char *arg, uint64_t *out)
 		log_error("%s: '%s' is not a size (e.g. 256M)", what, arg);
 		return -EINVAL;
 	}
+	return 0;
+}
+
+static int parse_kernel_readahead(const char *what, const char *arg, int64_t *out)
+{
+	uint64_t v;
+
+	if (parse_size_opt(what, arg, &v) < 0)
+		return -EINVAL;
+	*out = (int64_t)MIN(v, (uint64_t)UINT32_MAX);
 	return 0;
 }
 
@@ -287,6 +305,9 @@ static int apply_slimfs_key(struct mount_opts *o, const char *opt)
 		if (parse_size_opt("readahead", v, &ra) < 0)
 			return -EINVAL;
 		o->readahead = (int64_t)MIN(ra, 1ull << 30);
+	} else if (KEY("kernel_readahead")) {
+		if (parse_kernel_readahead("kernel_readahead", v, &o->kernel_readahead) < 0)
+			return -EINVAL;
 	} else if (KEY("coalesce")) {
 		/* For measurements: coalesce=0 fetches each chunk on its own. */
 		o->no_coalesce = strcmp(v, "0") == 0;
@@ -610,6 +631,7 @@ static int run_daemon(struct mount_opts *o, struct daemon_ctx *d)
 	 * op_init turns it off if the kernel lacks the capability.
 	 */
 	fs.no_open = true;
+	fs.kernel_readahead = o->kernel_readahead;
 	fs.on_ready = on_ready;
 	fs.ready_ud = d;
 	src = (struct slimfs_stats_src){.fs = &fs, .mountpoint = mnt_abs, .start_ns = start_ns};
@@ -624,7 +646,7 @@ static int run_daemon(struct mount_opts *o, struct daemon_ctx *d)
 	}
 	if (o->trace) {
 		r = slimfs_trace_open(trace_path ? trace_path : o->trace, img->idx, view_name,
-				      start_ns, &trace);
+				      o->kernel_readahead, start_ns, &trace);
 		if (r < 0)
 			goto out;
 		fs.trace = trace;
@@ -900,6 +922,7 @@ static void opts_init(struct mount_opts *o)
 	o->ready_fd = -1;
 	o->prefetch = SLIMFS_PREFETCH_PROFILE;
 	o->readahead = -1;
+	o->kernel_readahead = -1;
 	/* chunk when a connection watchdog can run (watchdog.h says why it must),
 	 * off when not (no fusectl, not root) or with --trace */
 	o->fill = SLIMFS_FILL_AUTO;
@@ -974,6 +997,7 @@ static int mount_main(int argc, char **argv, const struct slimfs_daemon_info *re
 		OPT_STATS_SOCKET,
 		OPT_READAHEAD,
 		OPT_PAGE_CACHE_FILL,
+		OPT_KERNEL_READAHEAD,
 	};
 	static const struct option longopts[] = {
 		{"foreground", no_argument, NULL, 'f'},
@@ -1001,6 +1025,7 @@ static int mount_main(int argc, char **argv, const struct slimfs_daemon_info *re
 		{"stats-socket", required_argument, NULL, OPT_STATS_SOCKET},
 		{"readahead", required_argument, NULL, OPT_READAHEAD},
 		{"page-cache-fill", required_argument, NULL, OPT_PAGE_CACHE_FILL},
+		{"kernel-readahead", required_argument, NULL, OPT_KERNEL_READAHEAD},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -1112,6 +1137,11 @@ static int mount_main(int argc, char **argv, const struct slimfs_daemon_info *re
 		}
 		case OPT_PAGE_CACHE_FILL:
 			if (parse_fill("--page-cache-fill", optarg, &o.fill) < 0)
+				return EXIT_USAGE;
+			break;
+		case OPT_KERNEL_READAHEAD:
+			if (parse_kernel_readahead("--kernel-readahead", optarg,
+						   &o.kernel_readahead) < 0)
 				return EXIT_USAGE;
 			break;
 		case 'h':

@@ -26,9 +26,13 @@ static void profile_usage(FILE *f)
 		"Merges traces written by 'slimfs mount --trace' into a profile: an allow-list\n"
 		"of the paths the workload found (in order of first access over all traces),\n"
 		"'# hidden:' and '# missing:' comments for the paths it looked for in vain, and\n"
-		"'#@chunk' lines with the chunks it read, in order. 'slimfs build --profile\n"
-		"PROFILE' places those chunks first and prefetches them; '--view NAME=PROFILE'\n"
-		"(or '@include PROFILE' in an allow-list) makes a view of what was touched.\n"
+		"'#@chunk' lines with the chunks it read, in order, and '#@range' lines with\n"
+		"the byte ranges the kernel read of each file (united over the traces, in 4K\n"
+		"pages, in order of first access). 'slimfs build --profile PROFILE' places\n"
+		"what was read first and prefetches it; '--view NAME=PROFILE' (or '@include\n"
+		"PROFILE' in an allow-list) makes a view of what was touched. The ranges are\n"
+		"what the kernel asked for: trace with the 'mount --kernel-readahead' the\n"
+		"profiled runs will use.\n"
 		"\n"
 		"options:\n"
 		"  -o, --output PROFILE  file to write (replaced atomically)\n"
@@ -191,6 +195,24 @@ static void summary(const char *output, const struct slimfs_profile *p,
 		log_warn("%zu paths are too long for an allow-list pattern: listed as "
 			 "'# too long:' comments",
 			 c->too_long);
+	if (c->ranges) {
+		char b[32], ra[32];
+
+		if (p->kernel_readahead >= 0)
+			snprintf(ra, sizeof(ra), "%" PRId64, p->kernel_readahead);
+		log_info("'%s': %zu byte ranges, %s read (traced with kernel read-ahead %s)",
+			 output, c->ranges, slimfs_fmt_bytes(c->range_bytes, b, sizeof(b)),
+			 p->kernel_readahead >= 0    ? ra
+			 : p->kernel_readahead == -1 ? "default"
+						     : "mixed");
+	}
+	if (c->ranges && p->kernel_readahead != 0)
+		log_info("the ranges include the kernel's read-ahead: 'mount --kernel-readahead 0' "
+			 "records only the pages read, and profiled runs should mount with the "
+			 "value the trace was recorded with");
+	if (p->kernel_readahead == -2)
+		log_warn("the traces were recorded with different kernel read-ahead settings: "
+			 "their ranges cover what the largest asked for");
 	if (!c->chunks)
 		log_warn("the traces read no chunk: '%s' gives no prefetch order", output);
 }

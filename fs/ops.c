@@ -39,6 +39,7 @@ int slimfs_fs_init(struct slimfs_fs *fs, struct slimfs_image *img, struct slimfs
 	fs->view_name = view_name;
 	fs->timeout = 365.0 * 86400; /* immutable: a year is forever */
 	fs->coalesce = true;
+	fs->kernel_readahead = -1;
 	fs->hidden_logged = calloc(fs->info->dirent_count / 8 + 1, 1);
 	if (!fs->hidden_logged)
 		return -ENOMEM;
@@ -201,6 +202,9 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 	conn->max_background = 64;
 	conn->congestion_threshold = 48;
 	conn->time_gran = 1;
+	/* --kernel-readahead: the kernel takes at most what it offered (128K). */
+	if (fs->kernel_readahead >= 0)
+		conn->max_readahead = (unsigned)MIN(fs->kernel_readahead, (int64_t)UINT32_MAX);
 	/* A takeover: the kernel keeps what it negotiated with the first daemon. */
 	if (fs->inherit_want)
 		conn->want = fs->want & conn->capable;
@@ -802,8 +806,10 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	len = (size_t)MIN((uint64_t)size, in.size - (uint64_t)off);
 	atomic_fetch_add_explicit(&fs->stats.reads, 1, memory_order_relaxed);
 	atomic_fetch_add_explicit(&fs->stats.read_bytes, len, memory_order_relaxed);
-	if (fs->trace)
+	if (fs->trace) {
 		slimfs_trace_inode(fs->trace, in.id);
+		slimfs_trace_read(fs->trace, in.id, in.size, (uint64_t)off, len);
+	}
 	if (fs->readahead_bytes && fs->prefetch)
 		read_ahead(fs, &in, ino, (uint64_t)off, len);
 	if (fs->coalesce || fs->readahead_bytes) {

@@ -10,11 +10,13 @@
 
 #include <xxhash.h>
 
+#include "profile.h"
 #include "slimfs/format.h"
 #include "slimfs/util.h"
 #include "trace.h"
 
 #define MISSING_SLOTS_MIN 1024u
+#define PAGE		  SLIMFS_PROFILE_PAGE
 
 struct slimfs_trace {
 	const struct slimfs_index *idx;
@@ -29,6 +31,8 @@ struct slimfs_trace {
 	_Atomic uint8_t *seen_inode; /* a P line written for the inode */
 	_Atomic uint8_t *seen_chunk;
 	_Atomic(char *) *paths; /* per inode id: its path, once known */
+	/* Per inode id: a bit per page of the file read already (R lines written). */
+	_Atomic(_Atomic uint8_t *) *pages;
 	/* Missing paths: a set of 64-bit hashes (open addressing), under lock. */
 	uint64_t *missing;
 	size_t missing_cap, missing_len;
@@ -61,10 +65,10 @@ static void *flusher(void *arg)
 }
 
 int slimfs_trace_open(const char *path, const struct slimfs_index *idx, const char *view_name,
-		      uint64_t start_ns, struct slimfs_trace **out)
+		      int64_t kernel_readahead, uint64_t start_ns, struct slimfs_trace **out)
 {
 	struct slimfs_trace *t;
-	char digest[72];
+	char digest[72], ra[24];
 	int fd, r;
 
 	t = calloc(1, sizeof(*t));
@@ -78,7 +82,8 @@ int slimfs_trace_open(const char *path, const struct slimfs_index *idx, const ch
 	t->seen_inode = calloc(t->info->inode_count / 8 + 1, 1);
 	t->seen_chunk = calloc(t->info->chunk_count / 8 + 1, 1);
 	t->paths = calloc(t->info->inode_count + 1, sizeof(*t->paths));
-	if (!t->seen_inode || !t->seen_chunk || !t->paths) {
+	t->pages = calloc(t->info->inode_count + 1, sizeof(*t->pages));
+	if (!t->seen_inode || !t->seen_chunk || !t->paths || !t->pages) {
 		r = -ENOMEM;
 		goto fail;
 	}
@@ -95,7 +100,12 @@ int slimfs_trace_open(const char *path, const struct slimfs_index *idx, const ch
 	}
 	setvbuf(t->f, NULL, _IOFBF, 1 << 16);
 	slimfs_index_digest_str(idx, digest);
-	fprintf(t->f, "# slimfs-trace 1\timage=%s\tview=%s\n", digest, view_name);
+	if (kernel_readahead < 0)
+		snprintf(ra, sizeof(ra), "default");
+	else
+		snprintf(ra, sizeof(ra), "%" PRId64, kernel_readahead);
+	fprintf(t->f, "# slimfs-trace %d\timage=%s\tview=%s\tkernel_readahead=%s\n",
+		SLIMFS_TRACE_VERSION, digest, view_name, ra);
 	r = -pthread_create(&t->flusher, NULL, flusher, t);
 	if (r < 0) {
 		log_error_errno(r, "cannot start the trace flusher");
@@ -129,6 +139,10 @@ int slimfs_trace_close(struct slimfs_trace *t)
 		for (uint64_t i = 0; i <= t->info->inode_count; i++)
 			free(atomic_load(&t->paths[i]));
 	free((void *)t->paths);
+	if (t->pages)
+		for (uint64_t i = 0; i <= t->info->inode_count; i++)
+			free((void *)atomic_load(&t->pages[i]));
+	free((void *)t->pages);
 	free((void *)t->seen_inode);
 	free((void *)t->seen_chunk);
 	free(t->missing);
@@ -143,33 +157,16 @@ static uint64_t usec(struct slimfs_trace *t)
 	return (slimfs_now_ns() - t->start_ns) / 1000u;
 }
 
-/* Writes s escaped per the format: \\ \t \n, other bytes < 0x20 and 0x7f as \xHH. */
-static void put_escaped(FILE *f, const char *s)
-{
-	for (; *s; s++) {
-		unsigned char ch = (unsigned char)*s;
-
-		if (ch == '\\')
-			fputs("\\\\", f);
-		else if (ch == '\t')
-			fputs("\\t", f);
-		else if (ch == '\n')
-			fputs("\\n", f);
-		else if (ch < 0x20 || ch == 0x7f)
-			fprintf(f, "\\x%02x", ch);
-		else
-			putc(ch, f);
-	}
-}
-
 static void write_path(struct slimfs_trace *t, const char *path, const char *mark)
 {
+	_cleanup_free_ char *esc = slimfs_tracefile_escape(path);
+
+	if (!esc)
+		return;
 	pthread_mutex_lock(&t->lock);
-	fprintf(t->f, "P\t%" PRIu64 "\t", usec(t));
-	put_escaped(t->f, path);
-	if (mark)
-		fprintf(t->f, "\t%s", mark);
-	if (putc('\n', t->f) == EOF && !t->err)
+	if (fprintf(t->f, "P\t%" PRIu64 "\t%s%s%s\n", usec(t), esc, mark ? "\t" : "",
+		    mark ? mark : "") < 0 &&
+	    !t->err)
 		t->err = -EIO;
 	pthread_mutex_unlock(&t->lock);
 }
@@ -329,4 +326,77 @@ void slimfs_trace_chunk(struct slimfs_trace *t, uint32_t chunk)
 	if (fprintf(t->f, "C\t%" PRIu64 "\t%s\t%u\n", usec(t), hex, chunk) < 0 && !t->err)
 		t->err = -EIO;
 	pthread_mutex_unlock(&t->lock);
+}
+
+/* The page bitmap of inode id (a file of size bytes), allocated on first use. */
+static _Atomic uint8_t *pages_of(struct slimfs_trace *t, uint32_t id, uint64_t size)
+{
+	_Atomic uint8_t *p = atomic_load_explicit(&t->pages[id], memory_order_acquire), *expected;
+	uint64_t bytes = size / PAGE / 8 + 1; /* page (size - 1) / PAGE at most */
+
+	if (p)
+		return p;
+	if (bytes > SIZE_MAX)
+		return NULL;
+	p = calloc((size_t)bytes, 1);
+	if (!p)
+		return NULL;
+	expected = NULL;
+	if (!atomic_compare_exchange_strong(&t->pages[id], &expected, p)) {
+		free((void *)p);
+		return expected;
+	}
+	return p;
+}
+
+static void write_read(struct slimfs_trace *t, const char *esc, uint64_t off, uint64_t len,
+		       uint64_t size)
+{
+	pthread_mutex_lock(&t->lock);
+	if (fprintf(t->f, "R\t%" PRIu64 "\t%" PRIu64 "\t%" PRIu64 "\t%" PRIu64 "\t%s\n", usec(t),
+		    off, len, size, esc) < 0 &&
+	    !t->err)
+		t->err = -EIO;
+	pthread_mutex_unlock(&t->lock);
+}
+
+void slimfs_trace_read(struct slimfs_trace *t, uint32_t id, uint64_t size, uint64_t off,
+		       uint64_t len)
+{
+	_cleanup_free_ char *esc = NULL;
+	_Atomic uint8_t *pages;
+	uint64_t end, run = UINT64_MAX;
+
+	if (id > t->info->inode_count || !len || off >= size)
+		return;
+	end = MIN(size, off + MIN(len, size - off));
+	pages = pages_of(t, id, size);
+	if (!pages)
+		return;
+	/*
+	 * Each page is claimed by one reader (an atomic bit); a run of pages
+	 * this read claimed is one R line, clipped to the bytes asked for. A
+	 * page read again costs one load, a read of known pages writes nothing.
+	 */
+	for (uint64_t pg = off / PAGE, last = (end - 1) / PAGE; pg <= last + 1; pg++) {
+		bool fresh = pg <= last && !test_and_set(pages, pg);
+		const char *path;
+
+		if (fresh) {
+			if (run == UINT64_MAX)
+				run = pg;
+			continue;
+		}
+		if (run == UINT64_MAX)
+			continue;
+		if (!esc) {
+			path = path_of(t, id);
+			esc = path ? slimfs_tracefile_escape(path) : NULL;
+			if (!esc)
+				return;
+		}
+		write_read(t, esc, MAX(off, run * PAGE), MIN(end, pg * PAGE) - MAX(off, run * PAGE),
+			   size);
+		run = UINT64_MAX;
+	}
 }

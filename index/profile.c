@@ -2,7 +2,8 @@
 /*
  * Traces (from `slimfs mount --trace`) and profiles (`slimfs profile`,
  * `build --profile`): parsing, merging by time of first access, escaping
- * paths into allow-list patterns, and the "#@chunk" prefetch order.
+ * paths into allow-list patterns, the "#@chunk" prefetch order, and the
+ * "#@range" lines (the traces' read ranges, page-aligned, united per file).
  *
  * A profile is an allow-list, so a path line must select exactly that path.
  * The allow-list syntax (allowlist.h) escapes any byte with a backslash,
@@ -14,6 +15,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -177,6 +179,36 @@ int slimfs_tracefile_unescape(const char *s, size_t len, char **out, const char 
 	return 0;
 }
 
+char *slimfs_tracefile_escape(const char *s)
+{
+	struct buf b = {0};
+
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+		char esc[5];
+		int r;
+
+		if (c == '\\')
+			r = buf_add(&b, "\\\\", 2);
+		else if (c == '\t')
+			r = buf_add(&b, "\\t", 2);
+		else if (c == '\n')
+			r = buf_add(&b, "\\n", 2);
+		else if (c < 0x20 || c == 0x7f)
+			r = buf_add(&b, esc, (size_t)snprintf(esc, sizeof(esc), "\\x%02x", c));
+		else
+			r = buf_add(&b, &c, 1);
+		if (r < 0)
+			goto oom;
+	}
+	if (buf_add(&b, "", 1) < 0)
+		goto oom;
+	return b.p;
+oom:
+	free(b.p);
+	return NULL;
+}
+
 /* Absolute, no empty, "." or ".." component, no trailing '/' (but "/"). */
 static const char *check_canonical(const char *p)
 {
@@ -206,6 +238,9 @@ void slimfs_tracefile_free(struct slimfs_tracefile *t)
 		free(t->paths[i].path);
 	free(t->paths);
 	free(t->chunks);
+	for (size_t i = 0; i < t->nreads; i++)
+		free(t->reads[i].path);
+	free(t->reads);
 	free(t->view);
 	free(t->origin);
 	free(t);
@@ -249,11 +284,13 @@ static int parse_header(struct slimfs_tracefile *t, const char *s, size_t len)
 		log_error("%s:1: bad trace version '%.*s'", t->origin, (int)fl[0], f[0]);
 		return -EINVAL;
 	}
-	if (version != SLIMFS_TRACE_VERSION) {
-		log_error("%s:1: trace format version %llu is not supported (this slimfs reads %d)",
+	if (version < 1 || version > SLIMFS_TRACE_VERSION) {
+		log_error("%s:1: trace format version %llu is not supported (this slimfs reads "
+			  "1 to %d)",
 			  t->origin, (unsigned long long)version, SLIMFS_TRACE_VERSION);
 		return -EPROTONOSUPPORT;
 	}
+	t->version = (unsigned)version;
 	for (unsigned i = 1; i < MIN(n, 16u); i++) {
 		if (fl[i] > 6 && memcmp(f[i], "image=", 6) == 0) {
 			_cleanup_free_ char *d = strndup(f[i] + 6, fl[i] - 6);
@@ -266,6 +303,18 @@ static int parse_header(struct slimfs_tracefile *t, const char *s, size_t len)
 				return -EINVAL;
 			}
 			t->has_image = true;
+		} else if (fl[i] >= 17 && memcmp(f[i], "kernel_readahead=", 17) == 0) {
+			uint64_t ra;
+
+			if (field_is(f[i] + 17, fl[i] - 17, "default")) {
+				t->kernel_readahead = -1;
+			} else if (parse_u64(f[i] + 17, fl[i] - 17, &ra) && ra <= INT64_MAX) {
+				t->kernel_readahead = (int64_t)ra;
+			} else {
+				log_error("%s:1: bad kernel_readahead '%.*s' (bytes or 'default')",
+					  t->origin, (int)MIN(fl[i] - 17, 64u), f[i] + 17);
+				return -EINVAL;
+			}
 		} else if (fl[i] > 5 && memcmp(f[i], "view=", 5) == 0) {
 			free(t->view);
 			t->view = strndup(f[i] + 5, fl[i] - 5);
@@ -309,13 +358,88 @@ static int add_chunk(struct slimfs_tracefile *t, size_t *cap,
 	return 0;
 }
 
+static int add_read(struct slimfs_tracefile *t, size_t *cap, const struct slimfs_tracefile_read *r)
+{
+	if (t->nreads == *cap) {
+		size_t n = *cap ? *cap * 2 : 256;
+		struct slimfs_tracefile_read *v = realloc(t->reads, n * sizeof(*v));
+
+		if (!v)
+			return -ENOMEM;
+		t->reads = v;
+		*cap = n;
+	}
+	t->reads[t->nreads++] = *r;
+	return 0;
+}
+
+/* A path field: unescaped and canonical into *out, or -EINVAL (logged). */
+static int parse_path_field(struct slimfs_tracefile *t, const char *s, size_t len, unsigned line,
+			    char **out)
+{
+	const char *why = NULL;
+	char *path = NULL;
+	int r;
+
+	r = slimfs_tracefile_unescape(s, len, &path, &why);
+	if (r == -EINVAL || (r == 0 && (why = check_canonical(path)))) {
+		free(path);
+		log_error("%s:%u: %s", t->origin, line, why);
+		return -EINVAL;
+	}
+	if (r < 0)
+		return r;
+	*out = path;
+	return 0;
+}
+
+/* "R<TAB>usec<TAB>offset<TAB>length<TAB>size<TAB>path" (version 2). */
+static int parse_read(struct slimfs_tracefile *t, const char **f, const size_t *fl, unsigned n,
+		      unsigned line, size_t *rcap)
+{
+	static const char *const what[] = {NULL, "time", "offset", "length", "file size"};
+	uint64_t v[5];
+	struct slimfs_tracefile_read rd;
+	int r;
+
+	if (t->version < 2) {
+		log_error("%s:%u: an 'R' record in a version 1 trace", t->origin, line);
+		return -EINVAL;
+	}
+	if (n != 6) {
+		log_error("%s:%u: an 'R' record has 6 TAB-separated fields", t->origin, line);
+		return -EINVAL;
+	}
+	for (unsigned i = 1; i < 5; i++) {
+		if (!parse_u64(f[i], fl[i], &v[i])) {
+			log_error("%s:%u: bad %s '%.*s' (a decimal number)", t->origin, line,
+				  what[i], (int)MIN(fl[i], 64u), f[i]);
+			return -EINVAL;
+		}
+	}
+	if (!v[3] || v[2] > v[4] || v[3] > v[4] - v[2]) {
+		log_error("%s:%u: range %" PRIu64 "+%" PRIu64 " is empty or not inside the "
+			  "file's %" PRIu64 " bytes",
+			  t->origin, line, v[2], v[3], v[4]);
+		return -EINVAL;
+	}
+	rd = (struct slimfs_tracefile_read){NULL, v[1], v[2], v[3], v[4]};
+	r = parse_path_field(t, f[5], fl[5], line, &rd.path);
+	if (r < 0)
+		return r;
+	r = add_read(t, rcap, &rd);
+	if (r < 0)
+		free(rd.path);
+	return r;
+}
+
 /* One record line (not the header, not a comment). */
 static int parse_record(struct slimfs_tracefile *t, const char *s, size_t len, unsigned line,
-			size_t *pcap, size_t *ccap)
+			size_t *pcap, size_t *ccap, size_t *rcap)
 {
-	const char *f[5], *why = NULL;
-	size_t fl[5];
-	unsigned n = split_tabs(s, len, f, fl, 4);
+	const char *f[7];
+	size_t fl[7];
+	unsigned n = split_tabs(s, len, f, fl, 6);
 	uint64_t usec;
 
 	if (field_is(f[0], fl[0], "P")) {
@@ -347,12 +471,7 @@ static int parse_record(struct slimfs_tracefile *t, const char *s, size_t len, u
 				return -EINVAL;
 			}
 		}
-		r = slimfs_tracefile_unescape(f[2], fl[2], &path, &why);
-		if (r == -EINVAL || (r == 0 && (why = check_canonical(path)))) {
-			free(path);
-			log_error("%s:%u: %s", t->origin, line, why);
-			return -EINVAL;
-		}
+		r = parse_path_field(t, f[2], fl[2], line, &path);
 		if (r < 0)
 			return r;
 		r = add_path(t, pcap, path, usec, state);
@@ -385,10 +504,12 @@ static int parse_record(struct slimfs_tracefile *t, const char *s, size_t len, u
 		}
 		return add_chunk(t, ccap, &c);
 	}
+	if (field_is(f[0], fl[0], "R"))
+		return parse_read(t, f, fl, n, line, rcap);
 	if (!len)
 		log_error("%s:%u: empty line", t->origin, line);
 	else
-		log_error("%s:%u: unknown record type '%.*s' (P, C)", t->origin, line,
+		log_error("%s:%u: unknown record type '%.*s' (P, C, R)", t->origin, line,
 			  (int)MIN(fl[0], 16u), f[0]);
 	return -EINVAL;
 }
@@ -397,12 +518,13 @@ int slimfs_tracefile_parse(const char *buf, size_t len, const char *origin,
 			   struct slimfs_tracefile **out)
 {
 	struct slimfs_tracefile *t = calloc(1, sizeof(*t));
-	size_t pcap = 0, ccap = 0, i = 0;
+	size_t pcap = 0, ccap = 0, rcap = 0, i = 0;
 	unsigned line = 0;
 	int r = 0;
 
 	if (!t)
 		return -ENOMEM;
+	t->kernel_readahead = -1;
 	t->origin = strdup(origin);
 	if (!t->origin) {
 		r = -ENOMEM;
@@ -439,7 +561,7 @@ int slimfs_tracefile_parse(const char *buf, size_t len, const char *origin,
 		}
 		if (n && s[0] == '#')
 			continue; /* comments: notes of later versions */
-		r = parse_record(t, s, n, line, &pcap, &ccap);
+		r = parse_record(t, s, n, line, &pcap, &ccap, &rcap);
 		if (r < 0)
 			goto fail;
 	}
@@ -531,7 +653,111 @@ void slimfs_profile_free(struct slimfs_profile *p)
 		free(p->paths[i].path);
 	free(p->paths);
 	free(p->chunk_ids);
+	free(p->spans);
+	for (size_t i = 0; i < p->nspan_paths; i++)
+		free(p->span_paths[i]);
+	free(p->span_paths);
 	free(p);
+}
+
+/* A read range, page-aligned, while merging. */
+struct rrec {
+	const char *path;
+	uint64_t off, end;
+	struct mrec t; /* time, trace and record: first access */
+};
+
+static int cmp_rrec_place(const void *x, const void *y)
+{
+	const struct rrec *a = x, *b = y;
+	int c = strcmp(a->path, b->path);
+
+	if (c)
+		return c;
+	if (a->off != b->off)
+		return a->off < b->off ? -1 : 1;
+	return cmp_time(&a->t, &b->t);
+}
+
+static int cmp_rrec_time(const void *x, const void *y)
+{
+	return cmp_time(&((const struct rrec *)x)->t, &((const struct rrec *)y)->t);
+}
+
+/* Unites the traces' read ranges per file into p->spans. */
+static int merge_spans(struct slimfs_profile *p, struct slimfs_tracefile *const *traces, size_t n)
+{
+	_cleanup_free_ struct rrec *v = NULL;
+	size_t nr = 0, m = 0, npaths = 0;
+
+	for (size_t t = 0; t < n; t++)
+		nr += traces[t]->nreads;
+	v = calloc(nr ? nr : 1, sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	nr = 0;
+	for (size_t t = 0; t < n; t++) {
+		for (size_t i = 0; i < traces[t]->nreads; i++) {
+			const struct slimfs_tracefile_read *r = &traces[t]->reads[i];
+			const uint64_t pg = SLIMFS_PROFILE_PAGE;
+			uint64_t end = r->off + r->len; /* <= size: checked by the parser */
+
+			end = end > r->size - r->size % pg ? r->size : (end + pg - 1) / pg * pg;
+			v[nr++] = (struct rrec){r->path,
+						r->off / pg * pg,
+						end,
+						{NULL, r->usec, t, i, SLIMFS_PATH_FOUND}};
+		}
+	}
+	qsort(v, nr, sizeof(*v), cmp_rrec_place);
+	/* One pass: a range that overlaps or touches the previous span joins it. */
+	for (size_t i = 0; i < nr; i++) {
+		struct rrec *last = m ? &v[m - 1] : NULL;
+
+		if (last && strcmp(last->path, v[i].path) == 0 && v[i].off <= last->end) {
+			last->end = MAX(last->end, v[i].end);
+			if (cmp_time(&v[i].t, &last->t) < 0)
+				last->t = v[i].t;
+			continue;
+		}
+		if (!last || strcmp(last->path, v[i].path) != 0)
+			npaths++;
+		v[m++] = v[i];
+	}
+	p->spans = calloc(m ? m : 1, sizeof(*p->spans));
+	p->span_paths = calloc(npaths ? npaths : 1, sizeof(*p->span_paths));
+	if (!p->spans || !p->span_paths)
+		return -ENOMEM;
+	/* Own the paths (still sorted by path), then order by first access. */
+	for (size_t i = 0; i < m; i++) {
+		if (!i || strcmp(v[i - 1].path, v[i].path) != 0) {
+			char *c = strdup(v[i].path);
+
+			if (!c)
+				return -ENOMEM;
+			p->span_paths[p->nspan_paths++] = c;
+		}
+		v[i].path = p->span_paths[p->nspan_paths - 1];
+	}
+	qsort(v, m, sizeof(*v), cmp_rrec_time);
+	for (size_t i = 0; i < m; i++)
+		p->spans[i] = (struct slimfs_profile_span){v[i].path, v[i].t.usec, v[i].off,
+							   v[i].end - v[i].off};
+	p->nspans = m;
+	return 0;
+}
+
+/* The traces' kernel_readahead when they agree, -1 when unknown, -2 when mixed. */
+static int64_t merged_readahead(struct slimfs_tracefile *const *traces, size_t n)
+{
+	int64_t ra = -1;
+
+	for (size_t t = 0; t < n; t++) {
+		if (t && traces[t]->kernel_readahead != ra)
+			return -2;
+		ra = traces[t]->kernel_readahead;
+	}
+	return ra;
 }
 
 struct pent {
@@ -646,7 +872,10 @@ int slimfs_profile_merge(struct slimfs_tracefile *const *traces, size_t n,
 	for (size_t i = 0; i < nc; i++)
 		memcpy(p->chunk_ids + SLIMFS_CHUNK_ID_LEN * i, cr[i].key, SLIMFS_CHUNK_ID_LEN);
 	p->nchunks = nc;
+	p->kernel_readahead = merged_readahead(traces, n);
 	r = mark_implied(p);
+	if (r == 0)
+		r = merge_spans(p, traces, n);
 	if (r < 0)
 		goto fail;
 	*out = p;
@@ -771,6 +1000,22 @@ int slimfs_profile_format(const struct slimfs_profile *p, char **text, size_t *l
 		if (r < 0)
 			goto fail;
 		cnt.chunks++;
+	}
+	for (size_t i = 0; i < p->nspans; i++) {
+		const struct slimfs_profile_span *sp = &p->spans[i];
+		_cleanup_free_ char *esc = slimfs_tracefile_escape(sp->path);
+
+		if (!esc) {
+			r = -ENOMEM;
+			goto fail;
+		}
+		snprintf(line, sizeof(line), "#@range\t%" PRIu64 "\t%" PRIu64 "\t", sp->off,
+			 sp->len);
+		if ((r = buf_adds(&b, line)) < 0 || (r = buf_adds(&b, esc)) < 0 ||
+		    (r = buf_add(&b, "\n", 1)) < 0)
+			goto fail;
+		cnt.ranges++;
+		cnt.range_bytes += sp->len;
 	}
 	*text = b.p;
 	*len = b.len;

@@ -47,8 +47,8 @@ out=$(in_root "$mnt" /usr/bin/python3 -c "$cmd") || die "python3 does not run fr
 [ "$out" = 1 ] || die "python3 printed '$out', expected 1"
 slimfs_umount "$mnt"
 [ -s "$trace" ] || die "no trace written"
-head -n 1 "$trace" | grep -q '^# slimfs-trace 1' || die "trace header: $(head -n 1 "$trace")"
-log "trace: $(grep -c '^P' "$trace") paths, $(grep -c '^C' "$trace") chunks"
+head -n 1 "$trace" | grep -q '^# slimfs-trace 2' || die "trace header: $(head -n 1 "$trace")"
+log "trace: $(grep -c '^P' "$trace") paths, $(grep -c '^C' "$trace") chunks, $(grep -c '^R' "$trace") ranges"
 
 # --- the profile
 profile=$TMP/python.profile
@@ -74,8 +74,13 @@ for p in / /usr /usr/lib /usr/bin /usr/bin/sh /usr/bin/dash /bin/sh; do
 done
 grep -q '^# missing: ' "$profile" || die "no '# missing:' comment (python probes for files)"
 grep -q '^# hidden: ' "$profile" && die "a trace of the full view has hidden paths"
+# The byte ranges read: python3's binary and libsqlite3, in part (mmap'ed).
+grep -q $'^#@range\t[0-9]*\t[0-9]*\t/usr/bin/python3\\.[0-9]*$' "$profile" ||
+	die "no #@range line for python3"
+grep -q $'^#@range\t[0-9]*\t[0-9]*\t/.*/libsqlite3\\.so' "$profile" ||
+	die "no #@range line for libsqlite3"
 npaths=$(grep -c '^/' "$profile")
-log "profile: $npaths paths, $nchunks chunks ($jsonpy among them)"
+log "profile: $npaths paths, $nchunks chunks, $(grep -c '^#@range' "$profile") ranges ($jsonpy among them)"
 
 # Merging a trace with itself changes nothing but the header.
 "$SLIMFS" profile -q -o "$TMP/twice.profile" "$trace" "$trace" || die "profile of two traces failed"

@@ -29,6 +29,10 @@
 #define HDR                                                                                        \
 	"# slimfs-trace 1\timage=sha256:"                                                          \
 	"00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\tview=full\n"
+#define HDR2                                                                                       \
+	"# slimfs-trace 2\timage=sha256:"                                                          \
+	"00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\tview=full\t"            \
+	"kernel_readahead=0\n"
 #define ID1 "0123456789abcdef0123456789abcdef"
 #define ID2 "fedcba9876543210fedcba9876543210"
 #define ID3 "00000000000000000000000000000003"
@@ -129,6 +133,80 @@ static void test_parse(void)
 	slimfs_tracefile_free(t);
 }
 
+/* Version 2: R records and kernel_readahead=; version 1 and 2 both read. */
+static void test_parse_v2(void)
+{
+	static const char text[] = HDR2 "P\t10\t/usr/bin/python3\n"
+					"R\t11\t0\t4096\t6834488\t/usr/bin/python3\n"
+					"C\t12\t" ID1 "\t7\n"
+					"R\t13\t8192\t3\t8195\t/a\\tb\\x01\n"
+					"R\t14\t0\t1\t1\t/\n";
+	struct slimfs_tracefile *t = parse(text, "v2.trace");
+
+	CHECK(t != NULL);
+	if (!t)
+		return;
+	CHECK_EQ(t->version, 2);
+	CHECK_EQ(t->kernel_readahead, 0);
+	CHECK_EQ(t->npaths, 1);
+	CHECK_EQ(t->nchunks, 1);
+	CHECK_EQ(t->nreads, 3);
+	if (t->nreads == 3) {
+		CHECK(strcmp(t->reads[0].path, "/usr/bin/python3") == 0);
+		CHECK_EQ(t->reads[0].usec, 11);
+		CHECK_EQ(t->reads[0].off, 0);
+		CHECK_EQ(t->reads[0].len, 4096);
+		CHECK_EQ(t->reads[0].size, 6834488);
+		CHECK(strcmp(t->reads[1].path, "/a\tb\x01") == 0);
+		CHECK_EQ(t->reads[1].off, 8192);
+		CHECK_EQ(t->reads[1].len, 3);
+		CHECK_EQ(t->reads[1].size, 8195);
+	}
+	slimfs_tracefile_free(t);
+
+	t = parse("# slimfs-trace 2\tkernel_readahead=default\n", "d.trace");
+	CHECK(t && t->version == 2 && t->kernel_readahead == -1 && !t->nreads);
+	slimfs_tracefile_free(t);
+	t = parse("# slimfs-trace 2\tkernel_readahead=131072\n", "k.trace");
+	CHECK(t && t->kernel_readahead == 131072);
+	slimfs_tracefile_free(t);
+	/* version 1: no read-ahead recorded */
+	t = parse(HDR "P\t1\t/a\n", "v1.trace");
+	CHECK(t && t->version == 1 && t->kernel_readahead == -1 && !t->nreads);
+	slimfs_tracefile_free(t);
+}
+
+/* The trace path escape, back through the parser's unescape. */
+static void test_trace_escape(void)
+{
+	static const char *const names[] = {
+		"/plain",	    "/a\\b",
+		"/tab\there",	    "/new\nline",
+		"/ctl\x01\x1f\x7f", "/utf8 \xc3\xa9 \xff",
+	};
+	static const char *const want[] = {
+		"/plain",
+		"/a\\\\b",
+		"/tab\\there",
+		"/new\\nline",
+		"/ctl\\x01\\x1f\\x7f",
+		"/utf8 \xc3\xa9 \xff",
+	};
+
+	for (size_t i = 0; i < ARRAY_SIZE(names); i++) {
+		char *e = slimfs_tracefile_escape(names[i]), *back = NULL;
+		const char *why = NULL;
+
+		CHECK(e && strcmp(e, want[i]) == 0);
+		CHECK(e && slimfs_tracefile_unescape(e, strlen(e), &back, &why) == 0);
+		CHECK(back && strcmp(back, names[i]) == 0);
+		if (e && strcmp(e, want[i]) != 0)
+			printf("# escape %zu: got '%s'\n", i, e);
+		free(e);
+		free(back);
+	}
+}
+
 struct bad_case {
 	const char *text;
 	const char *line; /* "t.trace:N:" expected in the message */
@@ -136,7 +214,22 @@ struct bad_case {
 
 static const struct bad_case bad_cases[] = {
 	{"hello\n", "t.trace:1:"},
-	{"# slimfs-trace 2\n", "t.trace:1:"},
+	{"# slimfs-trace 3\n", "t.trace:1:"},
+	{"# slimfs-trace 0\n", "t.trace:1:"},
+	{"# slimfs-trace 2\tkernel_readahead=x\n", "t.trace:1:"},
+	{"# slimfs-trace 2\tkernel_readahead=\n", "t.trace:1:"},
+	{HDR "R\t1\t0\t4096\t8192\t/a\n", "t.trace:2:"}, /* R is version 2 */
+	{HDR2 "R\t1\t0\t4096\t8192\n", "t.trace:2:"},
+	{HDR2 "R\t1\t0\t4096\t8192\t/a\textra\n", "t.trace:2:"},
+	{HDR2 "R\t1\t0\t0\t8192\t/a\n", "t.trace:2:"},	     /* empty */
+	{HDR2 "R\t1\t4096\t4097\t8192\t/a\n", "t.trace:2:"}, /* past the end */
+	{HDR2 "R\t1\t8193\t1\t8192\t/a\n", "t.trace:2:"},
+	{HDR2 "R\t1\t18446744073709551615\t2\t18446744073709551615\t/a\n", "t.trace:2:"},
+	{HDR2 "R\t1\tx\t1\t8192\t/a\n", "t.trace:2:"},
+	{HDR2 "R\t1\t0\t1\t-1\t/a\n", "t.trace:2:"},
+	{HDR2 "R\tx\t0\t1\t1\t/a\n", "t.trace:2:"},
+	{HDR2 "R\t1\t0\t1\t1\trel\n", "t.trace:2:"},
+	{HDR2 "R\t1\t0\t1\t1\t/a\\q\n", "t.trace:2:"},
 	{"# slimfs-trace x\n", "t.trace:1:"},
 	{"# slimfs-trace 1\timage=sha256:12\n", "t.trace:1:"},
 	{HDR "X\t1\t/a\n", "t.trace:2:"},
@@ -197,6 +290,30 @@ static bool id_is(const uint8_t *id, const char *hex)
 	return strcmp(s, hex) == 0;
 }
 
+/* Parses traces a and b into t and merges them; NULL (checked) on failure. */
+static struct slimfs_profile *merge_two(const char *a, const char *b, struct slimfs_tracefile *t[2])
+{
+	struct slimfs_profile *p = NULL;
+
+	t[0] = parse(a, "a.trace");
+	t[1] = parse(b, "b.trace");
+	CHECK(t[0] && t[1]);
+	if (!t[0] || !t[1])
+		return NULL;
+	CHECK_EQ(slimfs_profile_merge(t, 2, &p), 0);
+	return p;
+}
+
+/* The profile's text is want; *text (malloc'd) stays for more checks. */
+static void check_format(const struct slimfs_profile *p, const char *want, char **text, size_t *len,
+			 struct slimfs_profile_counts *cnt)
+{
+	CHECK_EQ(slimfs_profile_format(p, text, len, cnt), 0);
+	CHECK(*text && *len == strlen(want) && memcmp(*text, want, *len) == 0);
+	if (*text && (*len != strlen(want) || memcmp(*text, want, *len) != 0))
+		printf("# got:\n%.*s# want:\n%s", (int)*len, *text, want);
+}
+
 static void test_merge(void)
 {
 	/* two traces whose records interleave in time */
@@ -240,16 +357,12 @@ static void test_merge(void)
 		"/usr/bin/c", "/usr/bin/tie", "/opt/d",	      "/opt",	       "/etc/hidden-only",
 		"/nope",      "/usr/share",   "/usr/share/x", "/etc/leaf-dir",
 	};
-	struct slimfs_tracefile *t[2] = {parse(a, "a.trace"), parse(b, "b.trace")};
-	struct slimfs_profile *p = NULL;
+	struct slimfs_tracefile *t[2] = {NULL, NULL};
+	struct slimfs_profile *p = merge_two(a, b, t);
 	struct slimfs_profile_counts cnt;
 	char *text = NULL;
 	size_t len = 0;
 
-	CHECK(t[0] && t[1]);
-	if (!t[0] || !t[1])
-		goto out;
-	CHECK_EQ(slimfs_profile_merge(t, 2, &p), 0);
 	if (!p)
 		goto out;
 	CHECK_EQ(p->ntraces, 2);
@@ -276,10 +389,7 @@ static void test_merge(void)
 		CHECK(id_is(p->chunk_ids + 32, ID2));
 	}
 
-	CHECK_EQ(slimfs_profile_format(p, &text, &len, &cnt), 0);
-	CHECK(text && len == strlen(want_text) && memcmp(text, want_text, len) == 0);
-	if (text && (len != strlen(want_text) || memcmp(text, want_text, len) != 0))
-		printf("# got:\n%.*s# want:\n%s", (int)len, text, want_text);
+	check_format(p, want_text, &text, &len, &cnt);
 	CHECK_EQ(cnt.paths, 6);
 	CHECK_EQ(cnt.hidden, 1);
 	CHECK_EQ(cnt.missing, 2);
@@ -309,15 +419,91 @@ static void test_merge(void)
 	/* ties across traces: the trace given first wins */
 	slimfs_profile_free(p);
 	p = NULL;
-	{
-		struct slimfs_tracefile *u[2] = {parse(HDR "P\t7\t/y\n", "u0"),
-						 parse(HDR "P\t7\t/x\n", "u1")};
+	slimfs_tracefile_free(t[0]);
+	slimfs_tracefile_free(t[1]);
+	p = merge_two(HDR "P\t7\t/y\n", HDR "P\t7\t/x\n", t);
+	CHECK(p && p->npaths == 2 && strcmp(p->paths[0].path, "/y") == 0);
+out:
+	slimfs_profile_free(p);
+	slimfs_tracefile_free(t[0]);
+	slimfs_tracefile_free(t[1]);
+}
 
-		CHECK(u[0] && u[1] && slimfs_profile_merge(u, 2, &p) == 0);
-		CHECK(p && p->npaths == 2 && strcmp(p->paths[0].path, "/y") == 0);
-		slimfs_tracefile_free(u[0]);
-		slimfs_tracefile_free(u[1]);
+/*
+ * Ranges of two traces: rounded to pages (offsets down, ends up), clipped to
+ * the file size, united per file when they overlap or touch, ordered by the
+ * earliest read inside, written as "#@range" lines after the "#@chunk" ones.
+ */
+static void test_merge_ranges(void)
+{
+	static const char a[] = HDR2 "R\t10\t0\t4096\t10000\t/usr/lib/libx.so\n"
+				     "C\t11\t" ID1 "\t1\n"
+				     "R\t20\t8192\t100\t10000\t/usr/lib/libx.so\n"
+				     "R\t30\t100\t50\t5000\t/etc/a\\tb\n"
+				     "R\t40\t20480\t4096\t1048576\t/big\n";
+	static const char b[] = HDR2 "R\t5\t4000\t200\t10000\t/usr/lib/libx.so\n"
+				     "R\t35\t4096\t904\t5000\t/etc/a\\tb\n"
+				     "R\t15\t16384\t4096\t1048576\t/big\n"
+				     "R\t50\t40960\t1\t1048576\t/big\n"
+				     "R\t12\t0\t1\t1\t/tiny\n"
+				     "R\t60\t8192\t1808\t10000\t/usr/lib/libx.so\n";
+	static const char want_text[] = "# slimfs-profile 1 (from 2 traces)\n"
+					"#@chunk " ID1 "\n"
+					"#@range\t0\t10000\t/usr/lib/libx.so\n"
+					"#@range\t0\t1\t/tiny\n"
+					"#@range\t16384\t8192\t/big\n"
+					"#@range\t0\t5000\t/etc/a\\tb\n"
+					"#@range\t40960\t4096\t/big\n";
+	struct slimfs_tracefile *t[2] = {NULL, NULL};
+	struct slimfs_profile *p = merge_two(a, b, t);
+	struct slimfs_profile_counts cnt;
+	char *text = NULL;
+	size_t len = 0;
+
+	if (!p)
+		goto out;
+	CHECK_EQ(p->kernel_readahead, 0);
+	CHECK_EQ(p->nspans, 5);
+	CHECK_EQ(p->nspan_paths, 4);
+	if (p->nspans == 5) {
+		CHECK_EQ(p->spans[0].usec, 5);
+		CHECK_EQ(p->spans[2].usec, 15);
+		CHECK_EQ(p->spans[3].usec, 30);
+		CHECK(strcmp(p->spans[3].path, "/etc/a\tb") == 0);
+		CHECK(p->spans[2].path == p->spans[4].path); /* one copy per file */
 	}
+	check_format(p, want_text, &text, &len, &cnt);
+	CHECK_EQ(cnt.ranges, 5);
+	CHECK_EQ(cnt.range_bytes, 10000 + 1 + 8192 + 5000 + 4096);
+	CHECK_EQ(cnt.chunks, 1);
+	if (text) {
+		/* "#@range" lines are comments to the allow-list and the chunk reader */
+		struct slimfs_allowlist *al = NULL;
+		uint8_t *ids = NULL;
+		char **paths = NULL;
+		size_t n = 0;
+
+		CHECK_EQ(slimfs_allowlist_new(&al), 0);
+		CHECK_EQ(slimfs_allowlist_add_text(al, text, len, "profile", NULL), 0);
+		CHECK_EQ(slimfs_allowlist_count(al), 0);
+		slimfs_allowlist_free(al);
+		CHECK_EQ(slimfs_profile_parse_chunks(text, len, "profile", &ids, &n), 0);
+		CHECK_EQ(n, 1);
+		free(ids);
+		CHECK_EQ(slimfs_profile_parse_paths(text, len, &paths, &n), 0);
+		CHECK_EQ(n, 0);
+		slimfs_profile_paths_free(paths, n);
+	}
+	free(text);
+	slimfs_profile_free(p);
+	p = NULL;
+
+	/* a version 1 trace adds no range; read-ahead settings that differ are "mixed" */
+	slimfs_tracefile_free(t[0]);
+	slimfs_tracefile_free(t[1]);
+	p = merge_two(HDR "P\t1\t/x\n", HDR2 "R\t1\t4095\t2\t8193\t/x\n", t);
+	CHECK(p && p->kernel_readahead == -2 && p->nspans == 1);
+	CHECK(p && p->nspans == 1 && p->spans[0].off == 0 && p->spans[0].len == 8192);
 out:
 	slimfs_profile_free(p);
 	slimfs_tracefile_free(t[0]);
@@ -685,8 +871,11 @@ static void test_build(void)
 int main(void)
 {
 	test_parse();
+	test_parse_v2();
+	test_trace_escape();
 	test_bad_lines();
 	test_merge();
+	test_merge_ranges();
 	test_escape();
 	test_chunks_and_files();
 	test_build();
