@@ -4,9 +4,12 @@
  *
  *   1. walk: DFS pre-order from the root, children sorted by name; inode ids
  *      at first encounter (root 0), dirents of a directory contiguous.
- *   2. data: worker threads prepare regular files in parallel, a window
- *      ahead of the calling thread: a large file is read, cut by the
- *      content-defined chunker within each data segment (holes skipped),
+ *   2. data: first the calling thread packs the hot byte ranges a profile
+ *      names in large files ("#@range"), in profile order, into packs of
+ *      their own. Then worker threads prepare regular files in parallel, a
+ *      window ahead of the calling thread: a large file is read, cut by the
+ *      content-defined chunker within each data segment (holes skipped) and,
+ *      when it has hot ranges, within each gap between them,
  *      each chunk named by XXH3-128 and, the first time its id is seen,
  *      compressed (one ZSTD_CCtx per worker) and digested (SHA-256) right
  *      there, so identical chunks are compressed once; a small file is read
@@ -19,7 +22,8 @@
  *      offset reserved by one atomic add, written with no lock held); a
  *      chunk keeps only (spill offset, csize), so memory does not grow
  *      with the image: buffers, queues and per-chunk records only.
- *   3. order: profiled packs, then the profile's chunk ids, then by first
+ *   3. order: hot packs, profiled packs, then the profile's chunk ids (but
+ *      for the cold parts of files with hot ranges), then by first
  *      reference in id order.
  *   4. index: superblock and sections laid out in memory, checksummed,
  *      written at 0, then the frames in the final order copied from the
