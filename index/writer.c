@@ -1327,38 +1327,23 @@ static int hot_pieces(struct writer *w, struct hotpiece **out, size_t *n)
 	return 0;
 }
 
-/* Calling thread: the file's bytes [off, + len), holes as zeros. */
-static int read_span(const struct winode *wi, int fd, uint64_t off, size_t len, uint8_t *dst)
-{
-	const struct slimfs_tcontent *d = &wi->ti->data;
-	int r;
-
-	memset(dst, 0, len);
-	for (uint32_t i = 0; i < d->nseg; i++) {
-		const struct slimfs_tseg *s = &d->seg[i];
-		uint64_t a = MAX(off, s->file_off), b = MIN(off + len, s->file_off + s->len);
-
-		if (a >= b)
-			continue;
-		r = slimfs_pread_all(fd, dst + (a - off), (size_t)(b - a),
-				     s->src_off + (a - s->file_off));
-		if (r < 0)
-			return read_error(wi, r);
-	}
-	return 0;
-}
-
 static void close_content(const struct winode *wi, int fd)
 {
 	if (fd >= 0 && !wi->ti->data.from_spool)
 		close(fd);
 }
 
-/* Calling thread: appends one hot piece to the hot packs (split where one is full). */
-static int pack_piece(struct writer *w, const struct hotpiece *p, int fd)
+/*
+ * Calling thread: appends the part of a hot piece within data segment s to
+ * the hot packs (split where one is full; holes stay holes).
+ */
+static int pack_piece(struct writer *w, const struct hotpiece *p, const struct slimfs_tseg *s,
+		      int fd)
 {
 	const struct winode *wi = &w->ino[p->ino];
-	uint64_t off = p->off, left = p->len;
+	uint64_t off = MAX(p->off, s->file_off);
+	uint64_t end = MIN(p->off + p->len, s->file_off + s->len);
+	uint64_t left = end > off ? end - off : 0;
 	int r;
 
 	while (left) {
@@ -1373,9 +1358,10 @@ static int pack_piece(struct writer *w, const struct hotpiece *p, int fd)
 		r = pack_reserve(w);
 		if (r < 0)
 			return r;
-		r = read_span(wi, fd, off, k, w->pack + w->pack_len);
+		r = slimfs_pread_all(fd, w->pack + w->pack_len, k,
+				     s->src_off + (off - s->file_off));
 		if (r < 0)
-			return r;
+			return read_error(wi, r);
 		if (w->nhot >= UINT32_MAX - 1)
 			return too_many("hot extents");
 		r = grow((void **)&w->hot, &w->hot_cap, w->nhot + 1, sizeof(*w->hot));
@@ -1393,7 +1379,8 @@ static int pack_piece(struct writer *w, const struct hotpiece *p, int fd)
 
 /*
  * Calling thread, before any file is prepared: the hot ranges of large
- * files packed in profile order into packs of hot_max bytes (w->hpacks),
+ * files (their data segments: holes stay holes) packed in profile order
+ * into packs of hot_max bytes (w->hpacks),
  * and each such file's packed extents sorted for its preparation.
  */
 static int pack_hot_ranges(struct writer *w)
@@ -1420,7 +1407,8 @@ static int pack_hot_ranges(struct writer *w)
 			if (r < 0)
 				break;
 		}
-		r = pack_piece(w, &v[i], fd);
+		for (uint32_t k = 0; r == 0 && k < w->ino[cur].ti->data.nseg; k++)
+			r = pack_piece(w, &v[i], &w->ino[cur].ti->data.seg[k], fd);
 	}
 	if (cur != UINT32_MAX)
 		close_content(&w->ino[cur], fd);
