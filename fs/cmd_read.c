@@ -378,6 +378,7 @@ struct image_stats {
 	uint64_t types[T_COUNT];
 	uint64_t files, file_bytes, hardlinked;
 	uint64_t plain, comp, cmin, cmax;
+	uint64_t prefetch_plain, prefetch_comp; /* the PREFETCH chunks */
 	uint64_t extent_bytes;
 	struct view_stats views[SLIMFS_VIEWS_MAX + 1]; /* last: full */
 };
@@ -432,6 +433,18 @@ static int gather_stats(const struct slimfs_index *idx, struct image_stats *s)
 		s->comp += c.csize;
 		s->cmin = MIN(s->cmin, (uint64_t)c.usize);
 		s->cmax = MAX(s->cmax, (uint64_t)c.usize);
+	}
+	for (uint64_t i = 0; i < in->prefetch_count; i++) {
+		struct slimfs_chunk c;
+		uint32_t ci;
+
+		r = slimfs_index_prefetch(idx, i, &ci);
+		if (r == 0)
+			r = slimfs_index_chunk(idx, ci, &c);
+		if (r < 0)
+			return r;
+		s->prefetch_plain += c.usize;
+		s->prefetch_comp += c.csize;
 	}
 	return 0;
 }
@@ -560,6 +573,8 @@ static int inspect_json(struct slimfs_image *img, const struct image_stats *s)
 	json_object_set_new(o, "default_view",
 			    json_string(view_label(idx, in->default_view, vb, sizeof(vb))));
 	json_object_set_new(o, "prefetch", jint(in->prefetch_count));
+	json_object_set_new(o, "prefetch_bytes", jint(s->prefetch_comp));
+	json_object_set_new(o, "prefetch_plain_bytes", jint(s->prefetch_plain));
 	cfg = config_summary(in);
 	json_object_set_new(o, "config", cfg ? cfg : json_null());
 	r = json_dumpf(o, stdout, JSON_INDENT(2) | JSON_ENSURE_ASCII);
@@ -649,7 +664,9 @@ static int inspect_text(struct slimfs_image *img, const struct image_stats *s)
 		       vs->files, slimfs_fmt_bytes(vs->bytes, b1, sizeof(b1)),
 		       def ? " (default)" : "");
 	}
-	printf("prefetch:    %" PRIu64 " chunks\n", in->prefetch_count);
+	printf("prefetch:    %" PRIu64 " chunks, %s (%s plain)\n", in->prefetch_count,
+	       slimfs_fmt_bytes(s->prefetch_comp, b1, sizeof(b1)),
+	       slimfs_fmt_bytes(s->prefetch_plain, b2, sizeof(b2)));
 	cfg = config_summary(in);
 	if (cfg) {
 		json_t *env = json_object_get(cfg, "env");

@@ -50,6 +50,8 @@ int slimfs_build(const struct slimfs_build_opts *o, const char *const *sources, 
 	uint8_t *prefetch = NULL;
 	char **ppaths = NULL;
 	size_t nppaths = 0;
+	struct slimfs_profile_range *ranges = NULL;
+	size_t nranges = 0;
 	char *config = NULL;
 	size_t config_len = 0;
 	uint64_t t0;
@@ -66,15 +68,21 @@ int slimfs_build(const struct slimfs_build_opts *o, const char *const *sources, 
 		r = slimfs_profile_read_chunks(o->profile, &prefetch, &wa.nprefetch);
 		if (r < 0)
 			return r;
-		if (!wa.nprefetch)
-			log_warn("profile '%s' has no '#@chunk' lines: no prefetch order",
-				 o->profile);
 		wa.prefetch_ids = prefetch;
 		r = slimfs_profile_read_paths(o->profile, &ppaths, &nppaths);
 		if (r < 0)
 			goto out;
 		wa.profile_paths = (const char *const *)ppaths;
 		wa.nprofile_paths = nppaths;
+		r = slimfs_profile_read_ranges(o->profile, &ranges, &nranges);
+		if (r < 0)
+			goto out;
+		wa.hot_ranges = ranges;
+		wa.nhot_ranges = nranges;
+		if (!wa.nprefetch && !nranges)
+			log_warn("profile '%s' has no '#@chunk' or '#@range' lines: no prefetch "
+				 "order",
+				 o->profile);
 	}
 	r = slimfs_tree_new(&t);
 	if (r < 0)
@@ -98,6 +106,7 @@ int slimfs_build(const struct slimfs_build_opts *o, const char *const *sources, 
 out:
 	free(prefetch);
 	slimfs_profile_paths_free(ppaths, nppaths);
+	slimfs_profile_ranges_free(ranges, nranges);
 	free(config);
 	slimfs_tree_free(t);
 	return r;

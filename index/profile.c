@@ -1076,27 +1076,49 @@ static int dedup_ids(uint8_t *ids, size_t n, size_t *out)
 	return 0;
 }
 
+/*
+ * The next "#@TAG" comment line of text from *pos on (the tag followed by
+ * a blank or the end of the line; "#@TAGx" is no such line): *arg and
+ * *arglen are what follows the tag and its one separator, without a
+ * trailing '\r'; *line counts lines. false at the end of the text.
+ */
+static bool next_tag_line(const char *text, size_t len, size_t *pos, unsigned *line,
+			  const char *tag, const char **arg, size_t *arglen, char *sep)
+{
+	size_t tl = strlen(tag);
+
+	while (*pos < len) {
+		const char *s = text + *pos, *e = memchr(s, '\n', len - *pos);
+		size_t k = e ? (size_t)(e - s) : len - *pos;
+
+		++*line;
+		*pos += k + 1;
+		if (k && s[k - 1] == '\r')
+			k--;
+		if (k < tl || memcmp(s, tag, tl) != 0 || (k > tl && s[tl] != ' ' && s[tl] != '\t'))
+			continue;
+		*sep = k > tl ? s[tl] : 0;
+		*arg = s + MIN(k, tl + 1);
+		*arglen = k - MIN(k, tl + 1);
+		return true;
+	}
+	return false;
+}
+
 int slimfs_profile_parse_chunks(const char *text, size_t len, const char *origin, uint8_t **ids,
 				size_t *n)
 {
-	static const char tag[] = "#@chunk";
-	const size_t tl = sizeof(tag) - 1;
 	_cleanup_free_ uint8_t *v = NULL;
-	size_t cap = 0, cnt = 0, i = 0;
+	size_t cap = 0, cnt = 0, pos = 0, k, a, b;
 	unsigned line = 0;
+	const char *s;
+	char sep;
 	int r;
 
-	while (i < len) {
-		const char *s = text + i, *e = memchr(s, '\n', len - i);
-		size_t k = e ? (size_t)(e - s) : len - i, a, b;
-
-		line++;
-		i += k + 1;
-		if (k < tl || memcmp(s, tag, tl) != 0 || (k > tl && s[tl] != ' ' && s[tl] != '\t'))
-			continue;
-		for (a = tl; a < k && (s[a] == ' ' || s[a] == '\t'); a++)
+	while (next_tag_line(text, len, &pos, &line, "#@chunk", &s, &k, &sep)) {
+		for (a = 0; a < k && (s[a] == ' ' || s[a] == '\t'); a++)
 			;
-		for (b = k; b > a && (s[b - 1] == ' ' || s[b - 1] == '\t' || s[b - 1] == '\r');)
+		for (b = k; b > a && (s[b - 1] == ' ' || s[b - 1] == '\t');)
 			b--;
 		if (cnt == cap) {
 			size_t c = cap ? cap * 2 : 1024;
@@ -1133,6 +1155,82 @@ int slimfs_profile_read_chunks(const char *path, uint8_t **ids, size_t *n)
 	if (r < 0)
 		return r;
 	return slimfs_profile_parse_chunks(buf, len, path, ids, n);
+}
+
+/* ---- reading a profile's byte ranges ---- */
+
+void slimfs_profile_ranges_free(struct slimfs_profile_range *v, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(v[i].path);
+	free(v);
+}
+
+int slimfs_profile_parse_ranges(const char *text, size_t len, const char *origin,
+				struct slimfs_profile_range **out, size_t *n)
+{
+	struct slimfs_profile_range *v = NULL;
+	size_t cap = 0, cnt = 0, pos = 0, k;
+	unsigned line = 0;
+	const char *s;
+	char sep;
+	int r = 0;
+
+	while (next_tag_line(text, len, &pos, &line, "#@range", &s, &k, &sep)) {
+		const char *f[3], *why = "expected '#@range', offset, length and path, "
+					 "TAB-separated";
+		size_t flen[3];
+		uint64_t off, rlen;
+		char *path = NULL;
+
+		if (sep != '\t' || split_tabs(s, k, f, flen, 3) != 3)
+			goto bad;
+		why = "offset and length must be decimal numbers, the range within 2^64";
+		if (!parse_u64(f[0], flen[0], &off) || !parse_u64(f[1], flen[1], &rlen) ||
+		    rlen > UINT64_MAX - off)
+			goto bad;
+		why = "the path must be absolute";
+		if (!flen[2] || f[2][0] != '/')
+			goto bad;
+		r = slimfs_tracefile_unescape(f[2], flen[2], &path, &why);
+		if (r == -ENOMEM)
+			goto fail;
+		if (r < 0)
+			goto bad;
+		if (cnt == cap) {
+			size_t c = cap ? cap * 2 : 256;
+			struct slimfs_profile_range *nv = realloc(v, c * sizeof(*nv));
+
+			if (!nv) {
+				free(path);
+				r = -ENOMEM;
+				goto fail;
+			}
+			v = nv;
+			cap = c;
+		}
+		v[cnt++] = (struct slimfs_profile_range){path, off, rlen};
+		continue;
+bad:
+		log_error("%s:%u: bad '#@range' line: %s", origin, line, why);
+		r = -EINVAL;
+		goto fail;
+	}
+	*out = v;
+	*n = cnt;
+	return 0;
+fail:
+	slimfs_profile_ranges_free(v, cnt);
+	return r;
+}
+
+int slimfs_profile_read_ranges(const char *path, struct slimfs_profile_range **out, size_t *n)
+{
+	_cleanup_free_ char *buf = NULL;
+	size_t len = 0;
+	int r = read_file(path, "profile", PROFILE_FILE_MAX, &buf, &len);
+
+	return r < 0 ? r : slimfs_profile_parse_ranges(buf, len, path, out, n);
 }
 
 /* ---- reading a profile's paths ---- */

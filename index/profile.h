@@ -179,6 +179,26 @@ int slimfs_profile_parse_chunks(const char *text, size_t len, const char *origin
 int slimfs_profile_read_chunks(const char *path, uint8_t **ids, size_t *n);
 
 /*
+ * A byte range of a file that a profiled run read: "#@range<TAB>offset<TAB>
+ * length<TAB>path" lines (path absolute and escaped as in traces).
+ */
+struct slimfs_profile_range {
+	char *path; /* owned, unescaped */
+	uint64_t off, len;
+};
+
+/*
+ * The "#@range" lines of a profile, in file order (repeats kept; everything
+ * else is ignored). *out is malloc'd (slimfs_profile_ranges_free()), NULL
+ * when there is none. A malformed "#@range" line is -EINVAL, logged with
+ * origin:line.
+ */
+int slimfs_profile_parse_ranges(const char *text, size_t len, const char *origin,
+				struct slimfs_profile_range **out, size_t *n);
+int slimfs_profile_read_ranges(const char *path, struct slimfs_profile_range **out, size_t *n);
+void slimfs_profile_ranges_free(struct slimfs_profile_range *v, size_t n);
+
+/*
  * The literal paths of a profile's path lines, in file order (repeats kept):
  * absolute ("/usr/bin/x"), unescaped (the newline class back to '\n').
  * Comments, blank lines, directives, negated lines and lines that are real

@@ -151,6 +151,7 @@ int slimfs_ingest_dir(struct slimfs_tree *t, const char *dir);
  * the data, in order.
  */
 struct slimfs_build_stats;
+struct slimfs_profile_range;
 struct slimfs_write_args {
 	const struct slimfs_build_opts *o;
 	const char *config;
@@ -166,6 +167,12 @@ struct slimfs_write_args {
 	 * way are followed; paths that are no regular file are ignored) */
 	const char *const *profile_paths;
 	size_t nprofile_paths;
+	/* byte ranges a profiled run read, first access first: the ranges of
+	 * large files are packed first, apart, and prefetched; the rest of
+	 * such a file is chunked around them (paths resolved as above; ranges
+	 * clipped to the file; small files are left to profile_paths) */
+	const struct slimfs_profile_range *hot_ranges;
+	size_t nhot_ranges;
 };
 int slimfs_write_image(struct slimfs_tree *t, const struct slimfs_write_args *a, int out_fd,
 		       struct slimfs_build_stats *stats);

@@ -4,9 +4,12 @@
  *
  *   1. walk: DFS pre-order from the root, children sorted by name; inode ids
  *      at first encounter (root 0), dirents of a directory contiguous.
- *   2. data: worker threads prepare regular files in parallel, a window
- *      ahead of the calling thread: a large file is read, cut by the
- *      content-defined chunker within each data segment (holes skipped),
+ *   2. data: first the calling thread packs the hot byte ranges a profile
+ *      names in large files ("#@range"), in profile order, into packs of
+ *      their own. Then worker threads prepare regular files in parallel, a
+ *      window ahead of the calling thread: a large file is read, cut by the
+ *      content-defined chunker within each data segment (holes skipped) and,
+ *      when it has hot ranges, within each gap between them,
  *      each chunk named by XXH3-128 and, the first time its id is seen,
  *      compressed (one ZSTD_CCtx per worker) and digested (SHA-256) right
  *      there, so identical chunks are compressed once; a small file is read
@@ -19,7 +22,8 @@
  *      offset reserved by one atomic add, written with no lock held); a
  *      chunk keeps only (spill offset, csize), so memory does not grow
  *      with the image: buffers, queues and per-chunk records only.
- *   3. order: profiled packs, then the profile's chunk ids, then by first
+ *   3. order: hot packs, profiled packs, then the profile's chunk ids (but
+ *      for the cold parts of files with hot ranges), then by first
  *      reference in id order.
  *   4. index: superblock and sections laid out in memory, checksummed,
  *      written at 0, then the frames in the final order copied from the
@@ -51,6 +55,7 @@
 #include "slimfs/format.h"
 #include "slimfs/util.h"
 #include "cdc.h"
+#include "profile.h"
 #include "tree.h"
 
 /* Buffer of the copy from the spill file when copy_file_range cannot. */
@@ -65,6 +70,14 @@
 /* Chunks queued for compression, in largest chunks per worker: beyond it a
  * worker compresses what it cuts itself. */
 #define COMPRESS_BACKLOG_PER_THREAD 4u
+/*
+ * Hot range packs hold this many average chunks (or the largest chunk). All
+ * are prefetched, so larger packs over-fetch nothing then and compress
+ * better: on the bookworm rootfs, the prefetch of W2 of bench/lazy.sh was
+ * 1.11, 1.10, 1.07 and 1.08 x Z with packs of 64, 128, 256 and 512 KiB, W1's
+ * 1.13 and 1.10 x Z with 64 and 256 KiB (128 KiB average chunks).
+ */
+#define HOT_PACK_CHUNKS 2u
 
 /* ---- chunks ---------------------------------------------------------- */
 
@@ -75,6 +88,9 @@ struct wchunk {
 	uint64_t spill_off;   /* its frame in the spill file; set by a worker */
 	struct wchunk *alias; /* same id as an earlier chunk (a repeated pack) */
 	uint32_t order;	      /* final index, UINT32_MAX = not yet placed */
+	bool hot;	      /* a pack of hot ranges */
+	bool cold_ranged;     /* holds cold bytes of a file with hot ranges */
+	bool other_ref;	      /* referenced by an extent of any other kind */
 };
 
 #define CHUNK_BLOCK 4096u
@@ -107,6 +123,11 @@ static struct wchunk *chunk_new(struct chunk_store *s)
 	c->order = UINT32_MAX;
 	s->n++;
 	return c;
+}
+
+static struct wchunk *real(struct wchunk *c)
+{
+	return c->alias ? c->alias : c;
 }
 
 static struct wchunk *chunk_at(const struct chunk_store *s, size_t i)
@@ -193,6 +214,9 @@ struct winode {
 	bool profiled;
 	struct wchunk *pchunk;
 	uint32_t poff;
+	/* large files with hot ranges: their packed extents, w->hot[hot_start,
+	 * + hot_count) in file order; the rest is chunked around them */
+	uint32_t hot_start, hot_count;
 };
 
 struct wdirent {
@@ -203,6 +227,18 @@ struct wextent {
 	uint64_t file_off;
 	struct wchunk *c;
 	uint32_t chunk_off, len;
+};
+
+/* A packed extent of a hot range, of inode ino. */
+struct hotext {
+	uint32_t ino;
+	struct wextent e;
+};
+
+/* Packs sealed in order, for the front of the data. */
+struct packlist {
+	struct wchunk **v;
+	size_t n, cap;
 };
 
 struct strent {
@@ -302,10 +338,18 @@ struct writer {
 	uint8_t *pack;
 	size_t pack_len;
 	struct wchunk *pack_chunk; /* reserved when the pack gets its first file */
-	bool packing_profiled;	   /* packs sealed now go to ppacks */
-	struct wchunk **ppacks;	   /* packs of profiled files, in order */
-	size_t nppacks, ppacks_cap;
+	struct packlist *seal_to;  /* packs sealed now are listed there */
+	struct packlist ppacks;	   /* packs of profiled files, in order */
 	size_t nprofiled, nprofile_found;
+
+	/* hot ranges: packed extents (sorted by inode, then offset, once all
+	 * are packed) and their packs in profile order */
+	struct hotext *hot;
+	size_t nhot, hot_cap;
+	struct packlist hpacks;
+	uint32_t hot_max; /* bytes per hot pack */
+	size_t nranges_used, nhot_files, ncold_skipped;
+	uint64_t hot_bytes;
 
 	struct pool pool;
 	struct spill spill;
@@ -761,17 +805,18 @@ static struct wchunk *new_chunk_locked(struct writer *w, int *err)
 static int seal_pack(struct writer *w)
 {
 	struct wchunk *c = w->pack_chunk;
+	struct packlist *l = w->seal_to;
 	struct hmap_ent *he;
 	int r = 0;
 
 	if (!c)
 		return 0;
 	w->pack_chunk = NULL;
-	if (w->packing_profiled) {
-		r = grow((void **)&w->ppacks, &w->ppacks_cap, w->nppacks + 1, sizeof(*w->ppacks));
+	if (l) {
+		r = grow((void **)&l->v, &l->cap, l->n + 1, sizeof(*l->v));
 		if (r < 0)
 			return r;
-		w->ppacks[w->nppacks++] = c;
+		l->v[l->n++] = c;
 	}
 	chunk_id(w->pack, w->pack_len, c->id);
 	c->usize = (uint32_t)w->pack_len;
@@ -789,6 +834,21 @@ static int seal_pack(struct writer *w)
 	r = pool_compress(&w->pool, c, w->pack, w->pack_len, true);
 	w->pack_len = 0;
 	return r;
+}
+
+/* The open pack's chunk, reserved when it gets its first bytes. */
+static int pack_reserve(struct writer *w)
+{
+	int r = -ENOMEM;
+
+	if (w->pack_chunk)
+		return 0;
+	if (!w->pack)
+		return -ENOMEM;
+	pthread_mutex_lock(&w->chunk_lock);
+	w->pack_chunk = new_chunk_locked(w, &r);
+	pthread_mutex_unlock(&w->chunk_lock);
+	return w->pack_chunk ? 0 : r;
 }
 
 static int open_content(struct writer *w, const struct winode *wi, int *fd)
@@ -916,50 +976,80 @@ static int fjob_add_extent(struct fjob *f, uint64_t file_off, struct wchunk *c, 
 	return 0;
 }
 
-/* Worker: a large file cut by the chunker within each data segment. */
+/* Worker: file bytes [file_off, + len) at src_off cut by the chunker. */
+static int chunk_span(struct writer *w, struct wctx *x, struct fjob *f, int fd, uint64_t file_off,
+		      uint64_t src_off, uint64_t len)
+{
+	uint64_t readpos = 0;
+	size_t filled = 0;
+	int r;
+
+	for (;;) {
+		size_t start = 0, cut;
+		bool eof;
+
+		while (filled < READ_WINDOW && readpos < len) {
+			size_t n = (size_t)MIN((uint64_t)(READ_WINDOW - filled), len - readpos);
+
+			r = slimfs_pread_all(fd, x->window + filled, n, src_off + readpos);
+			if (r < 0)
+				return read_error(f->wi, r);
+			filled += n;
+			readpos += n;
+		}
+		eof = readpos == len;
+		while ((cut = slimfs_cdc_cut(&w->cdc, x->window + start, filled - start, eof)) >
+		       0) {
+			struct wchunk *c;
+
+			r = intern_chunk(w, x, x->window + start, cut, &c);
+			if (r < 0)
+				return r;
+			r = fjob_add_extent(f, file_off, c, (uint32_t)cut);
+			if (r < 0)
+				return r;
+			start += cut;
+			file_off += cut;
+		}
+		memmove(x->window, x->window + start, filled - start);
+		filled -= start;
+		if (eof)
+			return 0;
+	}
+}
+
+/*
+ * Worker: a large file cut by the chunker within each data segment, and
+ * within each gap between its hot extents when it has any (a file without
+ * hot ranges is cut as it always was).
+ */
 static int prepare_large(struct writer *w, struct wctx *x, struct fjob *f, int fd)
 {
 	const struct slimfs_tcontent *d = &f->wi->ti->data;
+	const struct hotext *hot = w->hot + f->wi->hot_start;
+	uint32_t nhot = f->wi->hot_count, h = 0;
 	int r;
 
 	for (uint32_t i = 0; i < d->nseg; i++) {
 		const struct slimfs_tseg *s = &d->seg[i];
-		uint64_t readpos = 0, file_off = s->file_off;
-		size_t filled = 0;
+		uint64_t pos = s->file_off, end = s->file_off + s->len;
 
-		for (;;) {
-			size_t start = 0, cut;
-			bool eof;
+		while (pos < end) {
+			uint64_t stop = end;
 
-			while (filled < READ_WINDOW && readpos < s->len) {
-				size_t n = (size_t)MIN((uint64_t)(READ_WINDOW - filled),
-						       s->len - readpos);
-
-				r = slimfs_pread_all(fd, x->window + filled, n,
-						     s->src_off + readpos);
-				if (r < 0)
-					return read_error(f->wi, r);
-				filled += n;
-				readpos += n;
+			while (h < nhot && hot[h].e.file_off + hot[h].e.len <= pos)
+				h++;
+			if (h < nhot && hot[h].e.file_off <= pos) {
+				pos = MIN(end, hot[h].e.file_off + hot[h].e.len);
+				continue;
 			}
-			eof = readpos == s->len;
-			while ((cut = slimfs_cdc_cut(&w->cdc, x->window + start, filled - start,
-						     eof)) > 0) {
-				struct wchunk *c;
-
-				r = intern_chunk(w, x, x->window + start, cut, &c);
-				if (r < 0)
-					return r;
-				r = fjob_add_extent(f, file_off, c, (uint32_t)cut);
-				if (r < 0)
-					return r;
-				start += cut;
-				file_off += cut;
-			}
-			memmove(x->window, x->window + start, filled - start);
-			filled -= start;
-			if (eof)
-				break;
+			if (h < nhot)
+				stop = MIN(end, hot[h].e.file_off);
+			r = chunk_span(w, x, f, fd, pos, s->src_off + (pos - s->file_off),
+				       stop - pos);
+			if (r < 0)
+				return r;
+			pos = stop;
 		}
 	}
 	return 0;
@@ -1013,16 +1103,9 @@ static int place_small(struct writer *w, struct fjob *f, struct wchunk **pc, uin
 		if (r < 0)
 			return r;
 	}
-	if (!w->pack_chunk) {
-		r = -ENOMEM;
-		pthread_mutex_lock(&w->chunk_lock);
-		w->pack_chunk = new_chunk_locked(w, &r);
-		pthread_mutex_unlock(&w->chunk_lock);
-		if (!w->pack_chunk)
-			return r;
-	}
-	if (!w->pack)
-		return -ENOMEM;
+	r = pack_reserve(w);
+	if (r < 0)
+		return r;
 	memcpy(w->pack + w->pack_len, f->buf, size);
 	r = hmap_add(&w->small, f->key, w->pack_chunk, (uint32_t)w->pack_len);
 	if (r < 0)
@@ -1154,6 +1237,200 @@ static int file_sequence(struct writer *w, struct winode ***out, size_t *n, size
 	return 0;
 }
 
+/* ---- hot ranges ---- */
+
+/* A profile range of a large file, clipped; seq is its place in the profile. */
+struct hotpiece {
+	uint32_t ino;
+	size_t seq;
+	uint64_t off, len;
+};
+
+static int cmp_u64(uint64_t a, uint64_t b)
+{
+	return a < b ? -1 : a > b;
+}
+
+static int cmp_piece_file(const void *x, const void *y)
+{
+	const struct hotpiece *a = x, *b = y;
+
+	return a->ino != b->ino	  ? cmp_u64(a->ino, b->ino)
+	       : a->off != b->off ? cmp_u64(a->off, b->off)
+				  : cmp_u64(a->seq, b->seq);
+}
+
+static int cmp_piece_seq(const void *x, const void *y)
+{
+	return cmp_u64(((const struct hotpiece *)x)->seq, ((const struct hotpiece *)y)->seq);
+}
+
+static int cmp_hotext(const void *x, const void *y)
+{
+	const struct hotext *a = x, *b = y;
+
+	return a->ino != b->ino ? cmp_u64(a->ino, b->ino) : cmp_u64(a->e.file_off, b->e.file_off);
+}
+
+/*
+ * The profile's ranges that lie in large files of this image, in profile
+ * order: clipped to the file, and to what the ranges before them in the
+ * file left (the profile's ranges of one path do not overlap, but two
+ * paths may name one file).
+ */
+static int hot_pieces(struct writer *w, struct hotpiece **out, size_t *n)
+{
+	_cleanup_free_ struct hotpiece *v = NULL;
+	struct slimfs_tinode *ti = NULL;
+	const char *last_path = NULL;
+	size_t cap = 0, cnt = 0, m = 0;
+	uint64_t end = 0;
+	int r;
+
+	for (size_t i = 0; i < w->a->nhot_ranges; i++) {
+		const struct slimfs_profile_range *pr = &w->a->hot_ranges[i];
+
+		if (!pr->path)
+			continue;
+		if (!last_path || strcmp(last_path, pr->path) != 0)
+			ti = resolve_profile_path(w->t, pr->path);
+		last_path = pr->path;
+		if (!ti || !assigned(w, ti) || !has_data(ti) || ti->data.size <= w->small_max ||
+		    pr->off >= ti->data.size || !pr->len)
+			continue;
+		r = grow((void **)&v, &cap, cnt + 1, sizeof(*v));
+		if (r < 0)
+			return r;
+		v[cnt++] = (struct hotpiece){ti->id, i, pr->off,
+					     MIN(pr->len, ti->data.size - pr->off)};
+	}
+	if (cnt)
+		qsort(v, cnt, sizeof(*v), cmp_piece_file);
+	for (size_t i = 0; i < cnt; i++) {
+		struct hotpiece p = v[i];
+
+		if (i == 0 || p.ino != v[i - 1].ino)
+			end = 0;
+		if (p.off + p.len <= end)
+			continue;
+		if (p.off < end) {
+			p.len -= end - p.off;
+			p.off = end;
+		}
+		end = p.off + p.len;
+		v[m++] = p;
+	}
+	if (m)
+		qsort(v, m, sizeof(*v), cmp_piece_seq);
+	*out = steal_ptr(&v);
+	*n = m;
+	return 0;
+}
+
+static void close_content(const struct winode *wi, int fd)
+{
+	if (fd >= 0 && !wi->ti->data.from_spool)
+		close(fd);
+}
+
+/*
+ * Calling thread: appends the part of a hot piece within data segment s to
+ * the hot packs (split where one is full; holes stay holes).
+ */
+static int pack_piece(struct writer *w, const struct hotpiece *p, const struct slimfs_tseg *s,
+		      int fd)
+{
+	const struct winode *wi = &w->ino[p->ino];
+	uint64_t off = MAX(p->off, s->file_off);
+	uint64_t end = MIN(p->off + p->len, s->file_off + s->len);
+	uint64_t left = end > off ? end - off : 0;
+	int r;
+
+	while (left) {
+		size_t k = (size_t)MIN((uint64_t)(w->hot_max - w->pack_len), left);
+
+		if (!k) {
+			r = seal_pack(w);
+			if (r < 0)
+				return r;
+			continue;
+		}
+		r = pack_reserve(w);
+		if (r < 0)
+			return r;
+		r = slimfs_pread_all(fd, w->pack + w->pack_len, k,
+				     s->src_off + (off - s->file_off));
+		if (r < 0)
+			return read_error(wi, r);
+		if (w->nhot >= UINT32_MAX - 1)
+			return too_many("hot extents");
+		r = grow((void **)&w->hot, &w->hot_cap, w->nhot + 1, sizeof(*w->hot));
+		if (r < 0)
+			return r;
+		w->hot[w->nhot++] = (struct hotext){
+			p->ino, {off, w->pack_chunk, (uint32_t)w->pack_len, (uint32_t)k}};
+		w->pack_len += k;
+		w->hot_bytes += k;
+		off += k;
+		left -= k;
+	}
+	return 0;
+}
+
+/*
+ * Calling thread, before any file is prepared: the hot ranges of large
+ * files (their data segments: holes stay holes) packed in profile order
+ * into packs of hot_max bytes (w->hpacks),
+ * and each such file's packed extents sorted for its preparation.
+ */
+static int pack_hot_ranges(struct writer *w)
+{
+	_cleanup_free_ struct hotpiece *v = NULL;
+	uint32_t cur = UINT32_MAX;
+	size_t n = 0;
+	int fd = -1, r;
+
+	r = hot_pieces(w, &v, &n);
+	if (r < 0 || !n)
+		return r;
+	w->nranges_used = n;
+	w->seal_to = &w->hpacks;
+	for (size_t i = 0; i < n && r == 0; i++) {
+		if (v[i].ino != cur) {
+			if (cur != UINT32_MAX)
+				close_content(&w->ino[cur], fd);
+			fd = -1;
+			cur = v[i].ino;
+			r = check_segments(&w->ino[cur]);
+			if (r == 0)
+				r = open_content(w, &w->ino[cur], &fd);
+			if (r < 0)
+				break;
+		}
+		for (uint32_t k = 0; r == 0 && k < w->ino[cur].ti->data.nseg; k++)
+			r = pack_piece(w, &v[i], &w->ino[cur].ti->data.seg[k], fd);
+	}
+	if (cur != UINT32_MAX)
+		close_content(&w->ino[cur], fd);
+	if (r == 0)
+		r = seal_pack(w);
+	w->seal_to = NULL;
+	if (r < 0)
+		return r;
+	for (size_t i = 0; i < w->hpacks.n; i++)
+		real(w->hpacks.v[i])->hot = true;
+	qsort(w->hot, w->nhot, sizeof(*w->hot), cmp_hotext);
+	for (size_t i = 0; i < w->nhot; i++) {
+		struct winode *wi = &w->ino[w->hot[i].ino];
+
+		if (!wi->hot_count++) {
+			wi->hot_start = (uint32_t)i;
+			w->nhot_files++;
+		}
+	}
+	return 0;
+}
+
 /* A window of file jobs ahead of the calling thread. */
 struct fwindow {
 	struct winode **seq;
@@ -1202,8 +1479,13 @@ static int write_data(struct writer *w)
 	}
 	w->nprofiled = nprof;
 
+	/* 0. hot ranges of large files, in profile order, in packs of their own */
+	r = pack_hot_ranges(w);
+	if (r < 0)
+		goto out;
+
 	/* 1. profiled small files, in profile order, in packs of their own */
-	w->packing_profiled = true;
+	w->seal_to = &w->ppacks;
 	for (size_t i = 0; i < nprof; i++) {
 		struct fjob *f;
 
@@ -1219,7 +1501,7 @@ static int write_data(struct writer *w)
 	r = seal_pack(w);
 	if (r < 0)
 		goto out;
-	w->packing_profiled = false;
+	w->seal_to = NULL;
 
 	/* 2. extents in inode id order, every other file prepared in turn */
 	for (size_t id = 0; id < w->nino; id++) {
@@ -1255,9 +1537,18 @@ static int write_data(struct writer *w)
 			if (r == 0)
 				r = add_extent(w, 0, pc, poff, (uint32_t)wi->ti->data.size);
 		} else {
-			for (size_t k = 0; k < f->next && r == 0; k++)
-				r = add_extent(w, f->ext[k].file_off, f->ext[k].c, 0,
-					       f->ext[k].len);
+			/* the chunker's extents and the packed hot ones, by offset */
+			const struct hotext *hot = w->hot + wi->hot_start;
+			size_t k = 0, h = 0;
+
+			while (r == 0 && (k < f->next || h < wi->hot_count)) {
+				bool take_hot =
+					h < wi->hot_count &&
+					(k == f->next || hot[h].e.file_off < f->ext[k].file_off);
+				const struct wextent *e = take_hot ? &hot[h++].e : &f->ext[k++];
+
+				r = add_extent(w, e->file_off, e->c, e->chunk_off, e->len);
+			}
 		}
 		if (r < 0)
 			goto out;
@@ -1284,11 +1575,6 @@ out:
 
 /* ---- 3. chunk order -------------------------------------------------- */
 
-static struct wchunk *real(struct wchunk *c)
-{
-	return c->alias ? c->alias : c;
-}
-
 static void place(struct wchunk *c, struct wchunk **order, size_t *n)
 {
 	c = real(c);
@@ -1299,9 +1585,35 @@ static void place(struct wchunk *c, struct wchunk **order, size_t *n)
 }
 
 /*
- * Data order: (1) the packs of profiled small files, in profile order;
- * (2) the profile's chunk ids that exist here, in order; (3) every other
- * chunk in the order of its first reference. PREFETCH is (1) + (2).
+ * Marks the chunks that hold cold bytes of files with hot ranges, and those
+ * that other extents (other files, or a cold part another file shares) use.
+ */
+static void mark_cold_chunks(struct writer *w)
+{
+	if (!w->nhot)
+		return;
+	for (size_t id = 0; id < w->nino; id++) {
+		const struct winode *wi = &w->ino[id];
+
+		for (uint32_t k = 0; k < wi->ext_count; k++) {
+			struct wchunk *c = real(w->ext[wi->ext_start + k].c);
+
+			if (c->hot)
+				continue;
+			if (wi->hot_count)
+				c->cold_ranged = true;
+			else
+				c->other_ref = true;
+		}
+	}
+}
+
+/*
+ * Data order: (0) the packs of hot ranges, in profile order; (1) the packs
+ * of profiled small files, in profile order; (2) the profile's chunk ids
+ * that exist here, in order, but for chunks that only files with hot ranges
+ * use (the ranges tell what of them was read); (3) every other chunk in the
+ * order of its first reference. PREFETCH is (0) + (1) + (2).
  */
 static int order_chunks(struct writer *w, struct wchunk ***order_out, size_t *nprefetch_out)
 {
@@ -1314,14 +1626,22 @@ static int order_chunks(struct writer *w, struct wchunk ***order_out, size_t *np
 	order = calloc(nunique ? nunique : 1, sizeof(*order));
 	if (!order)
 		return -ENOMEM;
-	for (size_t i = 0; i < w->nppacks; i++)
-		place(w->ppacks[i], order, &n);
+	mark_cold_chunks(w);
+	for (size_t i = 0; i < w->hpacks.n; i++)
+		place(w->hpacks.v[i], order, &n);
+	for (size_t i = 0; i < w->ppacks.n; i++)
+		place(w->ppacks.v[i], order, &n);
 	for (size_t i = 0; i < w->a->nprefetch; i++) {
 		struct hmap_ent *he = hmap_find(&w->by_id, w->a->prefetch_ids + 16 * i);
 
 		if (!he)
 			continue;
 		found++;
+		/* the hot ranges say which bytes of such a file were read */
+		if (real(he->c)->cold_ranged && !real(he->c)->other_ref) {
+			w->ncold_skipped++;
+			continue;
+		}
 		place(he->c, order, &n);
 	}
 	np = n;
@@ -1333,10 +1653,19 @@ static int order_chunks(struct writer *w, struct wchunk ***order_out, size_t *np
 		log_error("internal error: %zu chunks placed, %zu expected", n, nunique);
 		return -EUCLEAN;
 	}
+	if (w->a->nhot_ranges) {
+		char hb[32];
+
+		log_info("profile: %zu of %zu ranges in %zu large files packed first: %s in %zu "
+			 "chunks; %zu chunk ids of their cold parts not prefetched",
+			 w->nranges_used, w->a->nhot_ranges, w->nhot_files,
+			 slimfs_fmt_bytes(w->hot_bytes, hb, sizeof(hb)), w->hpacks.n,
+			 w->ncold_skipped);
+	}
 	if (w->a->nprofile_paths || w->a->nprefetch)
 		log_info("profile: %zu of %zu paths found, %zu small files packed first in %zu "
 			 "chunks, %zu of %zu chunk ids found; %zu chunks prefetched",
-			 w->nprofile_found, w->a->nprofile_paths, w->nprofiled, w->nppacks, found,
+			 w->nprofile_found, w->a->nprofile_paths, w->nprofiled, w->ppacks.n, found,
 			 w->a->nprefetch, np);
 	if (w->a->nprofile_paths && w->nprofile_found * 2 < w->a->nprofile_paths)
 		log_warn("profile: only %zu of its %zu paths are in this image: was it recorded "
@@ -1841,7 +2170,9 @@ static void writer_free(struct writer *w)
 	free(w->by_id.e);
 	free(w->small.e);
 	free(w->pack);
-	free(w->ppacks);
+	free(w->ppacks.v);
+	free(w->hpacks.v);
+	free(w->hot);
 	if (w->spill.fd >= 0)
 		close(w->spill.fd);
 	free(w->str.buf);
@@ -1925,6 +2256,8 @@ int slimfs_write_image(struct slimfs_tree *t, const struct slimfs_write_args *a,
 	w.small_max = MIN(w.o->small_file_max, w.chunk_max);
 	slimfs_cdc_init(&w.cdc, MIN(w.o->cdc_min, w.chunk_max), MIN(w.o->cdc_avg, w.chunk_max),
 			w.chunk_max);
+	w.hot_max = HOT_PACK_CHUNKS * w.cdc.avg > w.chunk_max ? w.chunk_max
+							      : HOT_PACK_CHUNKS * w.cdc.avg;
 	pthread_mutex_init(&w.chunk_lock, NULL);
 	w.pack = malloc(w.chunk_max);
 	if (!w.pack) {

@@ -47,6 +47,23 @@ cmp "$TMP/tar.img" "$TMP/tar2.img" || die "two builds of the same tar differ"
 rm -f "$TMP/tar2.img"
 check_extract "$TMP/tar.img" tar
 
+# (b') The same tar with a profile whose "#@range" lines pack byte ranges of
+# large and sparse files first: the same image at -j 1 and 4, the same tree,
+# holes still holes.
+{
+	printf '#@range\t%d\t%d\t%s\n' 1048576 524288 /files/3m-random 0 1048576 /sparse/holes \
+		0 2097152 /sparse/big-5g 4294967296 1048576 /sparse/big-5g 0 4096 /files/3m-text
+} >"$TMP/ranges.profile"
+for j in 1 4; do
+	run "$SLIMFS" build -q -j $j --profile "$TMP/ranges.profile" -o "$TMP/ranges$j.img" \
+		"$TMP/src.tar"
+done
+cmp "$TMP/ranges1.img" "$TMP/ranges4.img" || die "with ranges, -j 1 and -j 4 images differ"
+cmp -s "$TMP/ranges1.img" "$TMP/tar.img" && die "the ranges changed nothing"
+rm -f "$TMP/ranges4.img"
+check_extract "$TMP/ranges1.img" tar-ranges
+rm -f "$TMP/ranges1.img"
+
 # (c) The same tar compressed with zstd and xz (and gzip): the same tree.
 zstd -q -T0 -c "$TMP/src.tar" >"$TMP/src.tar.zst"
 xz -T0 -c "$TMP/src.tar" >"$TMP/src.tar.xz"

@@ -68,6 +68,26 @@ no_leftovers "$TMP/spill" "spill dir after good builds"
 no_leftovers "$TMP/tmpdir" "TMPDIR after good builds"
 log "(a) -j 1, 2, 4 and three spill places: identical images"
 
+# (a') The same with a profile whose "#@range" lines pack byte ranges of the
+# large files first (the rest of them chunked around the ranges).
+prof=$TMP/ranges.profile
+{
+	printf '/data/f0001\n'
+	printf '#@range\t%d\t%d\t%s\n' 1052672 262144 /data/f0002 0 8192 /data/f0000 \
+		4096 409600 /data/f0001 3145728 1048576 /data/f0000 65536 4096 /data/f0002
+} >"$prof"
+for j in 1 2 4; do
+	run "$SLIMFS" build -q -j $j --profile "$prof" -o "$TMP/out/r$j.img" "$src"
+done
+cmp "$TMP/out/r1.img" "$TMP/out/r2.img" || die "with ranges, -j 1 and -j 2 images differ"
+cmp "$TMP/out/r1.img" "$TMP/out/r4.img" || die "with ranges, -j 1 and -j 4 images differ"
+cmp -s "$TMP/out/r1.img" "$TMP/out/j1.img" && die "the ranges changed nothing"
+run "$SLIMFS" verify "$TMP/out/r1.img"
+run "$SLIMFS" extract "$TMP/out/r1.img" "$TMP/x"
+compare_trees "$src" "$TMP/x"
+rm -rf "$TMP/x" "$TMP"/out/r?.img
+log "(a') with hot ranges: identical images at -j 1, 2, 4, the same tree"
+
 # (b) The spill file hits the file size limit after a few MiB of frames:
 # the build fails with a message, the older image stays as it was.
 cp "$TMP/out/j1.img" "$TMP/old.img"

@@ -6,7 +6,11 @@
 #   - rebuild with --profile P --view minimal=ALLOW, ALLOW being the profile
 #     plus @include runtime-base: the prefetch count is the profile's chunk
 #     count, and those chunks come first in the data, in the profile's order;
-#   - the minimal view runs the same command in a chroot, and has no /bin/sh.
+#   - the minimal view runs the same command in a chroot, and has no /bin/sh;
+#   - "#@range" lines written by hand for python3.11 and libsqlite3: their
+#     bytes are packed first (a smaller prefetch than whole chunks), the
+#     image verifies and extracts to the same tree, and a read inside a hot
+#     range touches prefetched chunks only, one in a cold part none.
 . "${SRCDIR:-$(dirname "$0")/..}/lib.sh"
 
 need_fuse
@@ -104,8 +108,11 @@ prefetch=$("$SLIMFS" inspect --json "$pimg" | "$PYTHON" -c 'import json, sys; pr
 "$PYTHON" - "$pimg" "$profile" <<'EOF' || die "the profile's chunks are not first in the data"
 import struct, sys
 img, prof = sys.argv[1], sys.argv[2]
-want = [l.split()[1] for l in open(prof, "rb").read().decode("latin-1").split("\n")
-        if l.startswith("#@chunk ")]
+lines = open(prof, "rb").read().decode("latin-1").split("\n")
+want = [l.split()[1] for l in lines if l.startswith("#@chunk ")]
+# with "#@range" lines, chunks that only files with hot ranges use are not
+# prefetched (the ranges are)
+ranges = any(l.startswith("#@range\t") for l in lines)
 with open(img, "rb") as f:
     sb = f.read(256)
     assert sb[:8] == b"SLIMFS\x89\n", "magic"
@@ -119,14 +126,15 @@ with open(img, "rb") as f:
 ids = [table[64 * i:64 * i + 16].hex() for i in range(ccount)]
 offs = [struct.unpack_from("<Q", table, 64 * i + 48)[0] for i in range(ccount)]
 assert offs == sorted(offs), "chunk table not in data order"
-# (1) packs of the profiled small files, (2) the profile's chunks found here,
-# in profile order; PREFETCH is (1) + (2)
+# (0) packs of hot ranges, (1) packs of the profiled small files, (2) the
+# profile's chunks found here, in profile order; PREFETCH is (0) + (1) + (2)
 assert list(pre) == list(range(pcount)), "PREFETCH is not 0..n-1"
 found = [i for i in want if i in ids]
 pos = [ids.index(i) for i in found]
-assert pos == sorted(pos) and all(p < pcount for p in pos), "profile chunks not first, in order"
-print("%d chunks first: %d packs of profiled files, then %d of the profile's %d chunks" % (
-    pcount, pcount - len(found), len(found), len(want)))
+first = [p for p in pos if p < pcount]
+assert first == sorted(first) and (ranges or first == pos), "profile chunks not first, in order"
+print("%d chunks first: %d packs, then %d of the profile's %d chunks" % (
+    pcount, pcount - len(first), len(first), len(want)))
 EOF
 
 min=$TMP/min
@@ -141,4 +149,63 @@ in_root "$min" /bin/sh -c true 2>/dev/null && die "minimal view: chroot /bin/sh 
 entries=$(find "$min" -xdev | wc -l)
 log "minimal view from the profile: python3 runs, no shell ($entries entries)"
 slimfs_umount "$min"
+
+# --- hot ranges: "#@range" lines for two large ELF files, written by hand
+# Their bytes are packed first and prefetched, the rest of those files is
+# chunked around them and their whole chunks are no longer prefetched.
+py=/usr/bin/python3.11
+sqlite=$(grep -m1 -o '^/.*/libsqlite3\.so[.0-9]*$' "$profile")
+pysize=$("$SLIMFS" cat "$img" "$py" | wc -c)
+sqsize=$("$SLIMFS" cat "$img" "$sqlite" | wc -c)
+{ [ "$pysize" -gt $((6 << 20)) ] && [ "$sqsize" -gt $((512 << 10)) ]; } ||
+	die "$py ($pysize bytes) or $sqlite ($sqsize bytes) is smaller than expected"
+tail=$(((pysize - 10000) / 4096 * 4096))
+rprofile=$TMP/ranges.profile
+{
+	cat "$profile"
+	printf '#@range\t%d\t%d\t%s\n' 0 65536 "$py" $((1 << 20)) $((512 << 10)) "$py" \
+		0 131072 "$sqlite" "$tail" $((pysize - tail)) /usr/bin/python3 \
+		0 4096 /no/such/file
+} >"$rprofile"
+rimg=$TMP/ranges.img
+build "$rimg" --profile "$rprofile"
+grep -q '^slimfs: profile: 4 of 5 ranges in 2 large files packed first: ' "$rimg.log" ||
+	die "build with ranges: $(cat "$rimg.log")"
+"$SLIMFS" verify "$rimg" >"$TMP/verify.log" 2>&1 || { cat "$TMP/verify.log" >&2; die "verify failed"; }
+read -r pre_w pre_wn < <("$SLIMFS" inspect --json "$pimg" | "$PYTHON" -c 'import json, sys
+s = json.load(sys.stdin); print(s["prefetch_bytes"], s["prefetch"])')
+read -r pre_r pre_rn < <("$SLIMFS" inspect --json "$rimg" | "$PYTHON" -c 'import json, sys
+s = json.load(sys.stdin); print(s["prefetch_bytes"], s["prefetch"])')
+[ "$pre_r" -lt "$pre_w" ] ||
+	die "prefetch with ranges is $pre_r bytes, not less than whole chunks' $pre_w"
+log "prefetch: $pre_wn chunks, $pre_w bytes from whole chunks; $pre_rn, $pre_r bytes with ranges"
+
+# the content is exact: the whole tree against the image built without a profile
+"$SLIMFS" extract "$img" "$TMP/x-full" >/dev/null 2>&1 || die "extract of the full image failed"
+"$SLIMFS" extract "$rimg" "$TMP/x-ranges" >/dev/null 2>&1 || die "extract with ranges failed"
+cmp "$TMP/x-full$py" "$TMP/x-ranges$py" || die "$py differs"
+cmp "$TMP/x-full$sqlite" "$TMP/x-ranges$sqlite" || die "$sqlite differs"
+dumpdir "$TMP/x-full" >"$TMP/x-full.dump"
+dumpdir "$TMP/x-ranges" >"$TMP/x-ranges.dump"
+compare_dumps "$TMP/x-full.dump" "$TMP/x-ranges.dump" "the image with ranges extracts other content"
+rm -rf "$TMP/x-full" "$TMP/x-ranges"
+
+# reading inside a hot range touches prefetched chunks only, reading a cold
+# part of the same file none of them (the traces list the chunks read)
+rmnt=$TMP/rmnt
+for part in hot cold; do
+	skip=1280 # 4 KiB blocks: 1 MiB (hot), 5 MiB (cold)
+	[ $part = cold ] || skip=256
+	slimfs_mount --prefetch none --trace "$TMP/$part.trace" "$rimg" "$rmnt"
+	dd if="$rmnt$py" of=/dev/null bs=4096 skip=$skip count=1 status=none ||
+		die "reading $py from the mount failed"
+	slimfs_umount "$rmnt"
+	awk -F'\t' -v n="$pre_rn" -v part="$part" '
+		$1 == "C" { c++; if ((part == "hot") != ($4 < n)) bad++ }
+		END { exit !(c > 0 && !bad) }' "$TMP/$part.trace" ||
+		die "a $part read of $py read chunks $(awk -F'\t' '$1 == "C" { printf "%s ", $4 }' \
+			"$TMP/$part.trace")(prefetch: $pre_rn)"
+done
+"$SLIMFS" cat "$rimg" "$py" | cmp - <("$SLIMFS" cat "$img" "$py") || die "cat $py differs"
+log "hot ranges: packed first, content exact, hot reads within the prefetch"
 log "pass"

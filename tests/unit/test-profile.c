@@ -868,6 +868,59 @@ static void test_build(void)
 	rmdir(dir);
 }
 
+/* "#@range" lines: fields, escapes, order and repeats kept, bad lines refused. */
+static void test_ranges(void)
+{
+	static const char text[] = "# slimfs-profile 1\n"
+				   "/usr/bin/x\n"
+				   "#@chunk " ID1 "\n"
+				   "#@range\t8192\t4096\t/usr/bin/x\n"
+				   "#@ranges\tare\tignored\n"
+				   "#@range\t0\t123\t/a\\tb\\x20c\\\\d\r\n"
+				   "  #@range\t0\t1\t/indented is no range line\n"
+				   "#@range\t0\t4096\t/usr/bin/x";
+	static const char *const bad[] = {
+		"#@range\n",
+		"#@range 0\t1\t/a\n",
+		"#@range\t0\t1\n",
+		"#@range\t-1\t1\t/a\n",
+		"#@range\t0\t1x\t/a\n",
+		"#@range\t0\t\t/a\n",
+		"#@range\t18446744073709551615\t2\t/a\n",
+		"#@range\t0\t1\trelative\n",
+		"#@range\t0\t1\t/a\\q\n",
+		"#@range\t0\t1\t/a\tb\n",
+	};
+	static const char none[] = "/a\n#@chunk " ID1 "\n";
+	struct slimfs_profile_range *v = NULL;
+	size_t n = 0;
+
+	CHECK_EQ(slimfs_profile_parse_ranges(text, strlen(text), "p", &v, &n), 0);
+	CHECK_EQ(n, 3);
+	if (n == 3) {
+		CHECK(!strcmp(v[0].path, "/usr/bin/x") && v[0].off == 8192 && v[0].len == 4096);
+		CHECK(!strcmp(v[1].path, "/a\tb c\\d") && v[1].off == 0 && v[1].len == 123);
+		CHECK(!strcmp(v[2].path, "/usr/bin/x") && v[2].off == 0 && v[2].len == 4096);
+	}
+	slimfs_profile_ranges_free(v, n);
+	v = NULL;
+	CHECK_EQ(slimfs_profile_parse_ranges(none, strlen(none), "p", &v, &n), 0);
+	CHECK(n == 0 && v == NULL);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++) {
+		n = 7;
+		CHECK_EQ(slimfs_profile_parse_ranges(bad[i], strlen(bad[i]), "p", &v, &n), -EINVAL);
+		CHECK_EQ(n, 7); /* untouched */
+	}
+	/* the range lines do not disturb the chunk parser, and back */
+	{
+		uint8_t *ids = NULL;
+
+		CHECK_EQ(slimfs_profile_parse_chunks(text, strlen(text), "p", &ids, &n), 0);
+		CHECK(n == 1 && id_is(ids, ID1));
+		free(ids);
+	}
+}
+
 int main(void)
 {
 	test_parse();
@@ -878,6 +931,7 @@ int main(void)
 	test_merge_ranges();
 	test_escape();
 	test_chunks_and_files();
+	test_ranges();
 	test_build();
 	return tap_done();
 }

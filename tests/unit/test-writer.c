@@ -1084,6 +1084,195 @@ out:
 	slimfs_tree_free(t2);
 }
 
+/* The extent of path that covers file offset off: its chunk and chunk_off. */
+static bool extent_at(const struct img *m, const char *path, uint64_t off, uint32_t *chunk,
+		      uint32_t *chunk_off)
+{
+	uint32_t id = resolve(m, path);
+	struct slimfs_disk_inode d;
+
+	if (id == UINT32_MAX)
+		return false;
+	d = get_inode(m, id);
+	for (uint32_t i = 0; i < le32toh(d.count); i++) {
+		struct slimfs_disk_extent e = get_extent(m, le64toh(d.data) + i);
+		uint64_t fo = le64toh(e.file_off);
+
+		if (off >= fo && off - fo < le32toh(e.len)) {
+			*chunk = le32toh(e.chunk);
+			*chunk_off = le32toh(e.chunk_off) + (uint32_t)(off - fo);
+			return true;
+		}
+	}
+	return false;
+}
+
+/* Whether the extents of path switch between chunks < nfront and the rest
+ * exactly nswitch times, in order, without overlap, within the file. */
+static bool alternates(const struct img *m, const char *path, uint32_t nfront, unsigned nswitch)
+{
+	uint32_t id = resolve(m, path);
+	struct slimfs_disk_inode d;
+	uint64_t pos = 0;
+	unsigned n = 0;
+	bool prev = false;
+
+	if (id == UINT32_MAX)
+		return false;
+	d = get_inode(m, id);
+	for (uint32_t i = 0; i < le32toh(d.count); i++) {
+		struct slimfs_disk_extent e = get_extent(m, le64toh(d.data) + i);
+		bool front = le32toh(e.chunk) < nfront;
+
+		if (le64toh(e.file_off) < pos)
+			return false;
+		pos = le64toh(e.file_off) + le32toh(e.len);
+		if (i && front != prev)
+			n++;
+		prev = front;
+	}
+	return pos <= le64toh(d.size) && n == nswitch;
+}
+
+/*
+ * build --profile with "#@range" lines: the hot ranges of large files are
+ * packed first, in profile order (through symlinks, clipped, overlaps and
+ * small or missing files ignored), listed in PREFETCH; the files' other
+ * bytes are chunked around them and dedup still works there; the profile's
+ * chunk ids of such cold parts are not prefetched; content reads back
+ * exact; deterministic; no range in this image changes nothing.
+ */
+static void test_hot_ranges(void)
+{
+	enum { BIG = MIB, SP = 300000, OTHER = 200000 };
+	uint8_t *big = malloc(BIG), *sp = calloc(1, SP), *other = malloc(OTHER), small[8000];
+	uint64_t spsegs[4] = {0, 100000, 200000, 100000};
+	struct slimfs_tree *t = new_tree();
+	struct slimfs_write_args a = args();
+	struct img plain = {0}, m = {0}, m2 = {0}, none = {0};
+	uint8_t **chunks = NULL, ids[3 * 16];
+	uint32_t c, off, c2, off2, nfront;
+	unsigned threads = opts.threads;
+	bool found = false, ordered = true;
+	char lnk[] = "/lnk", pbig[] = "/big", pbig2[] = "/big2", psmall[] = "/small",
+	     psparse[] = "/sparse", nope[] = "/nope";
+	struct slimfs_profile_range r[] = {
+		{lnk, 300000, 50000},	 /* big, through the symlink */
+		{pbig, 40960, 8192},	 /* */
+		{psmall, 0, 4096},	 /* a small file: packed as always */
+		{psparse, 90112, 20480}, /* into the hole */
+		{pbig, 1040000, 99999},	 /* clipped at the end */
+		{nope, 0, 4096},	 /* missing */
+		{pbig, 302000, 1000},	 /* inside the first one */
+		{pbig2, 300000, 50000},	 /* an identical file, same ranges */
+		{pbig2, 40960, 8192},	 /* */
+		{pbig, BIG, 4096},	 /* past the end */
+	};
+
+	CHECK(big && sp && other && t);
+	if (!big || !sp || !other || !t)
+		goto out;
+	test_fill_random(&rng_state, big, BIG);
+	test_fill_random(&rng_state, other, OTHER);
+	test_fill_random(&rng_state, small, sizeof(small));
+	test_fill_random(&rng_state, sp, 100000);
+	test_fill_random(&rng_state, sp + 200000, 100000);
+	CHECK_EQ(add_file(t, "big", big, BIG), 0);
+	CHECK_EQ(add_file(t, "big2", big, BIG), 0);
+	CHECK_EQ(add_file(t, "other", other, OTHER), 0);
+	CHECK_EQ(add_file(t, "small", small, sizeof(small)), 0);
+	CHECK_EQ(add_file_segs(t, "sparse", sp, SP, spsegs, 2), 0);
+	CHECK_EQ(add_symlink(t, "lnk", "big"), 0);
+
+	/* chunk ids: big's chunk at 700000 (cold here), other's first */
+	CHECK_EQ(write_img(t, &a, &plain), 0);
+	if (!plain.buf)
+		goto out;
+	CHECK(extent_at(&plain, "big", 700000, &c, &off));
+	memcpy(ids, get_chunk(&plain, c).id, 16);
+	CHECK(extent_at(&plain, "other", 0, &c, &off));
+	memcpy(ids + 16, get_chunk(&plain, c).id, 16);
+	memset(ids + 32, 0x5a, 16);
+	a.prefetch_ids = ids;
+	a.nprefetch = 3;
+
+	/* ranges that name no large file of the image change nothing */
+	a.hot_ranges = r + 2;
+	a.nhot_ranges = 1;
+	CHECK_EQ(write_img(t, &a, &none), 0);
+	a.hot_ranges = r;
+	a.nhot_ranges = sizeof(r) / sizeof(*r);
+	CHECK_EQ(write_img(t, &a, &m), 0);
+	if (!m.buf || !none.buf)
+		goto out;
+	check_image(&m);
+	chunks = decode_chunks(&m);
+	CHECK(chunks != NULL);
+	CHECK(file_is(&m, chunks, "big", big, BIG));
+	CHECK(file_is(&m, chunks, "big2", big, BIG));
+	CHECK(file_is(&m, chunks, "sparse", sp, SP));
+	CHECK(file_is(&m, chunks, "other", other, OTHER));
+	CHECK(file_is(&m, chunks, "small", small, sizeof(small)));
+
+	/* PREFETCH: the hot packs, then other's chunk (big's cold one is not) */
+	nfront = (uint32_t)m.count[SLIMFS_SEC_PREFETCH] - 1;
+	printf("# %" PRIu32 " hot packs\n", nfront);
+	CHECK(nfront >= 2 && nfront <= 4);
+	for (uint32_t i = 0; i <= nfront; i++)
+		if (get_le32(m.sec[SLIMFS_SEC_PREFETCH] + 4 * i) != i)
+			ordered = false;
+	CHECK(ordered);
+	CHECK(!memcmp(get_chunk(&m, nfront).id, ids + 16, 16));
+	for (uint32_t i = 0; i < m.count[SLIMFS_SEC_CHUNKS]; i++)
+		found |= !memcmp(get_chunk(&m, i).id, ids, 16);
+	CHECK(found); /* big's cold chunk is in the image, just not prefetched */
+
+	/* profile order in the packs: the first range at 0, the second after it */
+	CHECK(extent_at(&m, "big", 300000, &c, &off) && c == 0 && off == 0);
+	CHECK(extent_at(&m, "big", 349999, &c, &off) && c == 0 && off == 49999);
+	CHECK(extent_at(&m, "big", 40960, &c, &off) && c == 0 && off == 50000);
+	CHECK(extent_at(&m, "sparse", 90112, &c, &off) && c == 0 && off == 58192);
+	CHECK(!extent_at(&m, "sparse", 100000, &c, &off)); /* the hole stays one */
+	CHECK(extent_at(&m, "big", 1040000, &c, &off) && c < nfront);
+	CHECK(extent_at(&m, "big", BIG - 1, &c, &off) && c < nfront);
+	/* cold bytes around them in later chunks */
+	CHECK(extent_at(&m, "big", 40959, &c, &off) && c > nfront);
+	CHECK(extent_at(&m, "big", 49152, &c, &off) && c > nfront);
+	CHECK(extent_at(&m, "big", 350000, &c, &off) && c > nfront);
+	CHECK(extent_at(&m, "small", 0, &c, &off) && c > nfront);
+	/* cold, hot, cold, hot, cold, hot: 5 switches; sparse: cold, hot, cold */
+	CHECK(alternates(&m, "big", nfront, 5));
+	CHECK(alternates(&m, "big2", nfront, 4));
+	CHECK(alternates(&m, "sparse", nfront, 2));
+	/* the identical file's cold parts are the same chunks; its hot ones its own */
+	CHECK(extent_at(&m, "big", 700000, &c, &off) && extent_at(&m, "big2", 700000, &c2, &off2) &&
+	      c == c2 && off == off2);
+	CHECK(extent_at(&m, "big2", 300000, &c2, &off2) && c2 < nfront && (c2 || off2 == 76656));
+
+	/* deterministic, with any thread count */
+	opts.threads = threads == 1 ? 3 : 1;
+	CHECK_EQ(write_img(t, &a, &m2), 0);
+	opts.threads = threads;
+	CHECK(m2.len == m.len && !memcmp(m2.buf, m.buf, m.len));
+	/* no hot range: the same image as without any */
+	a.hot_ranges = NULL;
+	a.nhot_ranges = 0;
+	img_free(&m2);
+	CHECK_EQ(write_img(t, &a, &m2), 0);
+	CHECK(m2.len == none.len && !memcmp(m2.buf, none.buf, none.len));
+out:
+	if (chunks)
+		free_chunks(&m, chunks);
+	img_free(&plain);
+	img_free(&m);
+	img_free(&m2);
+	img_free(&none);
+	free(big);
+	free(sp);
+	free(other);
+	slimfs_tree_free(t);
+}
+
 static void test_deep_and_disk(void)
 {
 	struct slimfs_tree *t = new_tree();
@@ -1183,6 +1372,7 @@ int main(void)
 	test_views_prefetch();
 	test_profile_paths();
 	test_profile_packing();
+	test_hot_ranges();
 	test_deep_and_disk();
 	test_refuse();
 	return tap_done();
