@@ -160,9 +160,15 @@ sqsize=$("$SLIMFS" cat "$img" "$sqlite" | wc -c)
 { [ "$pysize" -gt $((6 << 20)) ] && [ "$sqsize" -gt $((512 << 10)) ]; } ||
 	die "$py ($pysize bytes) or $sqlite ($sqsize bytes) is smaller than expected"
 tail=$(((pysize - 10000) / 4096 * 4096))
+# The traced profile has #@range lines of its own: start from its paths and
+# chunks only, and compare with the image those whole chunks make.
+cprofile=$TMP/chunks.profile
+grep -v '^#@range' "$profile" >"$cprofile"
+cimg=$TMP/chunks.img
+build "$cimg" --profile "$cprofile"
 rprofile=$TMP/ranges.profile
 {
-	cat "$profile"
+	cat "$cprofile"
 	printf '#@range\t%d\t%d\t%s\n' 0 65536 "$py" $((1 << 20)) $((512 << 10)) "$py" \
 		0 131072 "$sqlite" "$tail" $((pysize - tail)) /usr/bin/python3 \
 		0 4096 /no/such/file
@@ -172,13 +178,20 @@ build "$rimg" --profile "$rprofile"
 grep -q '^slimfs: profile: 4 of 5 ranges in 2 large files packed first: ' "$rimg.log" ||
 	die "build with ranges: $(cat "$rimg.log")"
 "$SLIMFS" verify "$rimg" >"$TMP/verify.log" 2>&1 || { cat "$TMP/verify.log" >&2; die "verify failed"; }
-read -r pre_w pre_wn < <("$SLIMFS" inspect --json "$pimg" | "$PYTHON" -c 'import json, sys
+read -r pre_t pre_tn < <("$SLIMFS" inspect --json "$pimg" | "$PYTHON" -c 'import json, sys
+s = json.load(sys.stdin); print(s["prefetch_bytes"], s["prefetch"])')
+read -r pre_w pre_wn < <("$SLIMFS" inspect --json "$cimg" | "$PYTHON" -c 'import json, sys
 s = json.load(sys.stdin); print(s["prefetch_bytes"], s["prefetch"])')
 read -r pre_r pre_rn < <("$SLIMFS" inspect --json "$rimg" | "$PYTHON" -c 'import json, sys
 s = json.load(sys.stdin); print(s["prefetch_bytes"], s["prefetch"])')
 [ "$pre_r" -lt "$pre_w" ] ||
 	die "prefetch with ranges is $pre_r bytes, not less than whole chunks' $pre_w"
 log "prefetch: $pre_wn chunks, $pre_w bytes from whole chunks; $pre_rn, $pre_r bytes with ranges"
+# The traced run's own ranges (what the kernel asked for, read-ahead included)
+# prefetch less than the whole chunks they touch.
+[ "$pre_t" -lt "$pre_w" ] ||
+	die "prefetch from the trace's ranges is $pre_t bytes, not less than whole chunks' $pre_w"
+log "prefetch from the trace's ranges: $pre_tn chunks, $pre_t bytes"
 
 # the content is exact: the whole tree against the image built without a profile
 "$SLIMFS" extract "$img" "$TMP/x-full" >/dev/null 2>&1 || die "extract of the full image failed"
