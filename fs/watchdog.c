@@ -98,7 +98,7 @@ static int fusectl_ready(unsigned conn)
 	return access(path, F_OK) == 0 ? 0 : -ENOENT;
 }
 
-int slimfs_watchdog_start(const char *mountpoint, struct slimfs_watchdog **out)
+int slimfs_watchdog_start(const char *mountpoint, bool use_syslog, struct slimfs_watchdog **out)
 {
 	struct slimfs_watchdog *w;
 	char ppid[24], conn_s[16];
@@ -127,9 +127,24 @@ int slimfs_watchdog_start(const char *mountpoint, struct slimfs_watchdog **out)
 	pid = fork();
 	if (pid == 0) {
 		/* Only async-signal-safe calls until exec: the daemon has threads. */
-		char *argv[] = {(char *)"slimfs", (char *)"__watchdog", ppid,
-				conn_s,		  (char *)mountpoint,	NULL};
+		char *argv[] = {(char *)"slimfs",
+				(char *)"__watchdog",
+				ppid,
+				conn_s,
+				(char *)mountpoint,
+				use_syslog ? (char *)"syslog" : NULL,
+				NULL};
+		int null = open("/dev/null", O_RDWR);
 
+		/* None of the daemon's standard streams but a foreground daemon's
+		 * stderr: a parent reading them (a mount helper waiting for the
+		 * daemon's status pipe) would wait for this process too. */
+		if (null < 0)
+			_exit(127);
+		dup2(null, STDIN_FILENO);
+		dup2(null, STDOUT_FILENO);
+		if (use_syslog)
+			dup2(null, STDERR_FILENO);
 		sigprocmask(SIG_SETMASK, &set, NULL);
 		setsid(); /* no job-control signals of the daemon's terminal */
 		if (prctl(PR_SET_PDEATHSIG, SIGUSR2) < 0)
@@ -170,10 +185,13 @@ int slimfs_watchdog_main(int argc, char **argv)
 	long parent;
 	int sig, r;
 
-	if (argc != 4) {
-		fprintf(stderr, "usage: slimfs __watchdog PARENT-PID CONN MOUNTPOINT (internal)\n");
+	if (argc != 4 && !(argc == 5 && strcmp(argv[4], "syslog") == 0)) {
+		fprintf(stderr, "usage: slimfs __watchdog PARENT-PID CONN MOUNTPOINT [syslog] "
+				"(internal)\n");
 		return 2;
 	}
+	if (argc == 5)
+		slimfs_log_use_syslog(true);
 	parent = strtol(argv[1], &end, 10);
 	conn = (unsigned)strtoul(argv[2], NULL, 10);
 	if (*end || parent <= 1)

@@ -19,6 +19,8 @@
 #ifndef SLIMFS_WATCHDOG_H
 #define SLIMFS_WATCHDOG_H
 
+#include <stdbool.h>
+
 /*
  * The FUSE connection number (the minor of the device) of the filesystem
  * mounted on top at mountpoint (absolute, as in /proc/self/mountinfo).
@@ -32,17 +34,18 @@ int slimfs_fuse_conn_abort(unsigned conn);
 struct slimfs_watchdog;
 
 /*
- * Starts the watchdog of the mount at mountpoint, from the thread whose exit
+ * Starts the watchdog of the mount at mountpoint (it logs to syslog if
+ * use_syslog, else to the daemon's stderr), from the thread whose exit
  * is to set it off (the daemon's main thread, which lives until the daemon
  * ends). Mounts fusectl when it is not mounted yet. -EPERM, -ENOENT (no
  * fusectl), -errno of fork: the caller then goes on without one.
  */
-int slimfs_watchdog_start(const char *mountpoint, struct slimfs_watchdog **out);
+int slimfs_watchdog_start(const char *mountpoint, bool use_syslog, struct slimfs_watchdog **out);
 
 /* Stands the watchdog down and reaps it (before a clean exit or a handover). */
 void slimfs_watchdog_stop(struct slimfs_watchdog *w);
 
-/* The watchdog process: slimfs __watchdog PARENT-PID CONN MOUNTPOINT. */
+/* The watchdog process: slimfs __watchdog PARENT-PID CONN MOUNTPOINT [syslog]. */
 int slimfs_watchdog_main(int argc, char **argv);
 
 #endif
