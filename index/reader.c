@@ -32,7 +32,7 @@
 #define TARGET_MAX    4095u
 
 struct slimfs_index {
-	const uint8_t *buf; /* [0, size) is the plain index: borrowed, or plain */
+	const uint8_t *buf; /* [0, size) is the plain index: the caller's, or plain */
 	uint64_t size;
 	uint8_t *plain; /* owned: the decompressed index (ZINDEX), else NULL */
 	struct slimfs_info info;
