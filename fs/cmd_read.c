@@ -525,6 +525,11 @@ static int inspect_json(struct slimfs_image *img, const struct image_stats *s)
 	json_object_set_new(o, "pruned",
 			    json_boolean(in->feature_compat & SLIMFS_FEATURE_COMPAT_PRUNED));
 	json_object_set_new(o, "index_size", jint(in->index_size));
+	json_object_set_new(o, "index_plain_size", jint(in->index_plain_size));
+	json_object_set_new(o, "index_compression",
+			    json_string(in->feature_incompat & SLIMFS_FEATURE_INCOMPAT_ZINDEX
+						? "zstd"
+						: "none"));
 	json_object_set_new(o, "data_offset", jint(in->data_off));
 	json_object_set_new(o, "data_size", jint(in->data_size));
 	json_object_set_new(o, "image_size", jint(in->data_off + in->data_size));
@@ -612,8 +617,14 @@ static int inspect_text(struct slimfs_image *img, const struct image_stats *s)
 	printf("format:      %u.%u%s\n", in->version_major, in->version_minor,
 	       in->feature_compat & SLIMFS_FEATURE_COMPAT_PRUNED ? " (pruned)" : "");
 	printf("digest:      %s\n", dig);
-	printf("index:       %s (%" PRIu64 " bytes)\n",
+	printf("index:       %s (%" PRIu64 " bytes)",
 	       slimfs_fmt_bytes(in->index_size, b1, sizeof(b1)), in->index_size);
+	if (in->feature_incompat & SLIMFS_FEATURE_INCOMPAT_ZINDEX)
+		printf(", zstd; %s (%" PRIu64 " bytes) plain\n",
+		       slimfs_fmt_bytes(in->index_plain_size, b2, sizeof(b2)),
+		       in->index_plain_size);
+	else
+		printf(", not compressed\n");
 	printf("data:        %s (%" PRIu64 " bytes at offset %" PRIu64 ")\n",
 	       slimfs_fmt_bytes(in->data_size, b1, sizeof(b1)), in->data_size, in->data_off);
 	printf("entries:     %" PRIu64 " (%" PRIu64 " inodes: %" PRIu64 " regular, %" PRIu64

@@ -15,25 +15,31 @@
 #define INDEX_MAX (1ull << 32)
 
 /*
- * Opens the index in img->index_buf and, when digest is not NULL, checks
- * that it has that SHA-256 (-EBADMSG). name and what ("index", "cached
+ * Opens the index in img->index_buf and, when digest is not NULL, first
+ * checks that the bytes as fetched have that SHA-256 (-EBADMSG), before the
+ * reader parses (and decompresses) them. name and what ("index", "cached
  * index") say which in messages.
  */
 static int open_index(struct slimfs_image *img, const uint8_t *digest, const char *name,
 		      const char *what)
 {
-	char want[65], have[72];
+	uint8_t sum[32];
+	char want[65], have[65];
 	int r;
 
+	if (digest) {
+		slimfs_sha256(img->index_buf, img->index_len, sum);
+		if (memcmp(digest, sum, 32) != 0) {
+			slimfs_hex(digest, 32, want);
+			slimfs_hex(sum, 32, have);
+			log_error("'%s': %s digest is sha256:%s, expected sha256:%s", name, what,
+				  have, want);
+			return -EBADMSG;
+		}
+	}
 	r = slimfs_index_open_mem(img->index_buf, img->index_len, &img->idx);
 	if (r < 0)
 		return log_error_errno(r, "'%s': bad %s", name, what);
-	if (digest && memcmp(digest, slimfs_index_digest(img->idx), 32) != 0) {
-		slimfs_hex(digest, 32, want);
-		slimfs_index_digest_str(img->idx, have);
-		log_error("'%s': %s digest is %s, expected sha256:%s", name, what, have, want);
-		return -EBADMSG;
-	}
 	img->info = slimfs_index_info(img->idx);
 	return 0;
 }

@@ -32,8 +32,9 @@
 #define TARGET_MAX    4095u
 
 struct slimfs_index {
-	const uint8_t *buf; /* borrowed: [0, size) is the index */
+	const uint8_t *buf; /* [0, size) is the plain index: the caller's, or plain */
 	uint64_t size;
+	uint8_t *plain; /* owned: the decompressed index (ZINDEX), else NULL */
 	struct slimfs_info info;
 	uint8_t digest[32];
 	const uint8_t *sec[SLIMFS_SEC_COUNT]; /* borrowed, into buf */
@@ -163,7 +164,6 @@ static int check_super(struct slimfs_index *idx)
 {
 	const uint8_t *b = idx->buf;
 	struct slimfs_info *in = &idx->info;
-	uint32_t incompat;
 	static const struct {
 		size_t off, want;
 		const char *what;
@@ -175,12 +175,6 @@ static int check_super(struct slimfs_index *idx)
 		{offsetof(struct slimfs_disk_super, extent_size), EXTENT_SIZE, "extent"},
 	};
 
-	incompat = get_le32(FIELD(b, slimfs_disk_super, feature_incompat));
-	if (incompat & ~SLIMFS_FEATURE_INCOMPAT_SUPPORTED) {
-		log_debug("index: unknown incompatible features 0x%x",
-			  incompat & ~SLIMFS_FEATURE_INCOMPAT_SUPPORTED);
-		return -EPROTONOSUPPORT;
-	}
 	for (size_t i = 0; i < ARRAY_SIZE(sizes); i++) {
 		uint32_t v = get_le32(b + sizes[i].off);
 
@@ -191,6 +185,7 @@ static int check_super(struct slimfs_index *idx)
 
 	in->version_major = get_le16(FIELD(b, slimfs_disk_super, version_major));
 	in->version_minor = get_le16(FIELD(b, slimfs_disk_super, version_minor));
+	in->feature_incompat = get_le32(FIELD(b, slimfs_disk_super, feature_incompat));
 	in->feature_compat = get_le32(FIELD(b, slimfs_disk_super, feature_compat));
 	in->cdc_min = get_le32(FIELD(b, slimfs_disk_super, cdc_min));
 	in->cdc_avg = get_le32(FIELD(b, slimfs_disk_super, cdc_avg));
@@ -199,6 +194,7 @@ static int check_super(struct slimfs_index *idx)
 	in->small_file_max = get_le32(FIELD(b, slimfs_disk_super, small_file_max));
 	in->default_view = get_le32(FIELD(b, slimfs_disk_super, default_view));
 	in->index_size = get_le64(FIELD(b, slimfs_disk_super, index_size));
+	in->index_plain_size = idx->size;
 	in->data_off = get_le64(FIELD(b, slimfs_disk_super, data_off));
 	in->data_size = get_le64(FIELD(b, slimfs_disk_super, data_size));
 	in->total_bytes = get_le64(FIELD(b, slimfs_disk_super, total_bytes));
@@ -528,11 +524,56 @@ static int check_tree(const struct slimfs_index *idx, uint8_t *st)
 	return 0;
 }
 
+/*
+ * The compressed index (SLIMFS_FEATURE_INCOMPAT_ZINDEX): buf[0, isz) holds the
+ * superblock and one zstd frame. Its content size is bounded before anything
+ * is allocated; *out is the plain index, the superblock then the content.
+ */
+static int inflate_index(const uint8_t *buf, uint64_t isz, uint8_t **out, uint64_t *out_size)
+{
+	const uint8_t *frame = buf + SLIMFS_SUPER_SIZE;
+	const size_t flen = (size_t)(isz - SLIMFS_SUPER_SIZE);
+	_cleanup_free_ uint8_t *plain = NULL;
+	unsigned long long csize;
+	size_t n;
+
+	csize = ZSTD_getFrameContentSize(frame, flen);
+	if (csize == ZSTD_CONTENTSIZE_ERROR || flen < 4 || get_le32(frame) != ZSTD_MAGICNUMBER)
+		return corrupt("compressed index: no zstd frame header at %u (%zu bytes)",
+			       SLIMFS_SUPER_SIZE, flen);
+	if (csize == ZSTD_CONTENTSIZE_UNKNOWN)
+		return corrupt("compressed index: the frame does not record its content size");
+	if (csize == 0 || csize > SLIMFS_ZINDEX_PLAIN_MAX - SLIMFS_SUPER_SIZE ||
+	    csize / SLIMFS_ZINDEX_RATIO_MAX > flen)
+		return corrupt("compressed index: content size %llu from a %zu-byte frame is "
+			       "empty or beyond the limits (%llu bytes, ratio %u)",
+			       csize, flen, SLIMFS_ZINDEX_PLAIN_MAX, SLIMFS_ZINDEX_RATIO_MAX);
+	n = ZSTD_findFrameCompressedSize(frame, flen);
+	if (ZSTD_isError(n))
+		return corrupt("compressed index: frame: %s", ZSTD_getErrorName(n));
+	if (n != flen)
+		return corrupt("compressed index: the frame ends at %zu, the index at %" PRIu64,
+			       SLIMFS_SUPER_SIZE + n, isz);
+	plain = malloc(SLIMFS_SUPER_SIZE + (size_t)csize);
+	if (!plain)
+		return -ENOMEM;
+	memcpy(plain, buf, SLIMFS_SUPER_SIZE);
+	n = ZSTD_decompress(plain + SLIMFS_SUPER_SIZE, (size_t)csize, frame, flen);
+	if (ZSTD_isError(n))
+		return corrupt("compressed index: %s", ZSTD_getErrorName(n));
+	if (n != csize)
+		return corrupt("compressed index: %zu bytes, the frame header says %llu", n, csize);
+	*out = steal_ptr(&plain);
+	*out_size = SLIMFS_SUPER_SIZE + csize;
+	return 0;
+}
+
 int slimfs_index_open_mem(const void *buf, size_t len, struct slimfs_index **out)
 {
 	_cleanup_free_ struct slimfs_index *idx = NULL;
 	_cleanup_free_ uint8_t *refs = NULL;
 	uint64_t isz, want;
+	uint32_t incompat;
 	int r;
 
 	r = slimfs_index_peek(buf, len, &isz, NULL);
@@ -546,34 +587,54 @@ int slimfs_index_open_mem(const void *buf, size_t len, struct slimfs_index **out
 		return -EBADMSG;
 	}
 
+	incompat = get_le32(FIELD((const uint8_t *)buf, slimfs_disk_super, feature_incompat));
+	if (incompat & ~SLIMFS_FEATURE_INCOMPAT_SUPPORTED) {
+		log_debug("index: unknown incompatible features 0x%x",
+			  incompat & ~SLIMFS_FEATURE_INCOMPAT_SUPPORTED);
+		return -EPROTONOSUPPORT;
+	}
+
 	idx = calloc(1, sizeof(*idx));
 	if (!idx)
 		return -ENOMEM;
 	idx->buf = buf;
 	idx->size = isz;
+	if (incompat & SLIMFS_FEATURE_INCOMPAT_ZINDEX) {
+		r = inflate_index(buf, isz, &idx->plain, &idx->size);
+		if (r < 0)
+			goto fail;
+		idx->buf = idx->plain;
+	}
 	r = check_super(idx);
 	if (r < 0)
-		return r;
+		goto fail;
 	r = check_records(idx);
 	if (r < 0)
-		return r;
+		goto fail;
 	refs = calloc((size_t)idx->cnt[SLIMFS_SEC_INODES], 1);
-	if (!refs)
-		return -ENOMEM;
+	if (!refs) {
+		r = -ENOMEM;
+		goto fail;
+	}
 	r = check_inodes(idx, refs);
 	if (r < 0)
-		return r;
+		goto fail;
 	r = check_tree(idx, refs);
 	if (r < 0)
-		return r;
+		goto fail;
 
 	slimfs_sha256(buf, (size_t)isz, idx->digest);
 	*out = steal_ptr(&idx);
 	return 0;
+fail:
+	free(idx->plain);
+	return r;
 }
 
 void slimfs_index_free(struct slimfs_index *idx)
 {
+	if (idx)
+		free(idx->plain);
 	free(idx);
 }
 

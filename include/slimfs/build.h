@@ -40,6 +40,7 @@ struct slimfs_build_opts {
 	const char *entrypoint; /* NULL: from the OCI config */
 	bool prune;
 	const char *profile; /* profile file: chunk order first in data, prefetch list */
+	bool index_plain;    /* store the index uncompressed (format 1.0 layout) */
 	/* directory of the spill file, an unlinked temporary file where the
 	 * compressed frames wait for their final order (about the image's size);
 	 * NULL: $TMPDIR, else /var/tmp. `slimfs build` passes the output's
@@ -54,7 +55,8 @@ void slimfs_build_opts_init(struct slimfs_build_opts *o);
 struct slimfs_build_stats {
 	uint64_t entries, files, total_bytes; /* apparent sizes */
 	uint64_t chunks, chunk_refs, unique_bytes, compressed_bytes;
-	uint64_t index_size, image_size;
+	uint64_t index_size, image_size; /* index_size: stored (compressed) */
+	uint64_t index_plain_size;
 	uint8_t index_digest[32];
 };
 

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * slimfs on-disk format, version 1.0. This header is the specification in
+ * slimfs on-disk format, version 1.1. This header is the specification in
  * code; index/FORMAT.md explains it in prose. All integers are little-endian
  * and fixed-width; no structure has implicit padding (a unit test compiles
  * this header with -Werror=padded).
@@ -10,7 +10,10 @@
  *   [ index: superblock | sections ... ][ zero pad to 4096 ][ data ]
  *
  * The index is everything in [0, index_size). Its SHA-256 is the image's
- * root of trust ("sha256:<hex>", printed by build and inspect). The data
+ * root of trust ("sha256:<hex>", printed by build and inspect). With
+ * SLIMFS_FEATURE_INCOMPAT_ZINDEX the sections are stored as one zstd frame
+ * after the superblock (see there); SHA-256, checksum and index_size are
+ * then of the stored, compressed bytes. The data
  * area [data_off, data_off + data_size) is a concatenation of independent
  * zstd frames, one per chunk, so it is also a valid multi-frame .zst file.
  *
@@ -20,7 +23,9 @@
  * untrusted store (HTTP server, registry, shared cache) cannot make a reader
  * see wrong bytes.
  *
- * Version history: 1.0 initial.
+ * Version history: 1.0 initial. 1.1 adds SLIMFS_FEATURE_INCOMPAT_ZINDEX (the
+ * compressed index); an image without the bit is a 1.0 image, and writers
+ * set version_minor to 0 for it.
  */
 #ifndef SLIMFS_FORMAT_H
 #define SLIMFS_FORMAT_H
@@ -36,10 +41,11 @@ typedef uint64_t slimfs_le64;
 #define SLIMFS_MAGIC	     "SLIMFS\x89\n"
 #define SLIMFS_MAGIC_LEN     8
 #define SLIMFS_VERSION_MAJOR 1
-#define SLIMFS_VERSION_MINOR 0
+#define SLIMFS_VERSION_MINOR 1
 
 /* Incompatible features: a reader refuses an image with a bit it does not know. */
-#define SLIMFS_FEATURE_INCOMPAT_SUPPORTED 0u
+#define SLIMFS_FEATURE_INCOMPAT_ZINDEX	  0x1u /* since 1.1: sections in one zstd frame */
+#define SLIMFS_FEATURE_INCOMPAT_SUPPORTED SLIMFS_FEATURE_INCOMPAT_ZINDEX
 /* Compatible features: a reader may ignore them. */
 #define SLIMFS_FEATURE_COMPAT_PRUNED 0x1u /* built with --prune */
 
@@ -49,6 +55,27 @@ typedef uint64_t slimfs_le64;
 #define SLIMFS_VIEWS_MAX       32u	  /* named views (one bit each in inode.views) */
 #define SLIMFS_XATTR_NAME_MAX  255u
 #define SLIMFS_XATTR_VALUE_MAX 65536u
+
+/*
+ * Compressed index (SLIMFS_FEATURE_INCOMPAT_ZINDEX). The stored index is
+ *
+ *   [0, 256)           the superblock, plain (as without the bit)
+ *   [256, index_size)  exactly one zstd frame (RFC 8878), nothing after it;
+ *                      its header records the content size, which is
+ *                      plain_size - 256, and it may carry a content checksum
+ *
+ * and the plain index is the superblock followed by the frame's content:
+ * [0, plain_size). Section offsets, config_off and every record refer to the
+ * plain index, which is laid out exactly as an index without the bit
+ * (sections 8-aligned from 256 on). index_size, data_off, checksum and the
+ * image digest are of the stored bytes. A reader checks the checksum, then
+ * bounds the content size before it allocates: at most
+ * SLIMFS_ZINDEX_PLAIN_MAX bytes of plain index, and at most
+ * SLIMFS_ZINDEX_RATIO_MAX times the frame's size (no writer produces more;
+ * a writer stores the index plain when it would).
+ */
+#define SLIMFS_ZINDEX_PLAIN_MAX (1ull << 30)
+#define SLIMFS_ZINDEX_RATIO_MAX 256u
 
 /* Sections, in the order they are written; each starts 8-byte aligned. */
 enum slimfs_section {
@@ -73,19 +100,20 @@ struct slimfs_disk_section {
  *   OFF SIZE FIELD
  *     0    8 magic "SLIMFS\x89\n"
  *     8    2 version_major (readers refuse another major)
- *    10    2 version_minor
- *    12    4 feature_incompat
+ *    10    2 version_minor (1 with ZINDEX, else 0; informative)
+ *    12    4 feature_incompat (SLIMFS_FEATURE_INCOMPAT_*)
  *    16    4 feature_compat
  *    20   20 record sizes: inode, dirent, xattr, chunk, extent
  *    40   12 cdc_min, cdc_avg, cdc_max: chunker parameters (bytes)
  *    52    4 zstd_level (signed)
  *    56    4 small_file_max: regular files up to this size are packed
  *    60    4 default_view: index into VIEWS, or SLIMFS_VIEW_NONE (full view)
- *    64    8 index_size, 72 data_off, 80 data_size
+ *    64    8 index_size (stored), 72 data_off, 80 data_size
  *    88    8 total_bytes (sum of regular file sizes), 96 entry_count
  *   104    8 config_off, 112 config_len: OCI image config JSON (in STRINGS)
- *   120  128 sections[8]: (offset, count) each
- *   248    8 checksum: XXH3-64 of [0, index_size) with this field zeroed
+ *   120  128 sections[8]: (offset, count) each, offsets in the plain index
+ *   248    8 checksum: XXH3-64 of the stored [0, index_size) with this field
+ *            zeroed
  */
 struct slimfs_disk_super {
 	uint8_t magic[SLIMFS_MAGIC_LEN];

@@ -24,12 +24,13 @@ struct slimfs_index;
 /* Decoded superblock. */
 struct slimfs_info {
 	uint16_t version_major, version_minor;
-	uint32_t feature_compat;
+	uint32_t feature_incompat, feature_compat;
 	uint32_t cdc_min, cdc_avg, cdc_max;
 	int32_t zstd_level;
 	uint32_t small_file_max;
-	uint32_t default_view; /* SLIMFS_VIEW_NONE: no default, full view */
-	uint64_t index_size, data_off, data_size;
+	uint32_t default_view;			  /* SLIMFS_VIEW_NONE: no default, full view */
+	uint64_t index_size, data_off, data_size; /* index_size: stored bytes */
+	uint64_t index_plain_size;		  /* decompressed (ZINDEX), else index_size */
 	uint64_t total_bytes, entry_count;
 	uint64_t inode_count, dirent_count, xattr_count, chunk_count;
 	uint64_t extent_count, view_count, prefetch_count;
@@ -93,13 +94,15 @@ int slimfs_index_peek(const void *buf, size_t len, uint64_t *index_size, uint64_
 
 /*
  * Opens an index held in buf[0, len) (len >= index_size). buf is borrowed and
- * must outlive the index. *out is set only on success.
+ * must outlive the index. A compressed index (SLIMFS_FEATURE_INCOMPAT_ZINDEX)
+ * is checked (checksum of the stored bytes, frame and size limits), then
+ * decompressed into memory the index owns. *out is set only on success.
  */
 int slimfs_index_open_mem(const void *buf, size_t len, struct slimfs_index **out);
 void slimfs_index_free(struct slimfs_index *idx);
 
 const struct slimfs_info *slimfs_index_info(const struct slimfs_index *idx);
-/* SHA-256 of the index bytes (computed at open), and as "sha256:<64 hex>". */
+/* SHA-256 of the stored index bytes (computed at open), and as "sha256:<64 hex>". */
 const uint8_t *slimfs_index_digest(const struct slimfs_index *idx);
 void slimfs_index_digest_str(const struct slimfs_index *idx, char out[72]);
 

@@ -5,7 +5,9 @@
     tests/fuzz/mkcorpus.py SLIMFS_BINARY
 
 Seeds are small (the fuzzers mutate them): images built by `slimfs build`
-(for fuzz-index only the index part, which is all the reader needs),
+(for fuzz-index only the index part, which is all the reader needs; each
+image plain, --index-compression none, and as built by default, with the
+compressed index, seed-*-z.idx),
 chunk records with their frames (fuzz-chunk's input layout), tar layers of
 every entry type and compression, the should-fail fixtures of tests/data,
 allow-lists, and a few roundtrip programs. Reproducible: mtime 0, sorted.
@@ -122,7 +124,7 @@ def sparse_tar():
     return out.rstrip(b"\0") + bytes(1024 - len(out.rstrip(b"\0")) % 512)
 
 
-def images(slimfs):
+def images(slimfs, extra=("--index-compression", "none")):
     """Small images; returns [(name, bytes)]."""
     out = []
     with tempfile.TemporaryDirectory() as d:
@@ -137,7 +139,7 @@ def images(slimfs):
             with open(tp, "wb") as f:
                 f.write(t)
             img = os.path.join(d, name + ".img")
-            subprocess.run([slimfs, "build", "-q", "-o", img, tp], check=True)
+            subprocess.run([slimfs, "build", "-q", *extra, "-o", img, tp], check=True)
             with open(img, "rb") as f:
                 out.append((name, f.read()))
         # with views, so the views section is not empty
@@ -145,7 +147,7 @@ def images(slimfs):
         with open(allow, "w") as f:
             f.write("/etc/\n!/etc/hostname\n")
         img = os.path.join(d, "views.img")
-        r = subprocess.run([slimfs, "build", "-q", "-o", img, "--view", "min=" + allow,
+        r = subprocess.run([slimfs, "build", "-q", *extra, "-o", img, "--view", "min=" + allow,
                             os.path.join(d, "basic.tar")])
         if r.returncode == 0:
             with open(img, "rb") as f:
@@ -164,6 +166,9 @@ def main():
             with open(p, "rb") as fh:
                 write("layer", "seed-" + f, fh.read())
 
+    for name, img in images(slimfs, ()):
+        isz = struct.unpack_from("<Q", img, 64)[0]
+        write("index", "seed-%s-z.idx" % name, img[:isz])
     for name, img in images(slimfs):
         isz = struct.unpack_from("<Q", img, 64)[0]
         data_off = struct.unpack_from("<Q", img, 72)[0]

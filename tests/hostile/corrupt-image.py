@@ -11,6 +11,14 @@ reached, except in the variants that test the checksum itself. Also: chunk
 records pointing outside the data, lying usize/csize, a directory cycle, a
 directory referenced twice, flipped data bytes.
 
+A compressed index (format 1.1, feature_incompat bit ZINDEX: the sections
+are one zstd frame after the superblock) is decompressed (libzstd with
+ctypes), the records are patched in the plain index, and the sections are
+compressed again into the variant, so the structural damage reaches the
+same checks as in a plain image. The frame itself gets its own variants
+(zindex-*): flipped bytes, cut short, bytes after it, a lying or missing
+content size, a decompression bomb.
+
 OUTDIR/variants.tsv lists NAME <TAB> EXPECT, one a line; EXPECT is
 "index" (the index must be refused: every command fails), "data" (the index
 may open, but `verify` must fail, and reading the damage gives EIO), or
@@ -54,9 +62,59 @@ RECORDS = {  # section: (record size, [(field, offset, size)])
     "prefetch": (4, [("chunk", 0, 4)]),
 }
 
+ZINDEX = 0x1  # SLIMFS_FEATURE_INCOMPAT_ZINDEX
+
 _xxh = ctypes.CDLL("libxxhash.so.0")
 _xxh.XXH3_64bits.restype = ctypes.c_uint64
 _xxh.XXH3_64bits.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
+
+
+_zstd = ctypes.CDLL("libzstd.so.1")
+_zstd.ZSTD_compressBound.restype = ctypes.c_size_t
+_zstd.ZSTD_compressBound.argtypes = [ctypes.c_size_t]
+_zstd.ZSTD_createCCtx.restype = ctypes.c_void_p
+_zstd.ZSTD_freeCCtx.argtypes = [ctypes.c_void_p]
+_zstd.ZSTD_CCtx_setParameter.restype = ctypes.c_size_t
+_zstd.ZSTD_CCtx_setParameter.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_int]
+_zstd.ZSTD_compress2.restype = ctypes.c_size_t
+_zstd.ZSTD_compress2.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t,
+                                 ctypes.c_char_p, ctypes.c_size_t]
+_zstd.ZSTD_getFrameContentSize.restype = ctypes.c_ulonglong
+_zstd.ZSTD_getFrameContentSize.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
+_zstd.ZSTD_decompress.restype = ctypes.c_size_t
+_zstd.ZSTD_decompress.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_char_p,
+                                  ctypes.c_size_t]
+_zstd.ZSTD_isError.argtypes = [ctypes.c_size_t]
+
+
+def zcompress(data, content_size=True):
+    """One zstd frame (level 9, content checksum), as slimfs writes the index."""
+    cap = _zstd.ZSTD_compressBound(len(data))
+    out = ctypes.create_string_buffer(cap)
+    cctx = _zstd.ZSTD_createCCtx()
+    for param, value in ((100, 9), (200, int(content_size)), (201, 1)):
+        _zstd.ZSTD_CCtx_setParameter(cctx, param, value)
+    n = _zstd.ZSTD_compress2(cctx, out, cap, bytes(data), len(data))
+    _zstd.ZSTD_freeCCtx(cctx)
+    assert not _zstd.ZSTD_isError(n)
+    return out.raw[:n]
+
+
+def zdecompress(frame):
+    size = _zstd.ZSTD_getFrameContentSize(bytes(frame), len(frame))
+    assert size < 1 << 30, "no usable content size in the index frame"
+    out = ctypes.create_string_buffer(max(size, 1))
+    n = _zstd.ZSTD_decompress(out, size, bytes(frame), len(frame))
+    assert n == size, "the index frame does not decompress"
+    return out.raw[:n]
+
+
+def fcs_field(b, f):
+    """Offset and width of the content size field of the frame at b[f:]."""
+    fhd = b[f + 4]
+    single = (fhd >> 5) & 1
+    width = (0, 2, 4, 8)[fhd >> 6] or single
+    return f + 5 + (1 - single) + (0, 1, 2, 4)[fhd & 3], width
 
 
 def fix_checksum(b):
@@ -80,8 +138,25 @@ def main():
     os.makedirs(out, exist_ok=True)
     orig = open(img, "rb").read()
     variants = []
+    isz, data_off = struct.unpack_from("<QQ", orig, 64)
+    zindex = struct.unpack_from("<I", orig, 12)[0] & ZINDEX
+    # the plain index: record offsets are offsets in it (format.h)
+    plain = orig[:256] + zdecompress(orig[256:isz]) if zindex else orig[:isz]
+
+    def repack(p):
+        """The image with plain index p; None when it no longer fits before data_off."""
+        if not zindex:
+            return bytes(p) + orig[isz:]
+        frame = zcompress(p[256:])
+        if 256 + len(frame) > data_off:
+            return None
+        b = bytearray(p[:256]) + frame + bytes(data_off - 256 - len(frame)) + orig[data_off:]
+        struct.pack_into("<Q", b, 64, 256 + len(frame))
+        return b
 
     def emit(name, data, expect, fix=True):
+        if data is None:
+            return
         b = bytearray(data)
         if fix:
             fix_checksum(b)
@@ -110,16 +185,52 @@ def main():
     b[300] ^= 1
     emit("index-byte-flipped-checksum-kept", b, "index", fix=False)
     emit("truncated-in-super", orig[:100], "index", fix=False)
-    isz = struct.unpack_from("<Q", orig, 64)[0]
     emit("truncated-in-index", orig[:isz - 8], "index", fix=False)
-    data_off, data_size = struct.unpack_from("<QQ", orig, 72)
+    data_size = struct.unpack_from("<Q", orig, 80)[0]
     emit("truncated-in-data", orig[:data_off + data_size // 2], "data", fix=False)
     emit("empty-file", b"", "index", fix=False)
 
     # a sample of the records of every section
+    # the compressed index itself
+    if zindex:
+        f = 256
+        flen = isz - 256
+        for name, off in (("magic", f), ("header", f + 4), ("middle", f + flen // 2),
+                          ("last", isz - 1)):
+            b = bytearray(orig)
+            b[off] ^= 0xff
+            emit("zindex-%s-byte-flipped" % name, b, "index")
+        for cut in (1, 4, flen // 2, flen - 1):
+            b = bytearray(orig)
+            struct.pack_into("<Q", b, 64, isz - cut)
+            emit("zindex-cut-%d" % cut, b, "index")
+        if isz + 8 <= data_off:
+            b = bytearray(orig)
+            struct.pack_into("<Q", b, 64, isz + 8)
+            emit("zindex-zeros-after-frame", b, "index")
+        fo, width = fcs_field(orig, f)
+        size = int.from_bytes(orig[fo:fo + width], "little")
+        for name, v in (("more", size + 1), ("less", size - 1), ("max", (1 << 8 * width) - 1)):
+            b = bytearray(orig)
+            b[fo:fo + width] = (v % (1 << 8 * width)).to_bytes(width, "little")
+            emit("zindex-content-size-%s" % name, b, "index")
+        b = bytearray(orig[:256]) + zcompress(plain[256:], content_size=False)
+        if len(b) <= data_off:
+            struct.pack_into("<Q", b, 64, len(b))
+            emit("zindex-no-content-size", b + bytes(data_off - len(b)) + orig[data_off:],
+                 "index")
+        bomb = zcompress(bytes(16 << 20))  # 16 MiB of zeros: a ratio no index has
+        if 256 + len(bomb) <= data_off:
+            b = bytearray(orig[:256]) + bomb
+            struct.pack_into("<Q", b, 64, len(b))
+            emit("zindex-bomb", b + bytes(data_off - len(b)) + orig[data_off:], "index")
+        b = bytearray(orig)
+        struct.pack_into("<I", b, 12, struct.unpack_from("<I", orig, 12)[0] & ~ZINDEX)
+        emit("zindex-bit-cleared", b, "index")
+
     sec = {}
     for i, n in enumerate(SEC_NAMES):
-        sec[n] = struct.unpack_from("<QQ", orig, 120 + 16 * i)
+        sec[n] = struct.unpack_from("<QQ", plain, 120 + 16 * i)
     for sname, (rsize, fields) in RECORDS.items():
         soff, count = sec[sname]
         picks = sorted({0, count - 1}) if count else []
@@ -127,24 +238,24 @@ def main():
             base = soff + r * rsize
             for fname, off, size in fields:
                 if size > 8:
-                    b = bytearray(orig)
+                    b = bytearray(plain)
                     b[base + off] ^= 0xff
                     # ids and digests are only checked when a chunk is read
-                    emit("%s%d-%s-flipped" % (sname, r, fname), b, "data")
+                    emit("%s%d-%s-flipped" % (sname, r, fname), repack(b), "data")
                     continue
                 fmt = {4: "<I", 8: "<Q"}[size]
-                v = struct.unpack_from(fmt, orig, base + off)[0]
+                v = struct.unpack_from(fmt, plain, base + off)[0]
                 for bad in bad_values(v, size)[:3]:
-                    b = bytearray(orig)
+                    b = bytearray(plain)
                     struct.pack_into(fmt, b, base + off, bad)
-                    emit("%s%d-%s-%x" % (sname, r, fname, bad), b, "any")
+                    emit("%s%d-%s-%x" % (sname, r, fname, bad), repack(b), "any")
 
     # chunks: out of range, overlapping, lying sizes (the index may accept
     # a size that still fits; then reading must fail)
     coff, ccount = sec["chunks"]
     if ccount:
         last = coff + (ccount - 1) * 64
-        o, cs, us = struct.unpack_from("<QII", orig, last + 48)
+        o, cs, us = struct.unpack_from("<QII", plain, last + 48)
         for name, vals, expect in (
                 ("chunk-off-beyond-data", (data_size, cs, us), "index"),
                 ("chunk-off-huge", ((1 << 64) - 16, cs, us), "index"),
@@ -154,14 +265,14 @@ def main():
                 ("chunk-usize-less", (o, cs, max(us - 1, 1)), "data"),
                 ("chunk-usize-over-max", (o, cs, (4 << 20) + 1), "index"),
                 ("chunk-usize-zero", (o, cs, 0), "index")):
-            b = bytearray(orig)
+            b = bytearray(plain)
             struct.pack_into("<QII", b, last + 48, *vals)
-            emit(name, b, expect)
+            emit(name, repack(b), expect)
         if ccount > 1:
-            b = bytearray(orig)
-            o0 = struct.unpack_from("<Q", orig, coff + 48)[0]
+            b = bytearray(plain)
+            o0 = struct.unpack_from("<Q", plain, coff + 48)[0]
             struct.pack_into("<Q", b, coff + 64 + 48, o0)
-            emit("chunk-overlap", b, "index")
+            emit("chunk-overlap", repack(b), "index")
 
     # flipped data bytes: the index is fine, the chunk is not
     b = bytearray(orig)
@@ -176,36 +287,36 @@ def main():
     ioff, icount = sec["inodes"]
     doff, dcount = sec["dirents"]
     dirs = [i for i in range(icount)
-            if struct.unpack_from("<I", orig, ioff + 64 * i)[0] & 0o170000 == 0o040000]
+            if struct.unpack_from("<I", plain, ioff + 64 * i)[0] & 0o170000 == 0o040000]
     sub = [i for i in dirs if i != 0]
     if sub:
         d = sub[0]
-        first, cnt = struct.unpack_from("<QI", orig, ioff + 64 * d + 40)
+        first, cnt = struct.unpack_from("<QI", plain, ioff + 64 * d + 40)
         if cnt:
-            b = bytearray(orig)
+            b = bytearray(plain)
             struct.pack_into("<I", b, doff + 16 * first + 12, 0)  # entry -> the root
-            emit("dir-cycle-to-root", b, "index")
-            parent = struct.unpack_from("<I", orig, ioff + 64 * d + 60)[0]
-            b = bytearray(orig)
+            emit("dir-cycle-to-root", repack(b), "index")
+            parent = struct.unpack_from("<I", plain, ioff + 64 * d + 60)[0]
+            b = bytearray(plain)
             struct.pack_into("<I", b, doff + 16 * first + 12, d)  # entry -> itself
-            emit("dir-cycle-self", b, "index")
-        b = bytearray(orig)
+            emit("dir-cycle-self", repack(b), "index")
+        b = bytearray(plain)
         struct.pack_into("<I", b, ioff + 64 * d + 60, d)  # own parent
-        emit("dir-parent-self", b, "index")
+        emit("dir-parent-self", repack(b), "index")
         if len(sub) > 1:
-            b = bytearray(orig)
+            b = bytearray(plain)
             struct.pack_into("<I", b, ioff + 64 * sub[0] + 60, sub[1])
             struct.pack_into("<I", b, ioff + 64 * sub[1] + 60, sub[0])
-            emit("dir-parent-loop", b, "index")
+            emit("dir-parent-loop", repack(b), "index")
     # a directory entry of the root pointing at another directory a second time
-    rfirst, rcnt = struct.unpack_from("<QI", orig, ioff + 40)
+    rfirst, rcnt = struct.unpack_from("<QI", plain, ioff + 40)
     if len(sub) > 1 and rcnt > 1:
-        b = bytearray(orig)
+        b = bytearray(plain)
         for k in range(rcnt):
-            ino = struct.unpack_from("<I", orig, doff + 16 * (rfirst + k) + 12)[0]
+            ino = struct.unpack_from("<I", plain, doff + 16 * (rfirst + k) + 12)[0]
             if ino not in dirs:
                 struct.pack_into("<I", b, doff + 16 * (rfirst + k) + 12, sub[0])
-                emit("dir-linked-twice", b, "index")
+                emit("dir-linked-twice", repack(b), "index")
                 break
 
     with open(os.path.join(out, "variants.tsv"), "w") as f:

@@ -4,7 +4,10 @@
 # a sample of the records of every section get bad values (with the index
 # checksum recomputed, so the deeper checks are reached), chunk records point
 # outside the data or lie about their sizes, directories form cycles, data
-# bytes are flipped. `slimfs inspect/ls/verify/cat` must exit non-zero with
+# bytes are flipped; the compressed index's frame is damaged (zindex-*). The
+# image has the default compressed index (records are patched in the plain
+# index and compressed again); the superblock and structural variants also
+# run on the same tree built with --index-compression none (format 1.0). `slimfs inspect/ls/verify/cat` must exit non-zero with
 # a message, or succeed where the damage is harmless -- never crash (exit >=
 # 128) or hang. verify must fail on any damage to the data. With FUSE: a
 # refused index is not mounted, damaged data reads give EIO, and the daemon
@@ -31,9 +34,16 @@ printf '/etc/\n' >"$TMP/allow"
 run "$SLIMFS" build -q -j 2 --chunk-min 4K --chunk-avg 16K --chunk-max 64K \
 	--view "etc=$TMP/allow" -o "$TMP/good.img" "$src"
 run "$SLIMFS" verify -q "$TMP/good.img"
+run "$SLIMFS" build -q -j 2 --chunk-min 4K --chunk-avg 16K --chunk-max 64K \
+	--view "etc=$TMP/allow" --index-compression none -o "$TMP/plain.img" "$src"
+run "$SLIMFS" verify -q "$TMP/plain.img"
+"$SLIMFS" inspect "$TMP/good.img" | grep -q '^index: .*, zstd; ' || die "good.img: index not compressed"
+"$SLIMFS" inspect "$TMP/plain.img" | grep -q '^index: .*, not compressed$' ||
+	die "plain.img: index compressed despite --index-compression none"
 files=(/etc/passwd /usr/bin/big /usr/lib/numbers /usr/bin/link)
 
 run "$PYTHON" "$SRCDIR/hostile/corrupt-image.py" "$TMP/good.img" "$TMP/v"
+run "$PYTHON" "$SRCDIR/hostile/corrupt-image.py" "$TMP/plain.img" "$TMP/vp"
 
 # slimfs_run NAME CMD...: runs one command on a variant; records exit code.
 # A crash or hang fails the test at once; a failure must say why.
@@ -52,17 +62,29 @@ slimfs_run() {
 	RC=$rc
 }
 
-digest=$("$SLIMFS" inspect "$TMP/good.img" | awk '$1 == "digest:" { print $2 }')
-[ -n "$digest" ] || die "no digest from inspect"
 for f in "${files[@]}"; do
 	"$SLIMFS" cat "$TMP/good.img" "$f" >"$TMP/want-${f//\//_}" || die "cat $f of the good image"
+	"$SLIMFS" cat "$TMP/plain.img" "$f" | cmp -s - "$TMP/want-${f//\//_}" ||
+		die "$f reads differently from the plain index"
 done
 
+# variants DIR GOOD [GLOB]: the variants of DIR/variants.tsv (those matching
+# GLOB); GOOD is the image they were made from.
 n=0 refused=0 opened=0
-while IFS=$'\t' read -r name expect; do
+variants() {
+	local dir=$1 good=$2 glob=${3:-*} name expect digest
+	digest=$("$SLIMFS" inspect "$good" | awk '$1 == "digest:" { print $2 }')
+	[ -n "$digest" ] || die "no digest from inspect"
+	while IFS=$'\t' read -r name expect; do
+		[[ $name == $glob ]] || continue
+		check_variant "$dir/$name.img" "${dir##*/}:$name" "$expect" "$digest"
+	done <"$dir/variants.tsv"
+}
+
+check_variant() {
+	local img=$1 name=$2 expect=$3 digest=$4
 	# SLIMFS_HOSTILE_ONLY=GLOB: only the matching variants (debugging)
-	[ -z "${SLIMFS_HOSTILE_ONLY:-}" ] || [[ $name == $SLIMFS_HOSTILE_ONLY ]] || continue
-	img=$TMP/v/$name.img
+	[ -z "${SLIMFS_HOSTILE_ONLY:-}" ] || [[ ${name#*:} == $SLIMFS_HOSTILE_ONLY ]] || return 0
 	n=$((n + 1))
 	slimfs_run "$name" inspect "$img"
 	inspect_rc=$RC
@@ -94,8 +116,14 @@ while IFS=$'\t' read -r name expect; do
 		;;
 	esac
 	if [ $inspect_rc = 0 ]; then opened=$((opened + 1)); else refused=$((refused + 1)); fi
-done <"$TMP/v/variants.tsv"
-log "$n variants: $refused refused at open, $opened opened; no crash, no hang"
+}
+variants "$TMP/v" "$TMP/good.img"
+nz=$n
+# the plain index (1.0): where the two forms differ (sizes, offsets, the
+# bit, the checksum), truncations, structure
+variants "$TMP/vp" "$TMP/plain.img" \
+	'@(super-@(index_size|data_off|feature_incompat|checksum|sec_inodes_off|sec_strings_off)-*|truncated-*|index-*|chunk-*|dir-*)'
+log "$n variants ($nz of the compressed index, $((n - nz)) of the plain one): $refused refused at open, $opened opened; no crash, no hang"
 [ -n "${SLIMFS_HOSTILE_ONLY:-}" ] || [ $n -ge 100 ] || die "only $n variants"
 
 # ---------------------------------------------------------------- the daemon
@@ -107,7 +135,8 @@ if [ "$(id -u)" != 0 ] || ! [ -c /dev/fuse ] || ! command -v fusermount3 >/dev/n
 fi
 
 # A refused index: mount exits non-zero with a message, nothing is mounted.
-for name in super-checksum-wrong dir-cycle-to-root chunk-off-beyond-data super-magic-0; do
+for name in super-checksum-wrong dir-cycle-to-root chunk-off-beyond-data super-magic-0 \
+	zindex-middle-byte-flipped zindex-content-size-less zindex-bomb; do
 	[ -e "$TMP/v/$name.img" ] || continue
 	mnt=$TMP/mnt-$name
 	mkdir -p "$mnt"

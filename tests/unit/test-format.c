@@ -912,6 +912,247 @@ static void test_chunk(void)
 }
 
 /* ~10k inodes: open stays well under a millisecond plus the SHA-256. */
+/* ---- the compressed index (SLIMFS_FEATURE_INCOMPAT_ZINDEX) ---- */
+
+/*
+ * The stored form of a plain index b[0, len) (format.h): its superblock
+ * with the bit set, then body[0, body_len) compressed as one frame
+ * (content size flag and checksum flag as given); body is the sections
+ * unless the caller passes other bytes. index_size, data_off and the
+ * checksum are fixed up. Returns a malloc'd buffer of *zlen bytes.
+ */
+static uint8_t *zpack_body(const uint8_t *b, const void *body, size_t body_len, int size_flag,
+			   int sum_flag, size_t *zlen)
+{
+	size_t cap = ZSTD_compressBound(body_len), n;
+	ZSTD_CCtx *cctx = ZSTD_createCCtx();
+	uint8_t *z = malloc(256 + cap);
+	uint32_t incompat;
+	uint64_t v;
+
+	ZSTD_CCtx_setParameter(cctx, ZSTD_c_compressionLevel, 9);
+	ZSTD_CCtx_setParameter(cctx, ZSTD_c_contentSizeFlag, size_flag);
+	ZSTD_CCtx_setParameter(cctx, ZSTD_c_checksumFlag, sum_flag);
+	n = ZSTD_compress2(cctx, z + 256, cap, body, body_len);
+	ZSTD_freeCCtx(cctx);
+	CHECK(!ZSTD_isError(n));
+	memcpy(z, b, 256);
+	incompat = htole32(SLIMFS_FEATURE_INCOMPAT_ZINDEX);
+	memcpy(z + offsetof(struct slimfs_disk_super, feature_incompat), &incompat, 4);
+	v = htole64(256 + n);
+	memcpy(z + offsetof(struct slimfs_disk_super, index_size), &v, 8);
+	v = htole64((256 + n + 4095) & ~(uint64_t)4095);
+	memcpy(z + offsetof(struct slimfs_disk_super, data_off), &v, 8);
+	fix_checksum(z, 256 + n);
+	*zlen = 256 + n;
+	return z;
+}
+
+static uint8_t *zpack(const uint8_t *b, size_t len, size_t *zlen)
+{
+	return zpack_body(b, b + 256, len - 256, 1, 1, zlen);
+}
+
+/* Sets index_size (the stored bytes are cut to, or extended with zeros to, it). */
+static void set_index_size(uint8_t *z, size_t len)
+{
+	uint64_t v = htole64(len);
+
+	memcpy(z + offsetof(struct slimfs_disk_super, index_size), &v, 8);
+	fix_checksum(z, len);
+}
+
+/* Offset and width of the frame content size field of the frame at f. */
+static size_t fcs_field(const uint8_t *f, size_t *width)
+{
+	static const size_t did[4] = {0, 1, 2, 4}, fcs[4] = {0, 2, 4, 8};
+	uint8_t fhd = f[4];
+	bool single = fhd & 0x20;
+
+	*width = fcs[fhd >> 6] ? fcs[fhd >> 6] : single;
+	return 5 + !single + did[fhd & 3];
+}
+
+static bool same_content(const uint8_t *f, size_t flen, const uint8_t *want, size_t want_len)
+{
+	uint8_t *got = malloc(want_len + 1);
+	size_t n = ZSTD_decompress(got, want_len + 1, f, flen);
+	bool same = n == want_len && memcmp(got, want, want_len) == 0;
+
+	free(got);
+	return same;
+}
+
+static int open_z(const uint8_t *z, size_t len)
+{
+	struct slimfs_index *idx = NULL;
+	int r = slimfs_index_open_mem(z, len, &idx);
+
+	slimfs_index_free(idx);
+	return r;
+}
+
+static void test_zindex(void)
+{
+	struct model m;
+	struct slimfs_index *pidx = NULL, *zidx = NULL;
+	uint8_t *b, *z, *t, sha[32];
+	size_t len, zlen, w, fo, refused = 0, nflips = 0;
+	int r;
+
+	sample(&m);
+	b = model_write(&m, &len);
+	z = zpack(b, len, &zlen);
+
+	/* round trip: the same index through both forms */
+	CHECK_EQ(slimfs_index_open_mem(b, len, &pidx), 0);
+	CHECK_EQ(slimfs_index_open_mem(z, zlen, &zidx), 0);
+	if (pidx && zidx) {
+		const struct slimfs_info *pi = slimfs_index_info(pidx),
+					 *zi = slimfs_index_info(zidx);
+		struct slimfs_inode a, c;
+		struct slimfs_dirent da, dc;
+		uint32_t id;
+
+		CHECK_EQ(pi->feature_incompat, 0);
+		CHECK_EQ(pi->index_plain_size, len);
+		CHECK_EQ(zi->feature_incompat, SLIMFS_FEATURE_INCOMPAT_ZINDEX);
+		CHECK_EQ(zi->index_size, zlen);
+		CHECK_EQ(zi->index_plain_size, len);
+		CHECK_EQ(zi->data_off, (zlen + 4095) & ~(size_t)4095);
+		CHECK(pi->inode_count == zi->inode_count && pi->dirent_count == zi->dirent_count &&
+		      pi->chunk_count == zi->chunk_count && pi->extent_count == zi->extent_count &&
+		      pi->view_count == zi->view_count && pi->prefetch_count == zi->prefetch_count);
+		CHECK(zi->config_len == pi->config_len &&
+		      memcmp(zi->config, pi->config, pi->config_len) == 0);
+		for (uint32_t i = 0; i < pi->inode_count; i++) {
+			CHECK(slimfs_index_inode(pidx, i, &a) == 0 &&
+			      slimfs_index_inode(zidx, i, &c) == 0 && a.mode == c.mode &&
+			      a.size == c.size && a.first == c.first && a.count == c.count &&
+			      a.parent == c.parent && a.target_len == c.target_len &&
+			      (!a.target_len || memcmp(a.target, c.target, a.target_len) == 0));
+		}
+		CHECK(slimfs_index_inode(zidx, ROOT, &c) == 0 &&
+		      slimfs_index_dirent(zidx, &c, 2, &dc) == 0 &&
+		      slimfs_index_inode(pidx, ROOT, &a) == 0 &&
+		      slimfs_index_dirent(pidx, &a, 2, &da) == 0 && dc.name_len == da.name_len &&
+		      memcmp(dc.name, da.name, da.name_len) == 0);
+		CHECK(slimfs_index_resolve(zidx, "/sub/hard", &id) == 0 && id == FILE_);
+		/* the digest is of the stored bytes */
+		slimfs_sha256(z, zlen, sha);
+		CHECK(memcmp(slimfs_index_digest(zidx), sha, 32) == 0);
+		CHECK(memcmp(slimfs_index_digest(pidx), slimfs_index_digest(zidx), 32) != 0);
+	}
+	slimfs_index_free(pidx);
+	slimfs_index_free(zidx);
+
+	/* a frame without its checksum is fine; without its content size it is not */
+	t = zpack_body(b, b + 256, len - 256, 1, 0, &w);
+	CHECK_EQ(open_z(t, w), 0);
+	free(t);
+	t = zpack_body(b, b + 256, len - 256, 0, 1, &w);
+	CHECK_EQ(open_z(t, w), -EUCLEAN);
+	free(t);
+	/* the bit on a plain index: no frame there */
+	t = malloc(len);
+	memcpy(t, b, len);
+	t[offsetof(struct slimfs_disk_super, feature_incompat)] |= SLIMFS_FEATURE_INCOMPAT_ZINDEX;
+	fix_checksum(t, len);
+	CHECK_EQ(open_z(t, len), -EUCLEAN);
+	free(t);
+	/* an empty frame, and a superblock alone */
+	t = zpack_body(b, "", 0, 1, 1, &w);
+	CHECK_EQ(open_z(t, w), -EUCLEAN);
+	set_index_size(t, 256);
+	CHECK_EQ(open_z(t, 256), -EUCLEAN);
+	free(t);
+
+	/* truncated frame: index_size cut (checksum fixed), and the buffer short */
+	t = malloc(zlen + 64);
+	for (size_t cut = 1; cut < zlen - 256; cut += cut < 16 ? 1 : 37) {
+		memcpy(t, z, zlen);
+		set_index_size(t, zlen - cut);
+		r = open_z(t, zlen - cut);
+		CHECK(r == -EUCLEAN);
+	}
+	CHECK_EQ(open_z(z, zlen - 1), -EUCLEAN);
+	/* bytes after the frame */
+	memcpy(t, z, zlen);
+	memset(t + zlen, 0, 64);
+	set_index_size(t, zlen + 8);
+	CHECK_EQ(open_z(t, zlen + 8), -EUCLEAN);
+	memcpy(t + zlen, z + 256, 8); /* the frame's own start: a second frame */
+	set_index_size(t, zlen + 8);
+	CHECK_EQ(open_z(t, zlen + 8), -EUCLEAN);
+
+	/* a content size that lies, by one either way, and by a lot */
+	fo = 256 + fcs_field(z + 256, &w);
+	CHECK(w == 1 || w == 2 || w == 4);
+	for (int d = -1; d <= 1; d += 2) {
+		uint64_t v = 0;
+
+		memcpy(t, z, zlen);
+		memcpy(&v, t + fo, w);
+		v = htole64(le64toh(v) + (uint64_t)(int64_t)d);
+		memcpy(t + fo, &v, w);
+		fix_checksum(t, zlen);
+		CHECK_EQ(open_z(t, zlen), -EUCLEAN);
+	}
+	memcpy(t, z, zlen);
+	memset(t + fo, 0xff, w);
+	fix_checksum(t, zlen);
+	CHECK_EQ(open_z(t, zlen), -EUCLEAN);
+
+	/* a flipped byte anywhere in the frame: refused, checksum fixed or not */
+	for (size_t i = 256; i < zlen; i++) {
+		for (int fix = 0; fix < 2; fix++) {
+			memcpy(t, z, zlen);
+			t[i] ^= (uint8_t)(1u << (i % 8));
+			if (fix)
+				fix_checksum(t, zlen);
+			r = open_z(t, zlen);
+			CHECK(fix || r == -EBADMSG);
+			if (fix) {
+				nflips++;
+				refused += r != 0;
+				if (r != 0 && !errno_ok(r))
+					CHECK_EQ(r, -EUCLEAN);
+				/* accepted (an unused header bit, an equivalent
+				 * table): then it means the same bytes */
+				if (r == 0)
+					CHECK(same_content(t + 256, zlen - 256, b + 256,
+							   len - 256));
+			}
+		}
+	}
+	printf("# %zu of %zu flipped frame bytes refused, the rest decode the same\n", refused,
+	       nflips);
+	CHECK(refused >= nflips * 9 / 10);
+	free(t);
+	free(z);
+
+	/* the plain size bound: 2 MiB of zeros in a frame of a few hundred bytes */
+	{
+		size_t big = 2u << 20;
+		uint8_t *zeros = calloc(1, big);
+
+		z = zpack_body(b, zeros, big, 1, 1, &zlen);
+		printf("# %zu zero bytes in a %zu-byte frame\n", big, zlen - 256);
+		CHECK(big / SLIMFS_ZINDEX_RATIO_MAX > zlen - 256);
+		CHECK_EQ(open_z(z, zlen), -EUCLEAN);
+		/* and a content size beyond SLIMFS_ZINDEX_PLAIN_MAX */
+		fo = 256 + fcs_field(z + 256, &w);
+		CHECK_EQ(w, 4);
+		memset(z + fo, 0xff, w);
+		fix_checksum(z, zlen);
+		CHECK_EQ(open_z(z, zlen), -EUCLEAN);
+		free(zeros);
+		free(z);
+	}
+	free(b);
+	model_free(&m);
+}
+
 static void test_speed(void)
 {
 	struct model m;
@@ -957,6 +1198,19 @@ static void test_speed(void)
 		slimfs_sha256(buf, len, sha);
 		printf("# of which SHA-256: %.3f ms\n", (double)(slimfs_now_ns() - t2) / 1e6);
 	}
+	{
+		struct slimfs_index *zidx = NULL;
+		size_t zlen;
+		uint8_t *z = zpack(buf, len, &zlen);
+
+		t0 = slimfs_now_ns();
+		CHECK_EQ(slimfs_index_open_mem(z, zlen, &zidx), 0);
+		t1 = slimfs_now_ns();
+		printf("# open of the same compressed (%zu bytes): %.3f ms\n", zlen,
+		       (double)(t1 - t0) / 1e6);
+		slimfs_index_free(zidx);
+		free(z);
+	}
 	if (idx) {
 		uint32_t id;
 
@@ -976,6 +1230,7 @@ int main(void)
 	test_targeted();
 	test_chunk();
 	test_sweep();
+	test_zindex();
 	test_speed();
 	return tap_done();
 }

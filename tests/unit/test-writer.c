@@ -122,6 +122,9 @@ static int add_symlink(struct slimfs_tree *t, const char *path, const char *targ
 struct img {
 	uint8_t *buf;
 	size_t len;
+	uint8_t *zplain;      /* the decompressed index (ZINDEX), or NULL */
+	const uint8_t *plain; /* [0, plain_len): the plain index, buf or zplain */
+	size_t plain_len;
 	struct slimfs_disk_super sb;
 	const uint8_t *sec[SLIMFS_SEC_COUNT];
 	uint64_t count[SLIMFS_SEC_COUNT];
@@ -131,6 +134,7 @@ struct img {
 static void img_free(struct img *m)
 {
 	free(m->buf);
+	free(m->zplain);
 	memset(m, 0, sizeof(*m));
 }
 
@@ -160,8 +164,28 @@ static int write_img(struct slimfs_tree *t, const struct slimfs_write_args *a, s
 	if (r < 0)
 		goto out;
 	memcpy(&m->sb, m->buf, sizeof(m->sb));
+	m->plain = m->buf;
+	m->plain_len = le64toh(m->sb.index_size);
+	if (le32toh(m->sb.feature_incompat) & SLIMFS_FEATURE_INCOMPAT_ZINDEX) {
+		/* format.h: the sections are one zstd frame after the superblock */
+		const uint8_t *frame = m->buf + sizeof(m->sb);
+		size_t flen = m->plain_len - sizeof(m->sb);
+		unsigned long long n = ZSTD_getFrameContentSize(frame, flen);
+
+		if (n > SLIMFS_ZINDEX_PLAIN_MAX || !(m->zplain = malloc(sizeof(m->sb) + n))) {
+			r = -EBADMSG;
+			goto out;
+		}
+		memcpy(m->zplain, m->buf, sizeof(m->sb));
+		if (ZSTD_decompress(m->zplain + sizeof(m->sb), n, frame, flen) != n) {
+			r = -EBADMSG;
+			goto out;
+		}
+		m->plain = m->zplain;
+		m->plain_len = sizeof(m->sb) + n;
+	}
 	for (int s = 0; s < SLIMFS_SEC_COUNT; s++) {
-		m->sec[s] = m->buf + le64toh(m->sb.sections[s].off);
+		m->sec[s] = m->plain + le64toh(m->sb.sections[s].off);
 		m->count[s] = le64toh(m->sb.sections[s].count);
 	}
 out:
@@ -338,6 +362,8 @@ static void check_image(const struct img *m)
 	CHECK(data_off >= index_size && data_off - index_size < SLIMFS_DATA_ALIGN);
 	CHECK_EQ(data_off + data_size, m->len);
 	CHECK_EQ(m->stats.index_size, index_size);
+	CHECK_EQ(m->stats.index_plain_size, m->plain_len);
+	CHECK(m->zplain ? index_size < m->plain_len : index_size == m->plain_len);
 	CHECK_EQ(m->stats.image_size, m->len);
 	CHECK_EQ(le64toh(sb.entry_count), m->count[SLIMFS_SEC_DIRENTS] + 1);
 
@@ -357,7 +383,7 @@ static void check_image(const struct img *m)
 	for (int s = 0; s < SLIMFS_SEC_COUNT; s++) {
 		uint64_t off = le64toh(sb.sections[s].off);
 
-		if (off % 8 || off < sizeof(sb) || off > index_size)
+		if (off % 8 || off < sizeof(sb) || off > m->plain_len)
 			aligned = false;
 		if (s && off < le64toh(sb.sections[s - 1].off))
 			aligned = false;
