@@ -106,7 +106,7 @@ prefetch=$("$SLIMFS" inspect --json "$pimg" | "$PYTHON" -c 'import json, sys; pr
 # The chunk table is in data order (format.h): its first entries are the
 # profile's chunks in order, and PREFETCH lists them as 0, 1, 2, ...
 "$PYTHON" - "$pimg" "$profile" <<'EOF' || die "the profile's chunks are not first in the data"
-import struct, sys
+import struct, subprocess, sys
 img, prof = sys.argv[1], sys.argv[2]
 lines = open(prof, "rb").read().decode("latin-1").split("\n")
 want = [l.split()[1] for l in lines if l.startswith("#@chunk ")]
@@ -116,13 +116,20 @@ ranges = any(l.startswith("#@range\t") for l in lines)
 with open(img, "rb") as f:
     sb = f.read(256)
     assert sb[:8] == b"SLIMFS\x89\n", "magic"
-    sec = [struct.unpack_from("<QQ", sb, 120 + 16 * i) for i in range(8)]
-    coff, ccount = sec[4]
-    poff, pcount = sec[7]
-    f.seek(coff)
-    table = f.read(64 * ccount)
-    f.seek(poff)
-    pre = struct.unpack("<%dI" % pcount, f.read(4 * pcount))
+    (incompat,) = struct.unpack_from("<I", sb, 12)
+    (index_size,) = struct.unpack_from("<Q", sb, 64)
+    stored = sb + f.read(index_size - 256)
+# format 1.1: the sections are one zstd frame after the superblock (FORMAT.md);
+# section offsets count in the plain index
+index = stored
+if incompat & 1:
+    index = sb + subprocess.run(["zstd", "-dc"], input=stored[256:], stdout=subprocess.PIPE,
+                                check=True).stdout
+sec = [struct.unpack_from("<QQ", sb, 120 + 16 * i) for i in range(8)]
+coff, ccount = sec[4]
+poff, pcount = sec[7]
+table = index[coff:coff + 64 * ccount]
+pre = struct.unpack_from("<%dI" % pcount, index, poff)
 ids = [table[64 * i:64 * i + 16].hex() for i in range(ccount)]
 offs = [struct.unpack_from("<Q", table, 64 * i + 48)[0] for i in range(ccount)]
 assert offs == sorted(offs), "chunk table not in data order"
