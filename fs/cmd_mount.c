@@ -41,6 +41,11 @@
  * kernel's read-ahead and the FUSE workers keep up with a local disk).
  */
 #define READAHEAD_BYTES (4ull << 20)
+/*
+ * Chunks a miss also fetches after its own, in data order, for remote
+ * images (see miss_ahead in ops.c; local files: a miss costs no round trip).
+ */
+#define MISS_AHEAD_BYTES (1ull << 20)
 /* What the daemon child writes to the parent once the mount is live. */
 #define READY_MARK	 "\001READY\n"
 #define FUSE_SUPER_MAGIC 0x65735546
@@ -63,7 +68,8 @@ struct mount_opts {
 	const char *trace, *stats_socket;
 	const char *prefetch_profile; /* profile file whose chunks to prefetch */
 	char *pprofile_buf;
-	int64_t readahead; /* bytes, -1: the default */
+	int64_t readahead;  /* bytes, -1: the default */
+	int64_t miss_ahead; /* bytes, -1: the default */
 	bool no_coalesce;
 	enum slimfs_fill_mode fill;		 /* --page-cache-fill */
 	char *creds_buf, *trace_buf, *stats_buf; /* owned: from -o */
@@ -89,7 +95,8 @@ static void mount_usage(FILE *f)
 		"cache_size=,\n"
 		"                          mem_cache=, threads=, digest=, insecure, creds=,\n"
 		"                          timeout=, retries=, rate=, rtt=, prefetch=, trace=,\n"
-		"                          stats_socket=, readahead=, page_cache_fill= (as below)\n"
+		"                          stats_socket=, readahead=, miss_ahead=,\n"
+		"                          page_cache_fill= (as below)\n"
 		"      --view NAME         view to show (default: the image's default view, or\n"
 		"                          'full' when it has none); 'full' shows everything\n"
 		"      --cache DIR         disk chunk cache shared by all mounts (default %s;\n"
@@ -124,6 +131,10 @@ static void mount_usage(FILE *f)
 		"                          list: try a profile on any image without rebuilding\n"
 		"      --readahead SIZE    read ahead of sequential readers (default 4M for\n"
 		"                          remote images, 0 for local files; 0 is off)\n"
+		"      --miss-ahead SIZE   a read that misses also fetches the chunks that\n"
+		"                          follow in the image (the next files of the\n"
+		"                          directory), up to SIZE, in the same request\n"
+		"                          (default 1M; 0 is off; never for local files)\n"
 		"      --page-cache-fill MODE  after a read, push more of what was decoded into\n"
 		"                          the kernel's page cache, so nearby reads need no\n"
 		"                          FUSE request: 'chunk' (the rest of each chunk read;\n"
@@ -285,6 +296,12 @@ static int apply_slimfs_key(struct mount_opts *o, const char *opt)
 		if (parse_size_opt("readahead", v, &ra) < 0)
 			return -EINVAL;
 		o->readahead = (int64_t)MIN(ra, 1ull << 30);
+	} else if (KEY("miss_ahead")) {
+		uint64_t ma;
+
+		if (parse_size_opt("miss_ahead", v, &ma) < 0)
+			return -EINVAL;
+		o->miss_ahead = (int64_t)MIN(ma, 1ull << 30);
 	} else if (KEY("coalesce")) {
 		/* For measurements: coalesce=0 fetches each chunk on its own. */
 		o->no_coalesce = strcmp(v, "0") == 0;
@@ -651,6 +668,9 @@ static int run_daemon(struct mount_opts *o, struct daemon_ctx *d)
 	else if (img->backend->remote && !img->offline)
 		fs.readahead_bytes = READAHEAD_BYTES;
 	fs.coalesce = !o->no_coalesce;
+	if (img->backend->remote && !img->offline)
+		fs.miss_ahead_bytes =
+			o->miss_ahead >= 0 ? (uint64_t)o->miss_ahead : MISS_AHEAD_BYTES;
 	/* Taking over: once the old daemon (and its socket) is gone. */
 	if (!o->takeover && start_stats(&hc) < 0)
 		goto out;
@@ -876,6 +896,7 @@ static void opts_init(struct mount_opts *o)
 	o->ready_fd = -1;
 	o->prefetch = SLIMFS_PREFETCH_PROFILE;
 	o->readahead = -1;
+	o->miss_ahead = -1;
 	/* Off by default: the kernel locks each page it stores, uninterruptibly. A
 	 * store that waits on a page a pending read holds, when the daemon is
 	 * killed (kill -9, crash) at that moment, keeps the dying process and so
@@ -953,6 +974,7 @@ static int mount_main(int argc, char **argv, const struct slimfs_daemon_info *re
 		OPT_PREFETCH_PROFILE,
 		OPT_STATS_SOCKET,
 		OPT_READAHEAD,
+		OPT_MISS_AHEAD,
 		OPT_PAGE_CACHE_FILL,
 	};
 	static const struct option longopts[] = {
@@ -980,6 +1002,7 @@ static int mount_main(int argc, char **argv, const struct slimfs_daemon_info *re
 		{"prefetch-profile", required_argument, NULL, OPT_PREFETCH_PROFILE},
 		{"stats-socket", required_argument, NULL, OPT_STATS_SOCKET},
 		{"readahead", required_argument, NULL, OPT_READAHEAD},
+		{"miss-ahead", required_argument, NULL, OPT_MISS_AHEAD},
 		{"page-cache-fill", required_argument, NULL, OPT_PAGE_CACHE_FILL},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
@@ -1088,6 +1111,14 @@ static int mount_main(int argc, char **argv, const struct slimfs_daemon_info *re
 			if (parse_size_opt("--readahead", optarg, &ra) < 0)
 				return EXIT_USAGE;
 			o.readahead = (int64_t)MIN(ra, 1ull << 30);
+			break;
+		}
+		case OPT_MISS_AHEAD: {
+			uint64_t ma;
+
+			if (parse_size_opt("--miss-ahead", optarg, &ma) < 0)
+				return EXIT_USAGE;
+			o.miss_ahead = (int64_t)MIN(ma, 1ull << 30);
 			break;
 		}
 		case OPT_PAGE_CACHE_FILL:

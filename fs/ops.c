@@ -772,6 +772,87 @@ static void data_ahead(struct slimfs_fs *fs, uint32_t miss)
 	}
 }
 
+/* Miss-ahead crosses into the next files only while they are this small. */
+#define MISS_AHEAD_SMALL (64u << 10)
+/* Inodes miss-ahead looks at past the file read (directories, links, ...). */
+#define MISS_AHEAD_INODES 64u
+
+struct miss_ahead {
+	uint32_t *out;
+	size_t n, max;
+	uint32_t after;	 /* only chunks past the read's last missing one */
+	uint64_t bytes;	 /* their compressed bytes */
+	uint64_t budget; /* fs->miss_ahead_bytes */
+};
+
+/*
+ * Adds the chunks of in's extents from file offset from on; false when the
+ * budget or the list is full.
+ */
+static bool miss_ahead_file(struct slimfs_fs *fs, const struct slimfs_inode *in, uint64_t from,
+			    struct miss_ahead *m)
+{
+	uint32_t last = UINT32_MAX;
+
+	for (uint32_t i = slimfs_index_extent_find(fs->idx, in, from); i < in->count; i++) {
+		struct slimfs_extent x;
+		struct slimfs_chunk ch;
+
+		if (slimfs_index_extent(fs->idx, in, i, &x) < 0)
+			return false;
+		/* Chunks before the read's are elsewhere in the data area. */
+		if (x.chunk == last || x.chunk <= m->after)
+			continue;
+		last = x.chunk;
+		if (slimfs_cache_has(fs->cache, x.chunk))
+			continue;
+		if (m->n == m->max || slimfs_index_chunk(fs->idx, x.chunk, &ch) < 0 ||
+		    m->bytes + ch.csize > m->budget)
+			return false;
+		m->bytes += ch.csize;
+		m->out[m->n++] = x.chunk;
+	}
+	return true;
+}
+
+/*
+ * Miss-ahead (remote images): a read that misses waits a round trip, which
+ * at 100 Mbit/s and 20 ms is worth ~250 KB of transfer, and the next miss of
+ * the same reader usually follows: the next pages of a mapped library or
+ * binary, the next module of a package. So the read's range request also
+ * fetches the rest of the file after the read, then the small files
+ * (<= MISS_AHEAD_SMALL) that follow it in inode order, i.e. in data order
+ * (the same directory first), up to fs->miss_ahead_bytes compressed, and
+ * stopping at the first larger file. Chunks in memory or being loaded are
+ * skipped (slimfs_cache_load reads through small gaps).
+ *
+ * Measured on the bookworm rootfs without a profile (python3 importing json,
+ * sqlite3, urllib.request; slimfs bench, 100 Mbit/s + 20 ms): plain data
+ * order (the next chunks, whatever file they hold) fetched 1.5-1.7x the
+ * bytes for the requests it saved, most of them parts of the large files
+ * that follow a library; the rest of the same file is nearly always read.
+ * Appends the chunks to out (at most max); returns how many.
+ */
+static size_t miss_ahead(struct slimfs_fs *fs, const struct slimfs_inode *in, uint64_t end,
+			 const uint32_t *want, size_t n, uint32_t *out, size_t max)
+{
+	struct miss_ahead m = {.out = out, .max = max, .budget = fs->miss_ahead_bytes};
+	struct slimfs_inode next;
+
+	for (size_t k = 0; k < n; k++)
+		m.after = MAX(m.after, want[k]);
+	if (!miss_ahead_file(fs, in, end, &m))
+		return m.n;
+	for (uint32_t id = in->id + 1, k = 0;
+	     k < MISS_AHEAD_INODES && slimfs_index_inode(fs->idx, id, &next) == 0; id++, k++) {
+		if (!S_ISREG(next.mode))
+			continue;
+		if (next.size > MISS_AHEAD_SMALL || !miss_ahead_file(fs, &next, 0, &m))
+			break;
+	}
+	return m.n;
+}
+
 static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		    struct fuse_file_info *fi)
 {
@@ -811,12 +892,20 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		size_t n =
 			missing_chunks(fs, &in, (uint64_t)off, (uint64_t)off + len, want, WANT_MAX);
 
+		size_t need = n;
+
 		if (n && fs->readahead_bytes && fs->prefetch)
 			data_ahead(fs, want[n - 1]);
+		if (n && fs->miss_ahead_bytes && fs->coalesce)
+			n += miss_ahead(fs, &in, (uint64_t)off + len, want, n, want + n,
+					WANT_MAX - n);
 		/* Several chunks missing: one range request for each adjacent run. */
 		if (n >= 2 && fs->coalesce) {
-			r = slimfs_cache_load(fs->cache, want, n, COALESCE_MAX, 0, NULL);
-			if (r < 0) {
+			r = slimfs_cache_load(fs->cache, want, n, COALESCE_MAX,
+					      n > need ? SLIMFS_LOAD_GAPS : 0, NULL);
+			/* A chunk only fetched ahead may fail: read_range answers
+			 * for the ones this read needs (their failure is held). */
+			if (r < 0 && n == need) {
 				atomic_fetch_add_explicit(&fs->stats.read_errors, 1,
 							  memory_order_relaxed);
 				if (r != -ENOMEM && r != -EBADMSG && r != -EUCLEAN)

@@ -68,6 +68,7 @@ struct slimfs_fs {
 	struct slimfs_prefetch *prefetch; /* borrowed: read-ahead goes there */
 	bool coalesce;			  /* one range request for a read's adjacent chunks */
 	uint64_t readahead_bytes;	  /* window of sequential read-ahead, 0: off */
+	uint64_t miss_ahead_bytes;	  /* chunks fetched after a miss (remote), 0: off */
 	struct slimfs_notify *notify;	  /* borrowed: page-cache filler */
 	pthread_mutex_t hints_lock;
 	char *hints[SLIMFS_HINTS]; /* owned, under hints_lock */
