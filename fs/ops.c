@@ -781,7 +781,7 @@ struct miss_ahead {
 	uint32_t *out;
 	size_t n, max;
 	uint32_t after;	 /* only chunks past the read's last missing one */
-	uint64_t bytes;	 /* their compressed bytes */
+	uint64_t bytes;	 /* compressed bytes of the window, present chunks too */
 	uint64_t budget; /* fs->miss_ahead_bytes */
 };
 
@@ -804,12 +804,14 @@ static bool miss_ahead_file(struct slimfs_fs *fs, const struct slimfs_inode *in,
 		if (x.chunk == last || x.chunk <= m->after)
 			continue;
 		last = x.chunk;
-		if (slimfs_cache_has(fs->cache, x.chunk))
-			continue;
-		if (m->n == m->max || slimfs_index_chunk(fs->idx, x.chunk, &ch) < 0 ||
+		if (slimfs_index_chunk(fs->idx, x.chunk, &ch) < 0 ||
 		    m->bytes + ch.csize > m->budget)
 			return false;
 		m->bytes += ch.csize;
+		if (slimfs_cache_has(fs->cache, x.chunk))
+			continue;
+		if (m->n == m->max)
+			return false;
 		m->out[m->n++] = x.chunk;
 	}
 	return true;
@@ -823,8 +825,9 @@ static bool miss_ahead_file(struct slimfs_fs *fs, const struct slimfs_inode *in,
  * fetches the rest of the file after the read, then the small files
  * (<= MISS_AHEAD_SMALL) that follow it in inode order, i.e. in data order
  * (the same directory first), up to fs->miss_ahead_bytes compressed, and
- * stopping at the first larger file. Chunks in memory or being loaded are
- * skipped (slimfs_cache_load reads through small gaps).
+ * stopping at the first larger file. Chunks in memory or being loaded count
+ * in that window but are not fetched again (slimfs_cache_load reads through
+ * small gaps), so reads racing on a miss ask for the same window.
  *
  * The reader needs only its own chunks: those come in its own request, and
  * the chunks ahead in a second one that a background worker issues at the
