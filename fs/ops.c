@@ -837,13 +837,16 @@ static bool miss_ahead_file(struct slimfs_fs *fs, const struct slimfs_inode *in,
  * background workers, the chunks ahead join the reader's request.
  *
  * Measured on the bookworm rootfs without a profile (python3 importing json,
- * sqlite3, urllib.request; slimfs bench, 100 Mbit/s + 20 ms, 2 loaded
- * vCPUs, medians of 5): no miss-ahead 97 requests, 11.1 MB, 4.0-4.2 s;
- * plain data order (the next chunks, whatever file they hold), 512K: 40
- * requests but 19.3 MB (most of the extra, parts of the large files that
- * follow a library), 3.5 s; this policy, 1M, in the reader's request: 57
- * requests, 12.0 MB, 3.8-4.3 s (the reader waits for up to 1M more at each
- * miss); in a request of its own: 3.3-3.5 s (82 requests, 12.0 MB).
+ * sqlite3, urllib.request; slimfs bench --modes lazy, 100 Mbit/s + 20 ms,
+ * medians of 5 on a loaded 2-vCPU VM, same session): none 97 requests,
+ * 11.1 MB, 4.0-4.2 s; plain data order (the next chunks, whatever file they
+ * hold), 512K: 40 requests but 19.3 MB (most of the extra, parts of the
+ * large files that follow a library), 3.5 s; this policy, 1M, in the
+ * reader's request: 57 requests, 12.0 MB, 3.8-4.3 s (the reader waits for
+ * up to 1M more at each miss); in a request of its own: 3.3-3.5 s (82
+ * requests, 12.0 MB). Later, less loaded: none 3.0-3.4 s, this 2.4-2.9 s;
+ * 2M or 512K no better; also fetching the small files past a larger one
+ * (instead of stopping) 2.4 s for 15.0 MB.
  * Appends the chunks to out (at most max); returns how many.
  */
 static size_t miss_ahead(struct slimfs_fs *fs, const struct slimfs_inode *in, uint64_t end,
