@@ -69,6 +69,7 @@ struct slimfs_fs {
 	bool coalesce;			  /* one range request for a read's adjacent chunks */
 	uint64_t readahead_bytes;	  /* window of sequential read-ahead, 0: off */
 	int64_t kernel_readahead;	  /* FUSE max_readahead, bytes; < 0: the kernel's */
+	uint64_t miss_ahead_bytes;	  /* chunks fetched after a miss (remote), 0: off */
 	struct slimfs_notify *notify;	  /* borrowed: page-cache filler */
 	pthread_mutex_t hints_lock;
 	char *hints[SLIMFS_HINTS]; /* owned, under hints_lock */

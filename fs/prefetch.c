@@ -14,6 +14,7 @@
 
 struct ra_job {
 	uint32_t n;
+	unsigned flags; /* SLIMFS_LOAD_* besides SLIMFS_LOAD_BACKGROUND */
 	uint32_t chunks[RA_MAX];
 };
 
@@ -212,7 +213,7 @@ static void *worker(void *arg)
 			p->ra_len--;
 			pthread_mutex_unlock(&p->lock);
 			(void)slimfs_cache_load(p->cache, job.chunks, job.n, p->o.max_run,
-						SLIMFS_LOAD_BACKGROUND, NULL);
+						SLIMFS_LOAD_BACKGROUND | job.flags, NULL);
 			pthread_mutex_lock(&p->lock);
 			continue;
 		}
@@ -333,7 +334,9 @@ void slimfs_prefetch_stop(struct slimfs_prefetch *p)
 	free(p);
 }
 
-void slimfs_prefetch_readahead(struct slimfs_prefetch *p, const uint32_t *chunks, size_t n)
+/* Queues a job at the back of the ring (read-ahead) or at its front (miss-ahead). */
+static void queue_job(struct slimfs_prefetch *p, const uint32_t *chunks, size_t n, bool front,
+		      unsigned flags)
 {
 	struct ra_job *j;
 
@@ -346,13 +349,29 @@ void slimfs_prefetch_readahead(struct slimfs_prefetch *p, const uint32_t *chunks
 		pthread_mutex_unlock(&p->lock);
 		return;
 	}
-	j = &p->ra[(p->ra_head + p->ra_len) % RA_QUEUE];
+	if (front) {
+		p->ra_head = (p->ra_head + RA_QUEUE - 1) % RA_QUEUE;
+		j = &p->ra[p->ra_head];
+	} else {
+		j = &p->ra[(p->ra_head + p->ra_len) % RA_QUEUE];
+	}
 	j->n = (uint32_t)n;
+	j->flags = flags;
 	memcpy(j->chunks, chunks, n * sizeof(*chunks));
 	p->ra_len++;
 	p->ra_jobs++;
 	pthread_cond_signal(&p->work);
 	pthread_mutex_unlock(&p->lock);
+}
+
+void slimfs_prefetch_readahead(struct slimfs_prefetch *p, const uint32_t *chunks, size_t n)
+{
+	queue_job(p, chunks, n, false, 0);
+}
+
+void slimfs_prefetch_miss_ahead(struct slimfs_prefetch *p, const uint32_t *chunks, size_t n)
+{
+	queue_job(p, chunks, n, true, SLIMFS_LOAD_GAPS);
 }
 
 void slimfs_prefetch_progress(struct slimfs_prefetch *p, struct slimfs_prefetch_progress *out)

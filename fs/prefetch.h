@@ -55,6 +55,12 @@ int slimfs_prefetch_start(struct slimfs_cache *c, struct slimfs_image *img,
 void slimfs_prefetch_stop(struct slimfs_prefetch *p);
 /* Queues chunks[0, n) for loading in the background; dropped when the queue is full. */
 void slimfs_prefetch_readahead(struct slimfs_prefetch *p, const uint32_t *chunks, size_t n);
+/*
+ * Queues chunks[0, n) that a reader is likely to want next (miss-ahead) ahead
+ * of the read-ahead jobs, as one range request reading through small gaps;
+ * dropped when the queue is full.
+ */
+void slimfs_prefetch_miss_ahead(struct slimfs_prefetch *p, const uint32_t *chunks, size_t n);
 void slimfs_prefetch_progress(struct slimfs_prefetch *p, struct slimfs_prefetch_progress *out);
 /* Blocks until the plan is done (or the prefetcher is stopped). */
 void slimfs_prefetch_wait(struct slimfs_prefetch *p);
