@@ -95,22 +95,33 @@ prefetch=$("$SLIMFS" inspect --json "$pimg" | "$PYTHON" -c 'import json, sys; pr
 [ "$prefetch" = "$npre" ] || die "prefetch count $prefetch, the build said $npre"
 
 # The chunk table is in data order (format.h): its first entries are the
-# profile's chunks in order, and PREFETCH lists them as 0, 1, 2, ...
+# profile's chunks in order, and PREFETCH lists them as 0, 1, 2, ... (read
+# from the plain index: the default index is compressed, format 1.1)
 "$PYTHON" - "$pimg" "$profile" <<'EOF' || die "the profile's chunks are not first in the data"
-import struct, sys
+import ctypes, struct, sys
 img, prof = sys.argv[1], sys.argv[2]
 want = [l.split()[1] for l in open(prof, "rb").read().decode("latin-1").split("\n")
         if l.startswith("#@chunk ")]
 with open(img, "rb") as f:
     sb = f.read(256)
     assert sb[:8] == b"SLIMFS\x89\n", "magic"
-    sec = [struct.unpack_from("<QQ", sb, 120 + 16 * i) for i in range(8)]
-    coff, ccount = sec[4]
-    poff, pcount = sec[7]
-    f.seek(coff)
-    table = f.read(64 * ccount)
-    f.seek(poff)
-    pre = struct.unpack("<%dI" % pcount, f.read(4 * pcount))
+    index = sb + f.read(struct.unpack_from("<Q", sb, 64)[0] - 256)
+if struct.unpack_from("<I", sb, 12)[0] & 1:  # ZINDEX: the sections are one zstd frame
+    z = ctypes.CDLL("libzstd.so.1")
+    z.ZSTD_getFrameContentSize.restype = ctypes.c_ulonglong
+    z.ZSTD_getFrameContentSize.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
+    z.ZSTD_decompress.restype = ctypes.c_size_t
+    z.ZSTD_decompress.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_char_p,
+                                  ctypes.c_size_t]
+    n = z.ZSTD_getFrameContentSize(index[256:], len(index) - 256)
+    out = ctypes.create_string_buffer(n)
+    assert z.ZSTD_decompress(out, n, index[256:], len(index) - 256) == n, "index frame"
+    index = sb + out.raw  # section offsets are in this plain index
+sec = [struct.unpack_from("<QQ", sb, 120 + 16 * i) for i in range(8)]
+coff, ccount = sec[4]
+poff, pcount = sec[7]
+table = index[coff:coff + 64 * ccount]
+pre = struct.unpack_from("<%dI" % pcount, index, poff)
 ids = [table[64 * i:64 * i + 16].hex() for i in range(ccount)]
 offs = [struct.unpack_from("<Q", table, 64 * i + 48)[0] for i in range(ccount)]
 assert offs == sorted(offs), "chunk table not in data order"
