@@ -683,7 +683,8 @@ static int run_daemon(struct mount_opts *o, struct daemon_ctx *d)
 	po = (struct slimfs_prefetch_opts){
 		.mode = o->prefetch,
 		.has_disk = dc != NULL,
-		.readahead = o->readahead != 0,
+		/* remote: also the workers that fetch ahead of misses (--miss-ahead) */
+		.readahead = img->backend->remote || o->readahead != 0,
 	};
 	if (o->prefetch_profile) {
 		r = slimfs_profile_read_chunks(o->prefetch_profile, &profile_ids, &po.nprofile_ids);
