@@ -880,6 +880,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	struct slimfs_inode in;
 	struct read_state s;
 	size_t len;
+	bool guess;
 	int r;
 
 	(void)fi;
@@ -907,7 +908,9 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		slimfs_trace_inode(fs->trace, in.id);
 		slimfs_trace_read(fs->trace, in.id, in.size, (uint64_t)off, len);
 	}
-	if (fs->readahead_bytes && fs->prefetch)
+	/* No guessing while the profile is being prefetched (prefetch.h). */
+	guess = slimfs_prefetch_planned_done(fs->prefetch);
+	if (guess && fs->readahead_bytes && fs->prefetch)
 		read_ahead(fs, &in, ino, (uint64_t)off, len);
 	if (fs->coalesce || fs->readahead_bytes) {
 		uint32_t want[WANT_MAX];
@@ -916,9 +919,9 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 
 		size_t need = n;
 
-		if (n && fs->readahead_bytes && fs->prefetch)
+		if (n && guess && fs->readahead_bytes && fs->prefetch)
 			data_ahead(fs, want[n - 1]);
-		if (n && fs->miss_ahead_bytes && fs->coalesce) {
+		if (n && guess && fs->miss_ahead_bytes && fs->coalesce) {
 			size_t m = miss_ahead(fs, &in, (uint64_t)off + len, want, n, want + n,
 					      WANT_MAX - n);
 

@@ -250,7 +250,7 @@ static void *worker(void *arg)
 			p->done_bytes += bytes;
 			p->failed += failed;
 			if (p->cursor >= p->nplan && p->busy == 0 && !p->finished) {
-				p->finished = true;
+				__atomic_store_n(&p->finished, true, __ATOMIC_RELEASE);
 				p->end_ns = slimfs_now_ns();
 				pthread_cond_broadcast(&p->idle);
 			}
@@ -372,6 +372,11 @@ void slimfs_prefetch_readahead(struct slimfs_prefetch *p, const uint32_t *chunks
 void slimfs_prefetch_miss_ahead(struct slimfs_prefetch *p, const uint32_t *chunks, size_t n)
 {
 	queue_job(p, chunks, n, true, SLIMFS_LOAD_GAPS);
+}
+
+bool slimfs_prefetch_planned_done(struct slimfs_prefetch *p)
+{
+	return !p || __atomic_load_n(&p->finished, __ATOMIC_ACQUIRE);
 }
 
 void slimfs_prefetch_progress(struct slimfs_prefetch *p, struct slimfs_prefetch_progress *out)

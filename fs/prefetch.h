@@ -62,6 +62,13 @@ void slimfs_prefetch_readahead(struct slimfs_prefetch *p, const uint32_t *chunks
  */
 void slimfs_prefetch_miss_ahead(struct slimfs_prefetch *p, const uint32_t *chunks, size_t n);
 void slimfs_prefetch_progress(struct slimfs_prefetch *p, struct slimfs_prefetch_progress *out);
+/*
+ * Whether the plan (the profile, or the whole image with --prefetch all) is
+ * done. Until then readers do not guess (read-ahead, miss-ahead): what the
+ * plan holds is on its way, and what it lacks the profile says the workload
+ * does not read; a guess would only take the link from the plan.
+ */
+bool slimfs_prefetch_planned_done(struct slimfs_prefetch *p);
 /* Blocks until the plan is done (or the prefetcher is stopped). */
 void slimfs_prefetch_wait(struct slimfs_prefetch *p);
 
