@@ -211,13 +211,14 @@ static int parse_size_opt(const char *what, const char *arg, uint64_t *out)
 	return 0;
 }
 
-static int parse_kernel_readahead(const char *what, const char *arg, int64_t *out)
+/* A size option kept in an int64_t (-1 is "the default"), at most max. */
+static int parse_capped_size(const char *what, const char *arg, uint64_t max, int64_t *out)
 {
 	uint64_t v;
 
 	if (parse_size_opt(what, arg, &v) < 0)
 		return -EINVAL;
-	*out = (int64_t)MIN(v, (uint64_t)UINT32_MAX);
+	*out = (int64_t)MIN(v, max);
 	return 0;
 }
 
@@ -322,20 +323,14 @@ static int apply_slimfs_key(struct mount_opts *o, const char *opt)
 		if (dup_opt(&o->stats_buf, &o->stats_socket, v) < 0)
 			return -ENOMEM;
 	} else if (KEY("readahead")) {
-		uint64_t ra;
-
-		if (parse_size_opt("readahead", v, &ra) < 0)
+		if (parse_capped_size("readahead", v, 1ull << 30, &o->readahead) < 0)
 			return -EINVAL;
-		o->readahead = (int64_t)MIN(ra, 1ull << 30);
 	} else if (KEY("kernel_readahead")) {
-		if (parse_kernel_readahead("kernel_readahead", v, &o->kernel_readahead) < 0)
+		if (parse_capped_size("kernel_readahead", v, UINT32_MAX, &o->kernel_readahead) < 0)
 			return -EINVAL;
 	} else if (KEY("miss_ahead")) {
-		uint64_t ma;
-
-		if (parse_size_opt("miss_ahead", v, &ma) < 0)
+		if (parse_capped_size("miss_ahead", v, 1ull << 30, &o->miss_ahead) < 0)
 			return -EINVAL;
-		o->miss_ahead = (int64_t)MIN(ma, 1ull << 30);
 	} else if (KEY("coalesce")) {
 		/* For measurements: coalesce=0 fetches each chunk on its own. */
 		o->no_coalesce = strcmp(v, "0") == 0;
@@ -1166,29 +1161,22 @@ static int mount_main(int argc, char **argv, const struct slimfs_daemon_info *re
 		case OPT_STATS_SOCKET:
 			o.stats_socket = optarg;
 			break;
-		case OPT_READAHEAD: {
-			uint64_t ra;
-
-			if (parse_size_opt("--readahead", optarg, &ra) < 0)
+		case OPT_READAHEAD:
+			if (parse_capped_size("--readahead", optarg, 1ull << 30, &o.readahead) < 0)
 				return EXIT_USAGE;
-			o.readahead = (int64_t)MIN(ra, 1ull << 30);
 			break;
-		}
-		case OPT_MISS_AHEAD: {
-			uint64_t ma;
-
-			if (parse_size_opt("--miss-ahead", optarg, &ma) < 0)
+		case OPT_MISS_AHEAD:
+			if (parse_capped_size("--miss-ahead", optarg, 1ull << 30, &o.miss_ahead) <
+			    0)
 				return EXIT_USAGE;
-			o.miss_ahead = (int64_t)MIN(ma, 1ull << 30);
 			break;
-		}
 		case OPT_PAGE_CACHE_FILL:
 			if (parse_fill("--page-cache-fill", optarg, &o.fill) < 0)
 				return EXIT_USAGE;
 			break;
 		case OPT_KERNEL_READAHEAD:
-			if (parse_kernel_readahead("--kernel-readahead", optarg,
-						   &o.kernel_readahead) < 0)
+			if (parse_capped_size("--kernel-readahead", optarg, UINT32_MAX,
+					      &o.kernel_readahead) < 0)
 				return EXIT_USAGE;
 			break;
 		case 'h':
