@@ -18,7 +18,7 @@
 
 struct slimfs_diskcache;
 
-/* Creates DIR/chunks if needed and sums what it holds. 0 or -errno. */
+/* Creates DIR/chunks if needed; what it holds is summed in the background. 0 or -errno. */
 int slimfs_diskcache_open(const char *dir, uint64_t max_bytes, struct slimfs_diskcache **out);
 void slimfs_diskcache_free(struct slimfs_diskcache *dc);
 
