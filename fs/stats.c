@@ -11,10 +11,14 @@
 #include <sys/stat.h>
 #include <sys/time.h>
 #include <sys/un.h>
+#include <time.h>
 
 #include "slimfs/util.h"
 #include "notify.h"
 #include "stats.h"
+
+/* How long a stats socket that still answers may take to go (see slimfs_stats_serve). */
+#define STATS_BUSY_WAIT_MS 2000u
 
 int slimfs_stats_dir(char *out, size_t len)
 {
@@ -515,11 +519,27 @@ int slimfs_stats_serve(const char *path, const struct slimfs_stats_src *src,
 		r = log_error_errno(-errno, "cannot create a unix socket");
 		goto fail;
 	}
-	/* A socket left by a daemon that died: replace it (a live one answers). */
-	if (connect(s->fd, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
-		log_error("stats socket '%s' is in use by another mount", path);
-		r = -EADDRINUSE;
-		goto fail;
+	/*
+	 * A socket left by a daemon that died: replace it (a live one answers).
+	 * umount returns before the unmounted daemon has exited, so one that
+	 * still answers gets up to STATS_BUSY_WAIT_MS to go (a mount right after
+	 * an unmount of the same mountpoint) before it counts as another mount's.
+	 */
+	for (unsigned waited = 0;; waited += 20) {
+		if (connect(s->fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+			break;
+		if (waited >= STATS_BUSY_WAIT_MS) {
+			log_error("stats socket '%s' is in use by another mount", path);
+			r = -EADDRINUSE;
+			goto fail;
+		}
+		close(s->fd);
+		(void)nanosleep(&(struct timespec){.tv_nsec = 20 * 1000000}, NULL);
+		s->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (s->fd < 0) {
+			r = log_error_errno(-errno, "cannot create a unix socket");
+			goto fail;
+		}
 	}
 	close(s->fd);
 	unlink(path);

@@ -133,6 +133,17 @@ pid=$(daemon_pids "$mnt")
 umount "$mnt" || die "umount failed"
 for _ in $(seq 100); do kill -0 $pid 2>/dev/null || break; sleep 0.1; done
 kill -0 $pid 2>/dev/null && die "daemon $pid still running after umount"
+# A mount right after an unmount of the same mountpoint: umount returns before
+# the old daemon has exited and closed its stats socket; the new one waits for
+# it to go and serves `slimfs stats` itself.
+for i in 1 2 3; do
+	"$SLIMFS" mount "$img" "$mnt" 2>"$TMP/remount.err" || die "background mount $i: $(cat "$TMP/remount.err")"
+	[ "$(stat -f -c %t "$mnt")" = 65735546 ] || die "background mount $i not live"
+	grep -q "stats socket" "$TMP/remount.err" && die "mount $i: $(cat "$TMP/remount.err")"
+	"$SLIMFS" stats "$mnt" | grep -qF "mount     $mnt" || die "no stats from mount $i"
+	umount "$mnt" || die "umount $i failed"
+done
+for _ in $(seq 100); do [ -z "$(daemon_pids "$mnt")" ] && break; sleep 0.1; done
 run_fails "$SLIMFS" mount -q "$img" "$TMP/no-such-dir"
 run_fails "$SLIMFS" mount -q --view no-such-view "$img" "$mnt"
 run_fails "$SLIMFS" mount -q --digest sha256:$(printf '0%.0s' $(seq 64)) "$img" "$mnt"
