@@ -28,6 +28,8 @@ struct slimfs_prefetch {
 	/* The plan: chunk indices in order; [0, nprofile) keep in memory too. */
 	uint32_t *plan;
 	size_t nplan, nprofile, cursor, busy;
+	/* Bitmap of the chunks of [0, nprofile), or NULL when there are none. */
+	uint8_t *in_profile;
 	uint64_t done, done_bytes, total_bytes, failed, end_ns, start_ns;
 	bool finished;
 	/* The profile part of the plan is sorted by data offset and its batches
@@ -153,6 +155,9 @@ static int make_plan(struct slimfs_prefetch *p)
 		qsort(p->plan, p->nprofile, sizeof(*p->plan), cmp_u32);
 		p->gaps = true;
 	}
+	/* seen holds the profile's chunks only: the loop below reads it */
+	if (p->nprofile)
+		p->in_profile = seen;
 	if (p->o.mode == SLIMFS_PREFETCH_ALL) {
 		if (!p->o.has_disk && !p->o.disk_only)
 			log_warn("--prefetch all needs a disk cache: prefetching the profile only");
@@ -164,6 +169,8 @@ static int make_plan(struct slimfs_prefetch *p)
 	for (size_t k = 0; k < p->nplan; k++)
 		if (slimfs_index_chunk(p->img->idx, p->plan[k], &ch) == 0)
 			p->total_bytes += ch.csize;
+	if (p->in_profile)
+		seen = NULL; /* kept */
 	return 0;
 }
 
@@ -331,6 +338,7 @@ void slimfs_prefetch_stop(struct slimfs_prefetch *p)
 	pthread_cond_destroy(&p->idle);
 	free(p->threads);
 	free(p->plan);
+	free(p->in_profile);
 	free(p);
 }
 
@@ -377,6 +385,13 @@ void slimfs_prefetch_miss_ahead(struct slimfs_prefetch *p, const uint32_t *chunk
 bool slimfs_prefetch_planned_done(struct slimfs_prefetch *p)
 {
 	return !p || __atomic_load_n(&p->finished, __ATOMIC_ACQUIRE);
+}
+
+bool slimfs_prefetch_in_profile(const struct slimfs_prefetch *p, uint32_t chunk)
+{
+	/* set before the workers start, never changed after */
+	return p && p->in_profile && chunk < p->img->info->chunk_count &&
+	       (p->in_profile[chunk / 8] & (1u << (chunk & 7)));
 }
 
 void slimfs_prefetch_progress(struct slimfs_prefetch *p, struct slimfs_prefetch_progress *out)
