@@ -663,12 +663,18 @@ static int read_range(struct slimfs_fs *fs, const struct slimfs_inode *in, uint6
 #define SEQ_AHEAD (768u << 10)
 #define SEQ_BACK  (2u << 20)
 
-/* Chunks of in's extents that overlap [from, to) and are not in memory. */
+/*
+ * Chunks of in's extents that overlap [from, to) and are not in memory. With
+ * foreseen, also whether all those chunks are the profile's.
+ */
 static size_t missing_chunks(struct slimfs_fs *fs, const struct slimfs_inode *in, uint64_t from,
-			     uint64_t to, uint32_t *out, size_t max)
+			     uint64_t to, uint32_t *out, size_t max, bool *foreseen)
 {
 	uint32_t last = UINT32_MAX;
 	size_t n = 0;
+
+	if (foreseen)
+		*foreseen = fs->prefetch != NULL;
 
 	for (uint32_t i = slimfs_index_extent_find(fs->idx, in, from); i < in->count && n < max;
 	     i++) {
@@ -679,6 +685,8 @@ static size_t missing_chunks(struct slimfs_fs *fs, const struct slimfs_inode *in
 		if (x.chunk == last)
 			continue;
 		last = x.chunk;
+		if (foreseen && *foreseen && !slimfs_prefetch_in_profile(fs->prefetch, x.chunk))
+			*foreseen = false;
 		if (!slimfs_cache_has(fs->cache, x.chunk))
 			out[n++] = x.chunk;
 	}
@@ -719,7 +727,7 @@ static void read_ahead(struct slimfs_fs *fs, const struct slimfs_inode *in, fuse
 	pthread_mutex_unlock(&sl->lock);
 	if (to <= from)
 		return;
-	n = missing_chunks(fs, in, from, to, want, WANT_MAX);
+	n = missing_chunks(fs, in, from, to, want, WANT_MAX, NULL);
 	if (n) {
 		atomic_fetch_add_explicit(&fs->stats.readaheads, 1, memory_order_relaxed);
 		slimfs_prefetch_readahead(fs->prefetch, want, n);
@@ -908,16 +916,22 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		slimfs_trace_inode(fs->trace, in.id);
 		slimfs_trace_read(fs->trace, in.id, in.size, (uint64_t)off, len);
 	}
-	/* No guessing while the profile is being prefetched (prefetch.h). */
+	/*
+	 * No guessing while the profile is being prefetched, nor after it from
+	 * a read of its chunks only (prefetch.h): a file's hot ranges are its
+	 * profile's chunks, and the cold ones around them it did not read.
+	 */
 	guess = slimfs_prefetch_planned_done(fs->prefetch);
-	if (guess && fs->readahead_bytes && fs->prefetch)
-		read_ahead(fs, &in, ino, (uint64_t)off, len);
 	if (fs->coalesce || fs->readahead_bytes) {
 		uint32_t want[WANT_MAX];
-		size_t n =
-			missing_chunks(fs, &in, (uint64_t)off, (uint64_t)off + len, want, WANT_MAX);
-
+		bool foreseen;
+		size_t n = missing_chunks(fs, &in, (uint64_t)off, (uint64_t)off + len, want,
+					  WANT_MAX, &foreseen);
 		size_t need = n;
+
+		guess = guess && !foreseen;
+		if (guess && fs->readahead_bytes && fs->prefetch)
+			read_ahead(fs, &in, ino, (uint64_t)off, len);
 
 		if (n && guess && fs->readahead_bytes && fs->prefetch)
 			data_ahead(fs, want[n - 1]);

@@ -69,6 +69,13 @@ void slimfs_prefetch_progress(struct slimfs_prefetch *p, struct slimfs_prefetch_
  * does not read; a guess would only take the link from the plan.
  */
 bool slimfs_prefetch_planned_done(struct slimfs_prefetch *p);
+/*
+ * Whether chunk is one of the profile's (the first part of the plan). A read
+ * of such chunks only is one the profile foresaw: readers do not guess from
+ * it after the plan either, since the profile also says what the workload
+ * reads next (its cold neighbours it does not).
+ */
+bool slimfs_prefetch_in_profile(const struct slimfs_prefetch *p, uint32_t chunk);
 /* Blocks until the plan is done (or the prefetcher is stopped). */
 void slimfs_prefetch_wait(struct slimfs_prefetch *p);
 
