@@ -121,7 +121,7 @@ static void mount_usage(FILE *f)
 		"      --digest sha256:HEX the image's index must have this digest\n"
 		"\n",
 		DEFAULT_CACHE_DIR, DEFAULT_THREADS);
-	/* Two calls: one string literal may be at most 4095 bytes (C99). */
+	/* Several calls: one string literal may be at most 4095 bytes (C99). */
 	fprintf(f,
 		"remote images (http(s)://, oci://):\n"
 		"      --insecure          no TLS verification; plain HTTP to a registry that\n"
@@ -162,30 +162,31 @@ static void mount_usage(FILE *f)
 		"                          1M on their first read; remote: only chunks already\n"
 		"                          fetched), 'off', 'auto' (the default: chunk when a\n"
 		"                          connection watchdog can run, which needs root and\n"
-		"                          fusectl, and not with --trace; else off)\n"
-		"      --trace FILE        record the paths looked up and read, the chunks read\n"
-		"                          and the byte ranges read, in order (input of 'slimfs\n"
-		"                          profile'); trace with the --kernel-readahead the\n"
-		"                          profiled runs will use\n"
-		"      --stats-socket PATH where 'slimfs stats MOUNTPOINT' asks (default\n"
-		"                          /run/slimfs/<mountpoint escaped>.sock)\n"
-		"   A fully cached image (slimfs pull, or read once with a disk cache) mounts\n"
-		"   and runs when its source is unreachable.\n"
-		"      --ready-fd N        write \"READY\\n\" to fd N once the mount is live\n"
-		"      --takeover          MOUNTPOINT is a live slimfs mount of the same image\n"
-		"                          (same index digest): take it over from its daemon\n"
-		"                          (which exits without unmounting) with these options,\n"
-		"                          e.g. a new --mem-cache, without a reader noticing.\n"
-		"                          'slimfs restart' does it with the running options.\n"
-		"                          Not for mounts with -o auto_unmount\n"
-		"  -v, --verbose           log more (repeat for debug)\n"
-		"  -q, --quiet             log errors only\n"
-		"      --debug             FUSE debug output (implies -f)\n"
-		"  -h, --help              this help\n"
-		"\n"
-		"As mount(8) helper (mount.slimfs, 'mount -t fuse.slimfs', fstab):\n"
-		"  mount.slimfs IMAGE DIR [-o OPTS]\n",
+		"                          fusectl, and not with --trace; else off)\n",
 		DEFAULT_TIMEOUT_S);
+	fputs("      --trace FILE        record the paths looked up and read, the chunks read\n"
+	      "                          and the byte ranges read, in order (input of 'slimfs\n"
+	      "                          profile'); trace with the --kernel-readahead the\n"
+	      "                          profiled runs will use\n"
+	      "      --stats-socket PATH where 'slimfs stats MOUNTPOINT' asks (default\n"
+	      "                          /run/slimfs/<mountpoint escaped>.sock)\n"
+	      "   A fully cached image (slimfs pull, or read once with a disk cache) mounts\n"
+	      "   and runs when its source is unreachable.\n"
+	      "      --ready-fd N        write \"READY\\n\" to fd N once the mount is live\n"
+	      "      --takeover          MOUNTPOINT is a live slimfs mount of the same image\n"
+	      "                          (same index digest): take it over from its daemon\n"
+	      "                          (which exits without unmounting) with these options,\n"
+	      "                          e.g. a new --mem-cache, without a reader noticing.\n"
+	      "                          'slimfs restart' does it with the running options.\n"
+	      "                          Not for mounts with -o auto_unmount\n"
+	      "  -v, --verbose           log more (repeat for debug)\n"
+	      "  -q, --quiet             log errors only\n"
+	      "      --debug             FUSE debug output (implies -f)\n"
+	      "  -h, --help              this help\n"
+	      "\n"
+	      "As mount(8) helper (mount.slimfs, 'mount -t fuse.slimfs', fstab):\n"
+	      "  mount.slimfs IMAGE DIR [-o OPTS]\n",
+	      f);
 }
 
 /* Appends opt to the FUSE option string. */
