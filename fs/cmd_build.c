@@ -31,6 +31,10 @@ static void build_usage(FILE *f)
 		"      --ref NAME          OCI layout or docker-save: the image to take (tag)\n"
 		"      --platform OS/ARCH  OCI image index: the platform (default linux/amd64)\n"
 		"  -l, --level N           zstd level, -7..22 (default %d)\n"
+		"      --prefetch-level N  zstd level of the packs --profile puts first (its\n"
+		"                          byte ranges and small files), which every cold\n"
+		"                          start fetches (default %d; ~10%% smaller than\n"
+		"                          level 3, ~20x slower to compress)\n"
 		"      --index-compression zstd|none\n"
 		"                          store the index as one zstd frame (default; format\n"
 		"                          1.1, a remote mount fetches ~3.9x less) or plain\n"
@@ -67,9 +71,9 @@ static void build_usage(FILE *f)
 		"      --progress          progress bar even when stderr is not a terminal\n"
 		"      --no-progress       no progress bar\n"
 		"  -h, --help              this help\n",
-		SLIMFS_DEFAULT_ZSTD_LEVEL, SLIMFS_DEFAULT_CDC_MIN >> 10,
-		SLIMFS_DEFAULT_CDC_AVG >> 10, SLIMFS_DEFAULT_CDC_MAX >> 10,
-		SLIMFS_DEFAULT_SMALL_FILE_MAX >> 10, MAX_VIEWS);
+		SLIMFS_DEFAULT_ZSTD_LEVEL, SLIMFS_DEFAULT_PREFETCH_LEVEL,
+		SLIMFS_DEFAULT_CDC_MIN >> 10, SLIMFS_DEFAULT_CDC_AVG >> 10,
+		SLIMFS_DEFAULT_CDC_MAX >> 10, SLIMFS_DEFAULT_SMALL_FILE_MAX >> 10, MAX_VIEWS);
 }
 
 struct progress_state {
@@ -202,12 +206,14 @@ int cmd_build(int argc, char **argv)
 		OPT_PROFILE,
 		OPT_SPILL_DIR,
 		OPT_INDEX_COMPRESSION,
+		OPT_PREFETCH_LEVEL,
 	};
 	static const struct option longopts[] = {
 		{"output", required_argument, NULL, 'o'},
 		{"ref", required_argument, NULL, OPT_REF},
 		{"platform", required_argument, NULL, OPT_PLATFORM},
 		{"level", required_argument, NULL, 'l'},
+		{"prefetch-level", required_argument, NULL, OPT_PREFETCH_LEVEL},
 		{"chunk-min", required_argument, NULL, OPT_CMIN},
 		{"chunk-avg", required_argument, NULL, OPT_CAVG},
 		{"chunk-max", required_argument, NULL, OPT_CMAX},
@@ -249,12 +255,14 @@ int cmd_build(int argc, char **argv)
 			o.platform = optarg;
 			break;
 		case 'l':
+		case OPT_PREFETCH_LEVEL:
 			v = strtol(optarg, &end, 10);
 			if (*end || end == optarg || v < -7 || v > 22) {
-				log_error("--level: '%s' is not a zstd level (-7..22)", optarg);
+				log_error("--%s: '%s' is not a zstd level (-7..22)",
+					  c == 'l' ? "level" : "prefetch-level", optarg);
 				return EXIT_USAGE;
 			}
-			o.zstd_level = (int)v;
+			*(c == 'l' ? &o.zstd_level : &o.prefetch_level) = (int)v;
 			break;
 		case OPT_CMIN:
 			if (parse_u32_size("--chunk-min", optarg, &o.cdc_min) < 0)

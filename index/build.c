@@ -15,6 +15,7 @@ void slimfs_build_opts_init(struct slimfs_build_opts *o)
 	memset(o, 0, sizeof(*o));
 	o->platform = "linux/amd64";
 	o->zstd_level = SLIMFS_DEFAULT_ZSTD_LEVEL;
+	o->prefetch_level = SLIMFS_DEFAULT_PREFETCH_LEVEL;
 	o->cdc_min = SLIMFS_DEFAULT_CDC_MIN;
 	o->cdc_avg = SLIMFS_DEFAULT_CDC_AVG;
 	o->cdc_max = SLIMFS_DEFAULT_CDC_MAX;
@@ -35,8 +36,10 @@ static int check_opts(const struct slimfs_build_opts *o)
 			  o->small_file_max, o->cdc_max);
 		return -EINVAL;
 	}
-	if (o->zstd_level < -7 || o->zstd_level > 22) {
-		log_error("zstd level %d is out of range (-7..22)", o->zstd_level);
+	if (o->zstd_level < -7 || o->zstd_level > 22 || o->prefetch_level < -7 ||
+	    o->prefetch_level > 22) {
+		log_error("zstd level %d or %d is out of range (-7..22)", o->zstd_level,
+			  o->prefetch_level);
 		return -EINVAL;
 	}
 	return 0;

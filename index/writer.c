@@ -90,6 +90,7 @@ struct wchunk {
 	struct wchunk *alias; /* same id as an earlier chunk (a repeated pack) */
 	uint32_t order;	      /* final index, UINT32_MAX = not yet placed */
 	bool hot;	      /* a pack of hot ranges */
+	bool dense;	      /* a profile's pack: compressed at prefetch_level */
 	bool cold_ranged;     /* holds cold bytes of a file with hot ranges */
 	bool other_ref;	      /* referenced by an extent of any other kind */
 };
@@ -407,6 +408,7 @@ struct wctx {
 	size_t dst_cap;
 	uint8_t *window; /* READ_WINDOW + chunk_max */
 	struct spill *spill;
+	int level, dense_level, cur_level; /* cur_level: what cctx is set to */
 };
 
 static void chunk_id(const void *buf, size_t len, uint8_t id[16])
@@ -420,8 +422,18 @@ static void chunk_id(const void *buf, size_t len, uint8_t id[16])
 /* Compresses src into c's frame, digests it and appends it to the spill file. */
 static int compress_chunk(struct wctx *x, struct wchunk *c, const void *src, size_t len)
 {
-	size_t r = ZSTD_compress2(x->cctx, x->dst, x->dst_cap, src, len);
-	int err;
+	int want = c->dense ? x->dense_level : x->level, err;
+	size_t r;
+
+	if (want != x->cur_level) {
+		r = ZSTD_CCtx_setParameter(x->cctx, ZSTD_c_compressionLevel, want);
+		if (ZSTD_isError(r)) {
+			log_error("zstd: cannot set compression level %d", want);
+			return -EINVAL;
+		}
+		x->cur_level = want;
+	}
+	r = ZSTD_compress2(x->cctx, x->dst, x->dst_cap, src, len);
 
 	if (ZSTD_isError(r)) {
 		log_error("zstd: cannot compress a chunk of %zu bytes: %s", len,
@@ -448,6 +460,8 @@ static int wctx_init(struct wctx *x, struct writer *w)
 
 	memset(x, 0, sizeof(*x));
 	x->spill = &w->spill;
+	x->level = x->cur_level = level;
+	x->dense_level = w->o->prefetch_level;
 	x->cctx = ZSTD_createCCtx();
 	x->dst_cap = ZSTD_compressBound(w->chunk_max);
 	x->dst = malloc(x->dst_cap);
@@ -818,6 +832,7 @@ static int seal_pack(struct writer *w)
 		if (r < 0)
 			return r;
 		l->v[l->n++] = c;
+		c->dense = true; /* every cold start fetches it */
 	}
 	chunk_id(w->pack, w->pack_len, c->id);
 	c->usize = (uint32_t)w->pack_len;

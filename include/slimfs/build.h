@@ -8,7 +8,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define SLIMFS_DEFAULT_ZSTD_LEVEL     3
+#define SLIMFS_DEFAULT_ZSTD_LEVEL 3
+/*
+ * zstd level of the packs a profile puts first (its byte ranges and small
+ * files), which every cold start fetches: see --prefetch-level in
+ * cmd_build.c and FORMAT.md for what it buys.
+ */
+#define SLIMFS_DEFAULT_PREFETCH_LEVEL 15
 #define SLIMFS_DEFAULT_CDC_MIN	      (32u << 10)
 #define SLIMFS_DEFAULT_CDC_AVG	      (128u << 10)
 #define SLIMFS_DEFAULT_CDC_MAX	      (512u << 10)
@@ -31,6 +37,7 @@ struct slimfs_build_opts {
 	const char *ref;      /* OCI layout: tag (org.opencontainers.image.ref.name) */
 	const char *platform; /* "linux/amd64" default */
 	int zstd_level;
+	int prefetch_level; /* packs of a profile's ranges and small files */
 	uint32_t cdc_min, cdc_avg, cdc_max;
 	uint32_t small_file_max;
 	unsigned threads; /* 0: one per online CPU */

@@ -199,6 +199,18 @@ log "prefetch: $pre_wn chunks, $pre_w bytes from whole chunks; $pre_rn, $pre_r b
 [ "$pre_t" -lt "$pre_w" ] ||
 	die "prefetch from the trace's ranges is $pre_t bytes, not less than whole chunks' $pre_w"
 log "prefetch from the trace's ranges: $pre_tn chunks, $pre_t bytes"
+# The prefetched packs are compressed at --prefetch-level (default 15): fewer
+# bytes than at the data's level 3, the same chunks, the same content.
+rimg3=$TMP/ranges-l3.img
+build "$rimg3" --profile "$rprofile" --prefetch-level 3
+read -r pre_3 pre_3n < <("$SLIMFS" inspect --json "$rimg3" | "$PYTHON" -c 'import json, sys
+s = json.load(sys.stdin); print(s["prefetch_bytes"], s["prefetch"])')
+[ "$pre_3n" = "$pre_rn" ] || die "--prefetch-level 3: $pre_3n prefetched chunks, not $pre_rn"
+[ "$pre_r" -lt "$pre_3" ] ||
+	die "prefetch at the default level is $pre_r bytes, not less than level 3's $pre_3"
+"$SLIMFS" cat "$rimg3" "$py" | cmp - <("$SLIMFS" cat "$rimg" "$py") || die "cat $py differs at level 3"
+"$SLIMFS" verify "$rimg3" >"$TMP/verify3.log" 2>&1 || { cat "$TMP/verify3.log" >&2; die "verify (level 3) failed"; }
+log "prefetch level: $pre_r bytes at the default, $pre_3 at level 3"
 
 # the content is exact: the whole tree against the image built without a profile
 "$SLIMFS" extract "$img" "$TMP/x-full" >/dev/null 2>&1 || die "extract of the full image failed"
