@@ -393,6 +393,8 @@ struct writer {
 	struct pool pool;
 	struct spill spill;
 	struct early early;
+	ZSTD_CCtx *icctx; /* the index's, set up in step 2 (index_cctx_warm) */
+	bool icctx_tried;
 	uint64_t total_bytes, files, files_done, bytes_done, last_progress;
 	struct strtab str;
 };
@@ -1473,6 +1475,7 @@ static int pack_hot_ranges(struct writer *w)
 }
 
 static int copy_range(struct copier *cp, uint64_t in_off, uint64_t out_off, uint64_t len);
+static void index_cctx_warm(struct writer *w);
 
 /* Early copy: runs of adjacent frames up to this size go in one call, and
  * the output is handed to writeback this many bytes at a time. */
@@ -1644,6 +1647,7 @@ static int write_data(struct writer *w)
 		r = take_file(w, &fw, &f);
 		if (r < 0)
 			goto out;
+		index_cctx_warm(w); /* once, with the workers busy */
 		if (f->wi != wi) {
 			log_error("internal error: file %zu prepared out of turn", id);
 			r = -EUCLEAN;
@@ -1993,36 +1997,83 @@ struct layout {
  */
 #define ZINDEX_LEVEL 9
 
+/* A context for the index: level ZINDEX_LEVEL, checksum on. */
+static ZSTD_CCtx *index_cctx_new(void)
+{
+	ZSTD_CCtx *c = ZSTD_createCCtx();
+
+	if (c && (ZSTD_isError(ZSTD_CCtx_setParameter(c, ZSTD_c_compressionLevel, ZINDEX_LEVEL)) ||
+		  ZSTD_isError(ZSTD_CCtx_setParameter(c, ZSTD_c_checksumFlag, 1)))) {
+		ZSTD_freeCCtx(c);
+		c = NULL;
+	}
+	return c;
+}
+
+/*
+ * Calling thread, early in step 2: the index's context, with its tables
+ * allocated and cleared for an index of about the size it will have, now
+ * while the workers compress rather than in step 4: at level 9 they are
+ * ~13 MB for the ~1.25 MB bookworm index, and faulting them in at the end
+ * took as long as compressing the index. A stream begun with no input sets
+ * them up; ZSTD_compress2 later reuses them when they are large enough,
+ * else allocates its own (the frame is the same either way). Best effort.
+ */
+static void index_cctx_warm(struct writer *w)
+{
+	uint64_t names = 0, chunks = w->total_bytes / w->cdc.avg + 1, guess;
+	uint8_t sink[64];
+	ZSTD_outBuffer out = {sink, sizeof(sink), 0};
+	ZSTD_inBuffer in = {sink, 0, 0};
+
+	if (w->icctx_tried || w->o->index_plain)
+		return;
+	w->icctx_tried = true;
+	for (size_t i = 0; i < w->ndir; i++)
+		names += w->dir[i].node->name_len;
+	guess = w->nino * sizeof(struct slimfs_disk_inode) +
+		w->ndir * sizeof(struct slimfs_disk_dirent) + names +
+		chunks * sizeof(struct slimfs_disk_chunk) +
+		(w->files + chunks) * sizeof(struct slimfs_disk_extent);
+	if (guess > SLIMFS_ZINDEX_PLAIN_MAX)
+		return;
+	w->icctx = index_cctx_new();
+	if (!w->icctx)
+		return;
+	if (ZSTD_isError(ZSTD_CCtx_setPledgedSrcSize(w->icctx, guess)) ||
+	    ZSTD_isError(ZSTD_compressStream2(w->icctx, &out, &in, ZSTD_e_continue)) ||
+	    ZSTD_isError(ZSTD_CCtx_reset(w->icctx, ZSTD_reset_session_only))) {
+		ZSTD_freeCCtx(w->icctx);
+		w->icctx = NULL;
+	}
+}
+
 /*
  * The index's sections, (*b)[256, L->index_size), into one zstd frame
  * (content size and checksum in it) after the superblock's 256 bytes: *b is
  * replaced and L updated. The index stays plain when that is not smaller,
  * or when a reader would refuse the frame (format.h, SLIMFS_ZINDEX_*).
  */
-static int compress_index(uint8_t **b, struct layout *L)
+static int compress_index(ZSTD_CCtx *cctx, uint8_t **b, struct layout *L)
 {
 	const size_t plain = (size_t)(L->index_size - sizeof(struct slimfs_disk_super));
 	const size_t cap = ZSTD_compressBound(plain);
-	ZSTD_CCtx *cctx;
+	ZSTD_CCtx *own = NULL;
 	uint8_t *z;
 	size_t n;
 
 	if (L->index_size > SLIMFS_ZINDEX_PLAIN_MAX)
 		return 0;
 	z = malloc(sizeof(struct slimfs_disk_super) + cap);
-	cctx = ZSTD_createCCtx();
+	if (!cctx)
+		cctx = own = index_cctx_new();
 	if (!z || !cctx) {
 		free(z);
-		ZSTD_freeCCtx(cctx);
 		return -ENOMEM;
 	}
-	n = ZSTD_CCtx_setParameter(cctx, ZSTD_c_compressionLevel, ZINDEX_LEVEL);
-	if (!ZSTD_isError(n))
-		n = ZSTD_CCtx_setParameter(cctx, ZSTD_c_checksumFlag, 1);
-	if (!ZSTD_isError(n))
-		n = ZSTD_compress2(cctx, z + sizeof(struct slimfs_disk_super), cap,
-				   *b + sizeof(struct slimfs_disk_super), plain);
-	ZSTD_freeCCtx(cctx);
+	n = ZSTD_compress2(cctx, z + sizeof(struct slimfs_disk_super), cap,
+			   *b + sizeof(struct slimfs_disk_super), plain);
+	ZSTD_freeCCtx(own);
 	if (ZSTD_isError(n)) {
 		free(z);
 		log_error("cannot compress the index: %s", ZSTD_getErrorName(n));
@@ -2190,7 +2241,7 @@ static int build_index(struct writer *w, struct wchunk **order, size_t nchunks, 
 		put32(b + L->off[SLIMFS_SEC_PREFETCH] + 4 * i, (uint32_t)i);
 
 	if (compress) {
-		r = compress_index(&b, L);
+		r = compress_index(w->icctx, &b, L);
 		if (r < 0) {
 			free(b);
 			goto out;
@@ -2393,6 +2444,7 @@ static void writer_free(struct writer *w)
 	free(w->hpacks.v);
 	free(w->hot);
 	free(w->early.v);
+	ZSTD_freeCCtx(w->icctx);
 	free(w->early.cp.buf);
 	if (w->spill.fd >= 0)
 		close(w->spill.fd);
