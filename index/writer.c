@@ -304,6 +304,8 @@ struct pool {
 	struct fjob **fq;	   /* ring of fqcap */
 	size_t fqcap, fqhead, fqlen;
 	size_t inflight; /* queued + being worked on, both kinds */
+	unsigned idle;	 /* workers waiting for work */
+	size_t ncj;	 /* chunks queued */
 	bool stop;
 	int err;
 	pthread_t *th;
@@ -448,6 +450,7 @@ struct wctx {
 	size_t dst_cap;
 	uint8_t *window; /* READ_WINDOW + chunk_max */
 	struct spill *spill;
+	struct slimfs_xbuf xbuf;
 };
 
 static void chunk_id(const void *buf, size_t len, uint8_t id[16])
@@ -510,6 +513,7 @@ static void wctx_free(struct wctx *x)
 	ZSTD_freeCCtx(x->cctx);
 	free(x->dst);
 	free(x->window);
+	free(x->xbuf.buf);
 }
 
 static int prepare_file(struct writer *w, struct wctx *x, struct fjob *f);
@@ -526,14 +530,18 @@ static void *worker_main(void *arg)
 		struct fjob *f = NULL;
 		int r;
 
-		while (!p->chead && !p->fqlen && !p->stop)
+		while (!p->chead && !p->fqlen && !p->stop) {
+			p->idle++;
 			pthread_cond_wait(&p->work, &p->lock);
+			p->idle--;
+		}
 		if (p->chead) {
 			cj = p->chead;
 			p->chead = cj->next;
 			if (!p->chead)
 				p->ctail = &p->chead;
 			p->cbytes -= cj->len;
+			p->ncj--;
 		} else if (p->fqlen) {
 			f = p->fq[p->fqhead];
 			p->fqhead = (p->fqhead + 1) % p->fqcap;
@@ -609,8 +617,11 @@ static int pool_start(struct pool *p, struct writer *w, unsigned nth, size_t fqc
 
 /*
  * Queues a copy of buf for compression into c. With force false (a worker
- * asking), refuses with -EAGAIN when the backlog is over its bound: the
- * caller then compresses it itself, which bounds memory and work queued.
+ * asking), refuses with -EAGAIN unless another worker waits for work and
+ * the backlog is under its bound: the caller then compresses it itself,
+ * which saves the copy while every worker is busy (most of the build),
+ * bounds memory and work queued, and still spreads the chunks of one large
+ * file over idle workers (the end of the build).
  */
 static int pool_compress(struct pool *p, struct wchunk *c, const void *buf, size_t len, bool force)
 {
@@ -619,7 +630,7 @@ static int pool_compress(struct pool *p, struct wchunk *c, const void *buf, size
 
 	pthread_mutex_lock(&p->lock);
 	r = p->err;
-	if (!r && !force && p->cbytes + len > p->cbytes_max)
+	if (!r && !force && (p->cbytes + len > p->cbytes_max || p->idle <= p->ncj))
 		r = -EAGAIN;
 	if (!r)
 		p->cbytes += len; /* reserved */
@@ -639,6 +650,7 @@ static int pool_compress(struct pool *p, struct wchunk *c, const void *buf, size
 	memcpy(cj->data, buf, len);
 	*p->ctail = cj;
 	p->ctail = &cj->next;
+	p->ncj++;
 	p->inflight++;
 	pthread_cond_signal(&p->work);
 	pthread_mutex_unlock(&p->lock);
@@ -1109,6 +1121,15 @@ static int prepare_file(struct writer *w, struct wctx *x, struct fjob *f)
 	r = open_content(w, f->wi, &fd);
 	if (r < 0)
 		return r;
+	if (f->wi->ti->xattrs_later && !d->from_spool) {
+		/* only this worker has this inode now */
+		r = slimfs_read_xattrs(fd, NULL, d->path, &x->xbuf, f->wi->ti);
+		f->wi->ti->xattrs_later = false;
+		if (r < 0) {
+			close(fd);
+			return r;
+		}
+	}
 	if (d->size <= w->small_max)
 		r = prepare_small(f, fd);
 	else
@@ -1895,10 +1916,33 @@ struct strrefs {
 	uint64_t config;
 };
 
+/* Xattrs the walk left to the workers of files that no worker read (each
+ * file with data is read, so none): through the path. */
+static int late_xattrs(struct writer *w)
+{
+	struct slimfs_xbuf xb = {0};
+	int r = 0;
+
+	for (size_t i = 0; i < w->nino && r == 0; i++) {
+		struct slimfs_tinode *ti = w->ino[i].ti;
+
+		if (ti->xattrs_later) {
+			r = slimfs_read_xattrs(-1, ti->data.path, ti->data.path, &xb, ti);
+			ti->xattrs_later = false;
+		}
+	}
+	free(xb.buf);
+	return r;
+}
+
 static int build_strings(struct writer *w, struct strrefs *sr)
 {
 	size_t xi = 0;
 	int r;
+
+	r = late_xattrs(w);
+	if (r < 0)
+		return r;
 
 	sr->dirent_name = calloc(w->ndir ? w->ndir : 1, sizeof(uint64_t));
 	sr->ino_target = calloc(w->nino, sizeof(uint64_t));
