@@ -164,9 +164,11 @@ static int open_output(const char *output, char **tmpname)
 static int commit_output(int fd, const char *tmpname, const char *output)
 {
 	char procpath[64], tmp2[PATH_MAX];
+	uint64_t t0 = slimfs_now_ns();
 
 	if (fsync(fd) < 0)
 		return log_error_errno(-errno, "cannot write '%s'", output);
+	log_debug("build: fsync %.3f s", (double)(slimfs_now_ns() - t0) / 1e9);
 	if (tmpname) {
 		if (rename(tmpname, output) < 0)
 			return log_error_errno(-errno, "cannot rename '%s' to '%s'", tmpname,

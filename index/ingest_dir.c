@@ -10,8 +10,10 @@
  * or file descriptors; entries are added to their directory's tree node
  * (slimfs_tree_set_at), never resolved from the root, so depth costs no time
  * either. Symlinks are never followed. File data is not read:
- * the tree records the path and the data segments (SEEK_DATA/SEEK_HOLE), and
- * the writer reads the file later.
+ * the tree records the path and the data segments (SEEK_DATA/SEEK_HOLE, for
+ * files with fewer blocks than their size), and the writer reads the file
+ * later, and then also the xattrs of a file that has all its blocks
+ * (whole_file: such files are not even opened here).
  */
 #include <dirent.h>
 #include <errno.h>
@@ -48,8 +50,7 @@ struct walker {
 	size_t rel_cap;
 	struct hl_ent *hl; /* open addressing, (dev, ino) of files with nlink > 1 */
 	size_t hl_n, hl_cap;
-	char *xbuf; /* listxattr / getxattr scratch */
-	size_t xbuf_cap;
+	struct slimfs_xbuf xbuf; /* listxattr / getxattr scratch */
 };
 
 static void free_names(struct level *l)
@@ -182,44 +183,35 @@ static int hl_add(struct walker *w, dev_t dev, ino_t ino, struct slimfs_tinode *
 	return 0;
 }
 
-static int xbuf_reserve(struct walker *w, size_t n)
+static int xbuf_reserve(struct slimfs_xbuf *x, size_t n)
 {
 	char *p;
 
-	if (n <= w->xbuf_cap)
+	if (n <= x->cap)
 		return 0;
-	p = realloc(w->xbuf, n);
+	p = realloc(x->buf, n);
 	if (!p)
 		return -ENOMEM;
-	w->xbuf = p;
-	w->xbuf_cap = n;
+	x->buf = p;
+	x->cap = n;
 	return 0;
 }
 
-/* Extended attributes through fd when >= 0, else through the full path
- * (symlinks, devices and fifos are never opened). */
-static int read_xattrs(struct walker *w, int fd, struct slimfs_tinode *ino)
+/* Extended attributes through fd when >= 0, else through path (symlinks,
+ * devices and fifos are never opened); what names the file in messages. */
+int slimfs_read_xattrs(int fd, const char *path, const char *what, struct slimfs_xbuf *x,
+		       struct slimfs_tinode *ino)
 {
-	_cleanup_free_ char *path = NULL;
 	_cleanup_free_ char *names = NULL;
 	ssize_t n;
 	int r;
 
-	if (fd < 0) {
-		path = full_path(w);
-		if (!path)
-			return -ENOMEM;
-		if (strlen(path) >= PATH_MAX) {
-			log_debug("'%s': path too long to read xattrs, skipped", w->rel);
-			return 0;
-		}
-	}
 	for (;;) {
 		n = fd >= 0 ? flistxattr(fd, NULL, 0) : llistxattr(path, NULL, 0);
 		if (n < 0) {
 			if (errno == ENOTSUP || errno == ENOSYS)
 				return 0;
-			return log_error_errno(-errno, "'%s': cannot list xattrs", w->rel);
+			return log_error_errno(-errno, "'%s': cannot list xattrs", what);
 		}
 		if (n == 0)
 			return 0;
@@ -231,7 +223,7 @@ static int read_xattrs(struct walker *w, int fd, struct slimfs_tinode *ino)
 		if (n >= 0)
 			break;
 		if (errno != ERANGE) /* ERANGE: grew meanwhile, again */
-			return log_error_errno(-errno, "'%s': cannot list xattrs", w->rel);
+			return log_error_errno(-errno, "'%s': cannot list xattrs", what);
 	}
 	for (char *name = names; name < names + n; name += strlen(name) + 1) {
 		ssize_t v;
@@ -240,26 +232,42 @@ static int read_xattrs(struct walker *w, int fd, struct slimfs_tinode *ino)
 			v = fd >= 0 ? fgetxattr(fd, name, NULL, 0) : lgetxattr(path, name, NULL, 0);
 			if (v < 0)
 				break;
-			r = xbuf_reserve(w, (size_t)v + 1);
+			r = xbuf_reserve(x, (size_t)v + 1);
 			if (r < 0)
 				return r;
-			v = fd >= 0 ? fgetxattr(fd, name, w->xbuf, (size_t)v)
-				    : lgetxattr(path, name, w->xbuf, (size_t)v);
+			v = fd >= 0 ? fgetxattr(fd, name, x->buf, (size_t)v)
+				    : lgetxattr(path, name, x->buf, (size_t)v);
 			if (v >= 0 || errno != ERANGE)
 				break;
 		}
 		if (v < 0) {
 			if (errno == ENODATA)
 				continue; /* removed meanwhile */
-			return log_error_errno(-errno, "'%s': cannot read xattr '%s'", w->rel,
-					       name);
+			return log_error_errno(-errno, "'%s': cannot read xattr '%s'", what, name);
 		}
-		r = slimfs_tinode_add_xattr(ino, name, w->xbuf, (size_t)v);
+		r = slimfs_tinode_add_xattr(ino, name, x->buf, (size_t)v);
 		if (r < 0)
 			return r;
 	}
 	slimfs_tinode_sort_xattrs(ino);
 	return 0;
+}
+
+/* The walker's: through fd when >= 0, else through the full path. */
+static int read_xattrs(struct walker *w, int fd, struct slimfs_tinode *ino)
+{
+	_cleanup_free_ char *path = NULL;
+
+	if (fd < 0) {
+		path = full_path(w);
+		if (!path)
+			return -ENOMEM;
+		if (strlen(path) >= PATH_MAX) {
+			log_debug("'%s': path too long to read xattrs, skipped", w->rel);
+			return 0;
+		}
+	}
+	return slimfs_read_xattrs(fd, path, w->rel, &w->xbuf, ino);
 }
 
 static void set_meta(struct slimfs_tinode *ino, const struct stat *st)
@@ -268,6 +276,34 @@ static void set_meta(struct slimfs_tinode *ino, const struct stat *st)
 	ino->gid = st->st_gid;
 	ino->mtime = st->st_mtim.tv_sec;
 	ino->mtime_ns = (uint32_t)st->st_mtim.tv_nsec;
+}
+
+/*
+ * A regular file that has all the blocks its size needs, nearly every one:
+ * one data segment (a hole it might still have, next to blocks reserved
+ * past its end, is kept as the zeros it reads as), and its xattrs are read
+ * by the writer's worker that reads its data (xattrs_later). So it is not
+ * opened here: no open, lseek, listxattr or close on the walk's one thread.
+ */
+static bool whole_file(const struct stat *st)
+{
+	return S_ISREG(st->st_mode) && st->st_size > 0 &&
+	       (uint64_t)st->st_blocks * 512 >= (uint64_t)st->st_size;
+}
+
+static int set_whole_file(struct walker *w, const struct stat *st, struct slimfs_tinode *ino)
+{
+	struct slimfs_tcontent *d = &ino->data;
+
+	d->size = (uint64_t)st->st_size;
+	d->path = full_path(w);
+	d->seg = malloc(sizeof(*d->seg));
+	if (!d->path || !d->seg)
+		return -ENOMEM;
+	d->seg[0] = (struct slimfs_tseg){.file_off = 0, .len = d->size, .src_off = 0};
+	d->nseg = 1;
+	ino->xattrs_later = true;
+	return 0;
 }
 
 /* Data segments of an open regular file; holes from SEEK_DATA/SEEK_HOLE. */
@@ -346,7 +382,11 @@ static int do_file(struct walker *w, int dirfd, struct slimfs_tnode *parent, con
 	if (!ino)
 		return -ENOMEM;
 	set_meta(ino, st);
-	if (S_ISREG(st->st_mode)) {
+	if (whole_file(st)) {
+		r = set_whole_file(w, st, ino);
+		if (r < 0)
+			goto fail;
+	} else if (S_ISREG(st->st_mode)) {
 		fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NOCTTY | O_NONBLOCK | O_CLOEXEC);
 		if (fd < 0) {
 			r = log_error_errno(-errno, "cannot open '%s/%s'", w->root, w->rel);
@@ -382,7 +422,7 @@ static int do_file(struct walker *w, int dirfd, struct slimfs_tnode *parent, con
 	} else if (S_ISCHR(st->st_mode) || S_ISBLK(st->st_mode)) {
 		ino->rdev = st->st_rdev;
 	}
-	r = read_xattrs(w, fd, ino);
+	r = ino->xattrs_later ? 0 : read_xattrs(w, fd, ino);
 	if (r < 0)
 		goto fail;
 	r = slimfs_tree_set_at(w->t, parent, name, ino, NULL);
@@ -555,6 +595,6 @@ int slimfs_ingest_dir(struct slimfs_tree *t, const char *dir)
 	r = walk(&w);
 	free(w.rel);
 	free(w.hl);
-	free(w.xbuf);
+	free(w.xbuf.buf);
 	return r;
 }

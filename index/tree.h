@@ -51,10 +51,11 @@ struct slimfs_tinode {
 	struct slimfs_tcontent data;
 	struct slimfs_txattr *xattrs; /* owned, sorted by name (slimfs_tinode_sort_xattrs) */
 	uint32_t nxattrs;
-	uint32_t nlink; /* tnodes that reference it; maintained by the tree */
-	uint32_t views; /* view bits, set by views code; all ones by default */
-	uint32_t id;	/* writer scratch: inode id, UINT32_MAX = unassigned */
-	void *wpriv;	/* writer scratch */
+	bool xattrs_later; /* not read yet: the writer reads them from data.path */
+	uint32_t nlink;	   /* tnodes that reference it; maintained by the tree */
+	uint32_t views;	   /* view bits, set by views code; all ones by default */
+	uint32_t id;	   /* writer scratch: inode id, UINT32_MAX = unassigned */
+	void *wpriv;	   /* writer scratch */
 };
 
 struct slimfs_tnode {
@@ -144,6 +145,17 @@ int slimfs_ingest(struct slimfs_tree *t, const char *source, const struct slimfs
 struct archive;
 int slimfs_ingest_archive(struct slimfs_tree *t, struct archive *a, const char *layer_name);
 int slimfs_ingest_dir(struct slimfs_tree *t, const char *dir);
+
+/* Scratch buffer of slimfs_read_xattrs. */
+struct slimfs_xbuf {
+	char *buf;
+	size_t cap;
+};
+
+/* Adds the extended attributes of the file open as fd (when >= 0) or at path
+ * (not followed) to ino; "not supported" is none. what names it in errors. */
+int slimfs_read_xattrs(int fd, const char *path, const char *what, struct slimfs_xbuf *x,
+		       struct slimfs_tinode *ino);
 
 /*
  * Writer: serialises the tree (inodes visible in some view when prune) into

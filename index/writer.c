@@ -29,7 +29,13 @@
  *      compressed into one zstd frame (unless --index-compression none),
  *      checksummed, written at 0, then the frames in the final order copied
  *      from the spill file to data_off (copy_file_range, runs of adjacent frames in
- *      one call). The caller's out_fd is its temporary file, so an error
+ *      one call). Early copy (no profile, output on ext4 or XFS): the final
+ *      order is then known during step 2, so the calling thread copies each
+ *      frame to the output (from offset 0) as soon as it and all before it
+ *      are compressed, and hands the output to writeback as it goes; step 4
+ *      then inserts data_off bytes in front of the frames
+ *      (FALLOC_FL_INSERT_RANGE: no data moves) and writes the index there.
+ *      The caller's out_fd is its temporary file, so an error
  *      anywhere leaves no image, and the spill file is unlinked from the
  *      start (O_TMPFILE where the file system has it).
  *
@@ -45,7 +51,9 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
+#include <linux/magic.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #define XXH_INLINE_ALL
@@ -87,6 +95,7 @@ struct wchunk {
 	uint8_t sha256[32];
 	uint32_t usize, csize;
 	uint64_t spill_off;   /* its frame in the spill file; set by a worker */
+	_Atomic bool ready;   /* compressed and in the spill file (a worker's release) */
 	struct wchunk *alias; /* same id as an earlier chunk (a repeated pack) */
 	uint32_t order;	      /* final index, UINT32_MAX = not yet placed */
 	bool hot;	      /* a pack of hot ranges */
@@ -296,6 +305,8 @@ struct pool {
 	struct fjob **fq;	   /* ring of fqcap */
 	size_t fqcap, fqhead, fqlen;
 	size_t inflight; /* queued + being worked on, both kinds */
+	unsigned idle;	 /* workers waiting for work */
+	size_t ncj;	 /* chunks queued */
 	bool stop;
 	int err;
 	pthread_t *th;
@@ -311,6 +322,35 @@ struct pool {
 struct spill {
 	int fd;
 	_Atomic uint64_t end;
+};
+
+/*
+ * Copies between the spill file and the image: in the kernel while it can
+ * (copy_file_range: no bytes through user space; same file system when the
+ * spill file sits next to the output), else through one buffer, for good
+ * once the kernel says it cannot (another file system, an old kernel).
+ */
+struct copier {
+	int in, out;
+	bool no_cfr;
+	uint8_t *buf; /* COPY_BUF_SIZE, allocated on the first buffered copy */
+	size_t calls;
+};
+
+/*
+ * Frames copied into the output while the data is still being compressed
+ * (write_out): from the spill file, in their final order, at output offset
+ * 0 for now; the index is inserted in front of them at the end.
+ */
+struct early {
+	bool on;
+	struct copier cp;
+	struct wchunk **v; /* placed chunks, in order: a prefix of the final order */
+	size_t n, cap;
+	size_t next_ext;	  /* first extent not yet looked at */
+	uint64_t pos, synced;	  /* bytes copied, bytes handed to writeback */
+	uint64_t run_in, run_len; /* pending run of adjacent frames */
+	size_t runs;
 };
 
 struct writer {
@@ -355,6 +395,9 @@ struct writer {
 
 	struct pool pool;
 	struct spill spill;
+	struct early early;
+	ZSTD_CCtx *icctx; /* the index's, set up in step 2 (index_cctx_warm) */
+	bool icctx_tried;
 	uint64_t total_bytes, files, files_done, bytes_done, last_progress;
 	struct strtab str;
 };
@@ -409,6 +452,7 @@ struct wctx {
 	uint8_t *window; /* READ_WINDOW + chunk_max */
 	struct spill *spill;
 	int level, dense_level, cur_level; /* cur_level: what cctx is set to */
+	struct slimfs_xbuf xbuf;
 };
 
 static void chunk_id(const void *buf, size_t len, uint8_t id[16])
@@ -451,6 +495,7 @@ static int compress_chunk(struct wctx *x, struct wchunk *c, const void *src, siz
 	err = slimfs_pwrite_all(x->spill->fd, x->dst, r, c->spill_off);
 	if (err < 0)
 		return log_error_errno(err, "cannot write to the spill file");
+	atomic_store_explicit(&c->ready, true, memory_order_release);
 	return 0;
 }
 
@@ -482,6 +527,7 @@ static void wctx_free(struct wctx *x)
 	ZSTD_freeCCtx(x->cctx);
 	free(x->dst);
 	free(x->window);
+	free(x->xbuf.buf);
 }
 
 static int prepare_file(struct writer *w, struct wctx *x, struct fjob *f);
@@ -498,14 +544,18 @@ static void *worker_main(void *arg)
 		struct fjob *f = NULL;
 		int r;
 
-		while (!p->chead && !p->fqlen && !p->stop)
+		while (!p->chead && !p->fqlen && !p->stop) {
+			p->idle++;
 			pthread_cond_wait(&p->work, &p->lock);
+			p->idle--;
+		}
 		if (p->chead) {
 			cj = p->chead;
 			p->chead = cj->next;
 			if (!p->chead)
 				p->ctail = &p->chead;
 			p->cbytes -= cj->len;
+			p->ncj--;
 		} else if (p->fqlen) {
 			f = p->fq[p->fqhead];
 			p->fqhead = (p->fqhead + 1) % p->fqcap;
@@ -581,8 +631,11 @@ static int pool_start(struct pool *p, struct writer *w, unsigned nth, size_t fqc
 
 /*
  * Queues a copy of buf for compression into c. With force false (a worker
- * asking), refuses with -EAGAIN when the backlog is over its bound: the
- * caller then compresses it itself, which bounds memory and work queued.
+ * asking), refuses with -EAGAIN unless another worker waits for work and
+ * the backlog is under its bound: the caller then compresses it itself,
+ * which saves the copy while every worker is busy (most of the build),
+ * bounds memory and work queued, and still spreads the chunks of one large
+ * file over idle workers (the end of the build).
  */
 static int pool_compress(struct pool *p, struct wchunk *c, const void *buf, size_t len, bool force)
 {
@@ -591,7 +644,7 @@ static int pool_compress(struct pool *p, struct wchunk *c, const void *buf, size
 
 	pthread_mutex_lock(&p->lock);
 	r = p->err;
-	if (!r && !force && p->cbytes + len > p->cbytes_max)
+	if (!r && !force && (p->cbytes + len > p->cbytes_max || p->idle <= p->ncj))
 		r = -EAGAIN;
 	if (!r)
 		p->cbytes += len; /* reserved */
@@ -611,6 +664,7 @@ static int pool_compress(struct pool *p, struct wchunk *c, const void *buf, size
 	memcpy(cj->data, buf, len);
 	*p->ctail = cj;
 	p->ctail = &cj->next;
+	p->ncj++;
 	p->inflight++;
 	pthread_cond_signal(&p->work);
 	pthread_mutex_unlock(&p->lock);
@@ -1082,6 +1136,15 @@ static int prepare_file(struct writer *w, struct wctx *x, struct fjob *f)
 	r = open_content(w, f->wi, &fd);
 	if (r < 0)
 		return r;
+	if (f->wi->ti->xattrs_later && !d->from_spool) {
+		/* only this worker has this inode now */
+		r = slimfs_read_xattrs(fd, NULL, d->path, &x->xbuf, f->wi->ti);
+		f->wi->ti->xattrs_later = false;
+		if (r < 0) {
+			close(fd);
+			return r;
+		}
+	}
 	if (d->size <= w->small_max)
 		r = prepare_small(f, fd);
 	else
@@ -1447,6 +1510,86 @@ static int pack_hot_ranges(struct writer *w)
 	return 0;
 }
 
+static int copy_range(struct copier *cp, uint64_t in_off, uint64_t out_off, uint64_t len);
+static void index_cctx_warm(struct writer *w);
+
+/* Early copy: runs of adjacent frames up to this size go in one call, and
+ * the output is handed to writeback this many bytes at a time. */
+#define EARLY_RUN	(1u << 20)
+#define EARLY_WRITEBACK (8u << 20)
+
+static int early_flush(struct early *e)
+{
+	int r;
+
+	if (!e->run_len)
+		return 0;
+	r = copy_range(&e->cp, e->run_in, e->pos, e->run_len);
+	if (r < 0)
+		return log_error_errno(r, "cannot write the image data");
+	e->pos += e->run_len;
+	e->run_len = 0;
+	e->runs++;
+	if (e->pos - e->synced >= EARLY_WRITEBACK) {
+		/* only a hint (errors show in the final fsync): the disk writes
+		 * while the rest compresses, so that fsync has little left */
+		(void)sync_file_range(e->cp.out, (off_t)e->synced, (off_t)(e->pos - e->synced),
+				      SYNC_FILE_RANGE_WRITE);
+		e->synced = e->pos;
+	}
+	return 0;
+}
+
+/*
+ * Calling thread, early copy on (no profile): the final order is then the
+ * order of first reference by the extents (order_chunks, step 3), so the
+ * extents are taken in turn, and each new chunk placed and its frame copied
+ * to the output, until one whose chunk is the open pack (its id, and so
+ * whether it repeats an earlier chunk, is not known yet) or is still being
+ * compressed. With all set, copies everything that is left.
+ */
+static int early_copy(struct writer *w, bool all)
+{
+	struct early *e = &w->early;
+	int r;
+
+	if (!e->on)
+		return 0;
+	for (; e->next_ext < w->next; e->next_ext++) {
+		struct wchunk *c = w->ext[e->next_ext].c;
+
+		if (c == w->pack_chunk)
+			break;
+		c = real(c);
+		if (c->order != UINT32_MAX)
+			continue;
+		if (!atomic_load_explicit(&c->ready, memory_order_acquire))
+			break;
+		r = grow((void **)&e->v, &e->cap, e->n + 1, sizeof(*e->v));
+		if (r < 0)
+			return r;
+		c->order = (uint32_t)e->n;
+		e->v[e->n++] = c;
+		if (e->run_len && c->spill_off == e->run_in + e->run_len &&
+		    e->run_len < EARLY_RUN) {
+			e->run_len += c->csize;
+			continue;
+		}
+		r = early_flush(e);
+		if (r < 0)
+			return r;
+		e->run_in = c->spill_off;
+		e->run_len = c->csize;
+	}
+	if (!all)
+		return e->run_len >= EARLY_RUN ? early_flush(e) : 0;
+	if (e->next_ext != w->next) {
+		log_error("internal error: %zu of %zu extents copied early", e->next_ext, w->next);
+		return -EUCLEAN;
+	}
+	return early_flush(e);
+}
+
 /* A window of file jobs ahead of the calling thread. */
 struct fwindow {
 	struct winode **seq;
@@ -1540,6 +1683,7 @@ static int write_data(struct writer *w)
 		r = take_file(w, &fw, &f);
 		if (r < 0)
 			goto out;
+		index_cctx_warm(w); /* once, with the workers busy */
 		if (f->wi != wi) {
 			log_error("internal error: file %zu prepared out of turn", id);
 			r = -EUCLEAN;
@@ -1571,6 +1715,9 @@ static int write_data(struct writer *w)
 		wi->ext_count = (uint32_t)(w->next - wi->ext_start);
 		w->bytes_done += wi->ti->data.size;
 		fjob_clear(f);
+		r = early_copy(w, false);
+		if (r < 0)
+			goto out;
 		progress(w, "chunking", w->bytes_done, w->total_bytes, false);
 	}
 	r = seal_pack(w);
@@ -1642,6 +1789,11 @@ static int order_chunks(struct writer *w, struct wchunk ***order_out, size_t *np
 	order = calloc(nunique ? nunique : 1, sizeof(*order));
 	if (!order)
 		return -ENOMEM;
+	/* placed during the data phase (no profile: none of (0)-(2) exist) */
+	if (w->early.n) {
+		memcpy(order, w->early.v, w->early.n * sizeof(*order));
+		n = w->early.n;
+	}
 	mark_cold_chunks(w);
 	for (size_t i = 0; i < w->hpacks.n; i++)
 		place(w->hpacks.v[i], order, &n);
@@ -1660,7 +1812,7 @@ static int order_chunks(struct writer *w, struct wchunk ***order_out, size_t *np
 		}
 		place(he->c, order, &n);
 	}
-	np = n;
+	np = n - w->early.n; /* early: none of (0)-(2) */
 	for (size_t i = 0; i < w->next; i++)
 		place(w->ext[i].c, order, &n);
 	/* every unique chunk is referenced by some extent */
@@ -1779,10 +1931,33 @@ struct strrefs {
 	uint64_t config;
 };
 
+/* Xattrs the walk left to the workers of files that no worker read (each
+ * file with data is read, so none): through the path. */
+static int late_xattrs(struct writer *w)
+{
+	struct slimfs_xbuf xb = {0};
+	int r = 0;
+
+	for (size_t i = 0; i < w->nino && r == 0; i++) {
+		struct slimfs_tinode *ti = w->ino[i].ti;
+
+		if (ti->xattrs_later) {
+			r = slimfs_read_xattrs(-1, ti->data.path, ti->data.path, &xb, ti);
+			ti->xattrs_later = false;
+		}
+	}
+	free(xb.buf);
+	return r;
+}
+
 static int build_strings(struct writer *w, struct strrefs *sr)
 {
 	size_t xi = 0;
 	int r;
+
+	r = late_xattrs(w);
+	if (r < 0)
+		return r;
 
 	sr->dirent_name = calloc(w->ndir ? w->ndir : 1, sizeof(uint64_t));
 	sr->ino_target = calloc(w->nino, sizeof(uint64_t));
@@ -1881,36 +2056,83 @@ struct layout {
  */
 #define ZINDEX_LEVEL 9
 
+/* A context for the index: level ZINDEX_LEVEL, checksum on. */
+static ZSTD_CCtx *index_cctx_new(void)
+{
+	ZSTD_CCtx *c = ZSTD_createCCtx();
+
+	if (c && (ZSTD_isError(ZSTD_CCtx_setParameter(c, ZSTD_c_compressionLevel, ZINDEX_LEVEL)) ||
+		  ZSTD_isError(ZSTD_CCtx_setParameter(c, ZSTD_c_checksumFlag, 1)))) {
+		ZSTD_freeCCtx(c);
+		c = NULL;
+	}
+	return c;
+}
+
+/*
+ * Calling thread, early in step 2: the index's context, with its tables
+ * allocated and cleared for an index of about the size it will have, now
+ * while the workers compress rather than in step 4: at level 9 they are
+ * ~13 MB for the ~1.25 MB bookworm index, and faulting them in at the end
+ * took as long as compressing the index. A stream begun with no input sets
+ * them up; ZSTD_compress2 later reuses them when they are large enough,
+ * else allocates its own (the frame is the same either way). Best effort.
+ */
+static void index_cctx_warm(struct writer *w)
+{
+	uint64_t names = 0, chunks = w->total_bytes / w->cdc.avg + 1, guess;
+	uint8_t sink[64];
+	ZSTD_outBuffer out = {sink, sizeof(sink), 0};
+	ZSTD_inBuffer in = {sink, 0, 0};
+
+	if (w->icctx_tried || w->o->index_plain)
+		return;
+	w->icctx_tried = true;
+	for (size_t i = 0; i < w->ndir; i++)
+		names += w->dir[i].node->name_len;
+	guess = w->nino * sizeof(struct slimfs_disk_inode) +
+		w->ndir * sizeof(struct slimfs_disk_dirent) + names +
+		chunks * sizeof(struct slimfs_disk_chunk) +
+		(w->files + chunks) * sizeof(struct slimfs_disk_extent);
+	if (guess > SLIMFS_ZINDEX_PLAIN_MAX)
+		return;
+	w->icctx = index_cctx_new();
+	if (!w->icctx)
+		return;
+	if (ZSTD_isError(ZSTD_CCtx_setPledgedSrcSize(w->icctx, guess)) ||
+	    ZSTD_isError(ZSTD_compressStream2(w->icctx, &out, &in, ZSTD_e_continue)) ||
+	    ZSTD_isError(ZSTD_CCtx_reset(w->icctx, ZSTD_reset_session_only))) {
+		ZSTD_freeCCtx(w->icctx);
+		w->icctx = NULL;
+	}
+}
+
 /*
  * The index's sections, (*b)[256, L->index_size), into one zstd frame
  * (content size and checksum in it) after the superblock's 256 bytes: *b is
  * replaced and L updated. The index stays plain when that is not smaller,
  * or when a reader would refuse the frame (format.h, SLIMFS_ZINDEX_*).
  */
-static int compress_index(uint8_t **b, struct layout *L)
+static int compress_index(ZSTD_CCtx *cctx, uint8_t **b, struct layout *L)
 {
 	const size_t plain = (size_t)(L->index_size - sizeof(struct slimfs_disk_super));
 	const size_t cap = ZSTD_compressBound(plain);
-	ZSTD_CCtx *cctx;
+	ZSTD_CCtx *own = NULL;
 	uint8_t *z;
 	size_t n;
 
 	if (L->index_size > SLIMFS_ZINDEX_PLAIN_MAX)
 		return 0;
 	z = malloc(sizeof(struct slimfs_disk_super) + cap);
-	cctx = ZSTD_createCCtx();
+	if (!cctx)
+		cctx = own = index_cctx_new();
 	if (!z || !cctx) {
 		free(z);
-		ZSTD_freeCCtx(cctx);
 		return -ENOMEM;
 	}
-	n = ZSTD_CCtx_setParameter(cctx, ZSTD_c_compressionLevel, ZINDEX_LEVEL);
-	if (!ZSTD_isError(n))
-		n = ZSTD_CCtx_setParameter(cctx, ZSTD_c_checksumFlag, 1);
-	if (!ZSTD_isError(n))
-		n = ZSTD_compress2(cctx, z + sizeof(struct slimfs_disk_super), cap,
-				   *b + sizeof(struct slimfs_disk_super), plain);
-	ZSTD_freeCCtx(cctx);
+	n = ZSTD_compress2(cctx, z + sizeof(struct slimfs_disk_super), cap,
+			   *b + sizeof(struct slimfs_disk_super), plain);
+	ZSTD_freeCCtx(own);
 	if (ZSTD_isError(n)) {
 		free(z);
 		log_error("cannot compress the index: %s", ZSTD_getErrorName(n));
@@ -2078,7 +2300,7 @@ static int build_index(struct writer *w, struct wchunk **order, size_t nchunks, 
 		put32(b + L->off[SLIMFS_SEC_PREFETCH] + 4 * i, (uint32_t)i);
 
 	if (compress) {
-		r = compress_index(&b, L);
+		r = compress_index(w->icctx, &b, L);
 		if (r < 0) {
 			free(b);
 			goto out;
@@ -2130,19 +2352,6 @@ out:
 	return r;
 }
 
-/*
- * Copies between the spill file and the image: in the kernel while it can
- * (copy_file_range: no bytes through user space; same file system when the
- * spill file sits next to the output), else through one buffer, for good
- * once the kernel says it cannot (another file system, an old kernel).
- */
-struct copier {
-	int in, out;
-	bool no_cfr;
-	uint8_t *buf; /* COPY_BUF_SIZE, allocated on the first buffered copy */
-	size_t calls;
-};
-
 static int copy_range(struct copier *cp, uint64_t in_off, uint64_t out_off, uint64_t len)
 {
 	int r;
@@ -2191,17 +2400,33 @@ static int copy_range(struct copier *cp, uint64_t in_off, uint64_t out_off, uint
 }
 
 /*
+ * Early copy is on when the final order can be known during the data phase
+ * (no profile: order_chunks) and the output is an empty regular file on a
+ * file system that can insert a range in front of a file's data
+ * (FALLOC_FL_INSERT_RANGE: ext4, XFS), so the index can go in front of the
+ * frames at the end.
+ */
+static bool early_possible(const struct slimfs_write_args *a, int fd)
+{
+	struct statfs sf;
+	struct stat st;
+
+	if (a->nprefetch || a->nhot_ranges || a->nprofile_paths)
+		return false;
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size != 0)
+		return false;
+	if (fstatfs(fd, &sf) < 0)
+		return false;
+	return sf.f_type == EXT4_SUPER_MAGIC || sf.f_type == XFS_SUPER_MAGIC;
+}
+
+/*
  * 4. The image: the index at 0, zeros up to data_off, then the frames in
- * their final order, copied from the spill file; frames that are already
- * adjacent there (long runs, often) go in one call.
- *
- * Considered, not taken: writing the frames straight into the output and
- * making room for the index with FALLOC_FL_INSERT_RANGE would save this copy,
- * but needs the frames in their final order, which is known only at the end
- * (profile order; workers finish in any order): it would take a reorder
- * buffer in memory, the thing the spill file removes. The copy is cheap: the
- * whole of step 4 takes ~0.2 s for the 89 MB bookworm image, ~4% of the
- * build (README, Performance).
+ * their final order. With early copy the frames are already in the output
+ * from offset 0 (and mostly on disk); inserting data_off bytes in front of
+ * them moves no data, only the file's extent map. Otherwise (or when the
+ * insert fails) the frames are copied from the spill file now; frames that
+ * are adjacent there (long runs, often) go in one call.
  */
 static int write_out(struct writer *w, int fd, const uint8_t *index, const struct layout *L,
 		     struct wchunk **order, size_t nchunks)
@@ -2209,16 +2434,38 @@ static int write_out(struct writer *w, int fd, const uint8_t *index, const struc
 	static const uint8_t zeros[SLIMFS_DATA_ALIGN];
 	struct copier cp = {.in = w->spill.fd, .out = fd};
 	uint64_t pos = L->data_off, total = L->data_off + L->data_size - L->index_size;
-	size_t runs = 0;
+	const char *how = "copy_file_range";
+	size_t runs = 0, i = 0;
 	int r;
 
+	if (w->early.on) {
+		if (w->early.pos != L->data_size) {
+			log_error("internal error: %" PRIu64 " of %" PRIu64
+				  " data bytes copied early",
+				  w->early.pos, L->data_size);
+			return -EUCLEAN;
+		}
+		if (!L->data_size ||
+		    fallocate(fd, FALLOC_FL_INSERT_RANGE, 0, (off_t)L->data_off) == 0) {
+			i = nchunks; /* all there */
+			runs = w->early.runs;
+			cp.calls = w->early.cp.calls;
+			how = w->early.cp.no_cfr ? "early, buffered" : "early, copy_file_range";
+		} else {
+			log_debug("writer: cannot insert the index in front of the data (%s); "
+				  "copying the data again",
+				  strerror(errno));
+			if (ftruncate(fd, 0) < 0)
+				return log_error_errno(-errno, "cannot write the image");
+		}
+	}
 	r = slimfs_pwrite_all(fd, index, L->index_size, 0);
 	if (r == 0)
 		r = slimfs_pwrite_all(fd, zeros, (size_t)(L->data_off - L->index_size),
 				      L->index_size);
 	if (r < 0)
 		return log_error_errno(r, "cannot write the image index");
-	for (size_t i = 0; i < nchunks;) {
+	while (i < nchunks) {
 		uint64_t start = order[i]->spill_off, len = 0;
 
 		do
@@ -2233,8 +2480,9 @@ static int write_out(struct writer *w, int fd, const uint8_t *index, const struc
 		runs++;
 		progress(w, "writing", pos - L->index_size, total, false);
 	}
-	log_debug("writer: %zu frames in %zu runs, %zu copies (%s)", nchunks, runs, cp.calls,
-		  cp.no_cfr ? "buffered" : "copy_file_range");
+	if (cp.no_cfr)
+		how = "buffered";
+	log_debug("writer: %zu frames in %zu runs, %zu copies (%s)", nchunks, runs, cp.calls, how);
 	free(cp.buf);
 	return 0;
 }
@@ -2254,6 +2502,9 @@ static void writer_free(struct writer *w)
 	free(w->ppacks.v);
 	free(w->hpacks.v);
 	free(w->hot);
+	free(w->early.v);
+	ZSTD_freeCCtx(w->icctx);
+	free(w->early.cp.buf);
 	if (w->spill.fd >= 0)
 		close(w->spill.fd);
 	free(w->str.buf);
@@ -2324,7 +2575,7 @@ int slimfs_write_image(struct slimfs_tree *t, const struct slimfs_write_args *a,
 	_cleanup_free_ uint8_t *index = NULL;
 	struct layout L = {0};
 	size_t nchunks = 0, nprefetch = 0;
-	uint64_t t0, t1, t2, t3;
+	uint64_t t0, t1, t2, t3, t4;
 	unsigned nth;
 	int r;
 
@@ -2355,6 +2606,7 @@ int slimfs_write_image(struct slimfs_tree *t, const struct slimfs_write_args *a,
 	if (r < 0)
 		goto out;
 	w.spill.fd = r;
+	w.early = (struct early){.on = early_possible(a, out_fd), .cp = {.in = r, .out = out_fd}};
 	r = pool_start(&w.pool, &w, nth, FILE_WINDOW_PER_THREAD * (size_t)nth,
 		       COMPRESS_BACKLOG_PER_THREAD * (size_t)nth * w.chunk_max);
 	if (r < 0)
@@ -2367,6 +2619,8 @@ int slimfs_write_image(struct slimfs_tree *t, const struct slimfs_write_args *a,
 	t1 = slimfs_now_ns();
 	progress(&w, "chunking", 0, w.total_bytes, true);
 	r = write_data(&w);
+	if (r == 0)
+		r = early_copy(&w, true);
 	if (r < 0)
 		goto out;
 	progress(&w, "compressing", w.total_bytes, w.total_bytes, true);
@@ -2382,15 +2636,17 @@ int slimfs_write_image(struct slimfs_tree *t, const struct slimfs_write_args *a,
 	r = build_index(&w, order, nchunks, nprefetch, !w.o->index_plain, &index, &L);
 	if (r < 0)
 		goto out;
+	t3 = slimfs_now_ns();
 	progress(&w, "writing", 0, L.data_off + L.data_size - L.index_size, true);
 	r = write_out(&w, out_fd, index, &L, order, nchunks);
 	if (r < 0)
 		goto out;
 	progress(&w, "writing", L.data_off + L.data_size - L.index_size,
 		 L.data_off + L.data_size - L.index_size, true);
-	t3 = slimfs_now_ns();
-	log_debug("writer: walk %.3f s, data %.3f s (%u threads), index and write %.3f s",
-		  (double)(t1 - t0) / 1e9, (double)(t2 - t1) / 1e9, nth, (double)(t3 - t2) / 1e9);
+	t4 = slimfs_now_ns();
+	log_debug("writer: walk %.3f s, data %.3f s (%u threads), index %.3f s, write %.3f s",
+		  (double)(t1 - t0) / 1e9, (double)(t2 - t1) / 1e9, nth, (double)(t3 - t2) / 1e9,
+		  (double)(t4 - t3) / 1e9);
 
 	if (stats) {
 		memset(stats, 0, sizeof(*stats));
