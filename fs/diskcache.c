@@ -146,6 +146,24 @@ static int scan(struct slimfs_diskcache *dc, struct dc_entry **list, size_t *n, 
 
 static void evict(struct slimfs_diskcache *dc);
 
+/*
+ * A new unnamed file in subdirectory sub (O_TMPFILE), else a named temporary
+ * one (its name in tmp, for the rename). An fd or -errno.
+ */
+static int open_tmp(struct slimfs_diskcache *dc, const char *sub, const char *path, char *tmp,
+		    size_t tmplen)
+{
+	int fd = openat(dc->dirfd, sub, O_TMPFILE | O_WRONLY | O_CLOEXEC, 0644);
+
+	tmp[0] = '\0';
+	if (fd < 0 && (errno == EOPNOTSUPP || errno == EISDIR || errno == EINVAL)) {
+		snprintf(tmp, tmplen, "%s/.tmp-%s-%d-%u", sub, path + 3, (int)getpid(),
+			 atomic_fetch_add(&dc->tmp_seq, 1));
+		fd = openat(dc->dirfd, tmp, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0644);
+	}
+	return fd < 0 ? -errno : fd;
+}
+
 static void *scanner_main(void *arg)
 {
 	struct slimfs_diskcache *dc = arg;
@@ -184,18 +202,9 @@ int slimfs_diskcache_open(const char *dir, uint64_t max_bytes, struct slimfs_dis
 	}
 	pthread_mutex_init(&dc->evict_lock, NULL);
 	dc->max_bytes = max_bytes;
-	r = pthread_create(&dc->scanner, NULL, scanner_main, dc);
-	if (r == 0) {
-		dc->scanner_started = true;
-	} else {
-		uint64_t bytes; /* no thread: sum it here */
-
-		scan(dc, NULL, NULL, &bytes);
-		atomic_store(&dc->bytes, bytes);
-		atomic_store(&dc->scanned, true);
-		if (bytes > max_bytes)
-			evict(dc);
-	}
+	dc->scanner_started = pthread_create(&dc->scanner, NULL, scanner_main, dc) == 0;
+	if (!dc->scanner_started)
+		scanner_main(dc); /* no thread: sum it here */
 	*out = dc;
 	return 0;
 }
@@ -309,23 +318,15 @@ int slimfs_diskcache_put(struct slimfs_diskcache *dc, const uint8_t sha256[32], 
 	entry_path(sha256, path);
 	memcpy(sub, path, 2);
 	sub[2] = '\0';
-	tmp[0] = '\0';
-	/* The 256 subdirectories are made as entries first land in them. */
-	for (int tries = 0; tries < 2; tries++) {
-		fd = openat(dc->dirfd, sub, O_TMPFILE | O_WRONLY | O_CLOEXEC, 0644);
-		if (fd < 0 && (errno == EOPNOTSUPP || errno == EISDIR || errno == EINVAL)) {
-			snprintf(tmp, sizeof(tmp), "%s/.tmp-%s-%d-%u", sub, path + 3, (int)getpid(),
-				 atomic_fetch_add(&dc->tmp_seq, 1));
-			fd = openat(dc->dirfd, tmp, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0644);
-		}
-		if (fd >= 0 || errno != ENOENT || tries)
-			break;
-		tmp[0] = '\0';
+	fd = open_tmp(dc, sub, path, tmp, sizeof(tmp));
+	if (fd == -ENOENT) {
+		/* The 256 subdirectories are made as entries first land in them. */
 		if (mkdirat(dc->dirfd, sub, 0755) < 0 && errno != EEXIST)
 			return -errno;
+		fd = open_tmp(dc, sub, path, tmp, sizeof(tmp));
 	}
 	if (fd < 0)
-		return -errno;
+		return fd;
 	r = slimfs_write_all(fd, buf, len);
 	if (r < 0)
 		goto fail;

@@ -165,9 +165,6 @@ static int make_plan(struct slimfs_prefetch *p)
 		qsort(p->plan, p->nprofile, sizeof(*p->plan), cmp_u32);
 		p->gaps = true;
 	}
-	/* seen holds the profile's chunks only: the loop below reads it */
-	if (p->nprofile)
-		p->in_profile = seen;
 	if (p->o.mode == SLIMFS_PREFETCH_ALL) {
 		if (!p->o.has_disk && !p->o.disk_only)
 			log_warn("--prefetch all needs a disk cache: prefetching the profile only");
@@ -179,8 +176,9 @@ static int make_plan(struct slimfs_prefetch *p)
 	for (size_t k = 0; k < p->nplan; k++)
 		if (slimfs_index_chunk(p->img->idx, p->plan[k], &ch) == 0)
 			p->total_bytes += ch.csize;
-	if (p->in_profile)
-		seen = NULL; /* kept */
+	/* seen holds the profile's chunks only (the --prefetch all part is not in it) */
+	if (p->nprofile)
+		p->in_profile = steal_ptr(&seen);
 	return 0;
 }
 

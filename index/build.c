@@ -36,10 +36,12 @@ static int check_opts(const struct slimfs_build_opts *o)
 			  o->small_file_max, o->cdc_max);
 		return -EINVAL;
 	}
-	if (o->zstd_level < -7 || o->zstd_level > 22 || o->prefetch_level < -7 ||
-	    o->prefetch_level > 22) {
-		log_error("zstd level %d or %d is out of range (-7..22)", o->zstd_level,
-			  o->prefetch_level);
+	if (o->zstd_level < -7 || o->zstd_level > 22) {
+		log_error("zstd level %d is out of range (-7..22)", o->zstd_level);
+		return -EINVAL;
+	}
+	if (o->prefetch_level < -7 || o->prefetch_level > 22) {
+		log_error("prefetch zstd level %d is out of range (-7..22)", o->prefetch_level);
 		return -EINVAL;
 	}
 	return 0;
