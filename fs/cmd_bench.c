@@ -403,7 +403,7 @@ static int run_capture(const char *path, char *const argv[], char **out, int err
 	size_t len = 0, cap = 0;
 	int p[2], st = 0, r;
 	uint64_t deadline = timeout_ns ? slimfs_now_ns() + timeout_ns : 0;
-	pid_t pid;
+	pid_t pid = -1;
 
 	if (pipe2(p, O_CLOEXEC) < 0)
 		return -errno;

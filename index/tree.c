@@ -466,7 +466,10 @@ static int walk_path(struct slimfs_tree *t, const char *path, struct walk *w)
 		struct slimfs_tnode *c;
 		size_t len;
 
-		if (next_component(&p, &name, &len) == 0) {
+		r = next_component(&p, &name, &len);
+		if (r < 0)
+			return r; /* not reached: check_path() passed */
+		if (r == 0) {
 			w->node = cur;
 			return 0;
 		}
@@ -612,7 +615,10 @@ int slimfs_tree_set(struct slimfs_tree *t, const char *path, struct slimfs_tinod
 		const char *name;
 		size_t len;
 
-		if (next_component(&p, &name, &len) == 0)
+		r = next_component(&p, &name, &len);
+		if (r < 0)
+			return r;
+		if (r == 0)
 			break; /* not reached: the last one is created below */
 		if (has_more(p)) {
 			r = mkdir_child(t, dir, name, len, &dir);
