@@ -64,24 +64,11 @@ static const char *archive_msg(struct archive *a)
  */
 static int normalize(const char *path, char *buf, size_t size, const char **why)
 {
-	const char *s = path;
-	size_t o = 0;
+	const char *p = path, *s;
+	size_t o = 0, len;
 	int n = 0;
 
-	for (;;) {
-		const char *e;
-		size_t len;
-
-		while (*s == '/')
-			s++;
-		if (!*s)
-			break;
-		e = strchrnul(s, '/');
-		len = (size_t)(e - s);
-		if (len == 1 && s[0] == '.') {
-			s = e;
-			continue;
-		}
+	while (slimfs_path_next(&p, &s, &len)) {
 		if (len == 2 && s[0] == '.' && s[1] == '.') {
 			*why = "'..' component: the path would escape the image root";
 			return -EINVAL;
@@ -99,7 +86,6 @@ static int normalize(const char *path, char *buf, size_t size, const char **why)
 		memcpy(buf + o, s, len);
 		o += len;
 		n++;
-		s = e;
 	}
 	buf[o] = '\0';
 	return n;

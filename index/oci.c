@@ -86,8 +86,8 @@ static char *norm_member(const char *base_dir, const char *path)
 {
 	size_t bl = base_dir ? strlen(base_dir) : 0, pl = strlen(path);
 	char *in = malloc(bl + 1 + pl + 1), *out;
-	size_t o = 0;
-	char *s;
+	size_t o = 0, len;
+	const char *p, *s;
 
 	if (!in)
 		return NULL;
@@ -98,21 +98,8 @@ static char *norm_member(const char *base_dir, const char *path)
 		free(in);
 		return NULL;
 	}
-	s = in;
-	for (;;) {
-		char *e;
-		size_t len;
-
-		while (*s == '/')
-			s++;
-		if (!*s)
-			break;
-		e = strchrnul(s, '/');
-		len = (size_t)(e - s);
-		if (len == 1 && s[0] == '.') {
-			s = e;
-			continue;
-		}
+	p = in;
+	while (slimfs_path_next(&p, &s, &len)) {
 		if (len == 2 && s[0] == '.' && s[1] == '.') {
 			char *slash;
 
@@ -125,14 +112,12 @@ static char *norm_member(const char *base_dir, const char *path)
 			out[o] = '\0';
 			slash = strrchr(out, '/');
 			o = slash ? (size_t)(slash - out) : 0;
-			s = e;
 			continue;
 		}
 		if (o)
 			out[o++] = '/';
 		memcpy(out + o, s, len);
 		o += len;
-		s = e;
 	}
 	out[o] = '\0';
 	free(in);

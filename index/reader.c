@@ -760,7 +760,8 @@ int slimfs_index_lookup_pos(const struct slimfs_index *idx, const struct slimfs_
 int slimfs_index_resolve(const struct slimfs_index *idx, const char *path, uint32_t *ino)
 {
 	struct slimfs_inode cur;
-	const char *p = path;
+	const char *p = path, *name;
+	size_t len;
 	int r;
 
 	if (!path)
@@ -768,28 +769,23 @@ int slimfs_index_resolve(const struct slimfs_index *idx, const char *path, uint3
 	r = slimfs_index_inode(idx, 0, &cur);
 	if (r < 0)
 		return r;
-	while (*p) {
-		const char *end = strchrnul(p, '/');
-		size_t len = (size_t)(end - p);
+	while (slimfs_path_next(&p, &name, &len)) {
 		uint32_t next;
 
-		if (len == 0 || (len == 1 && p[0] == '.')) {
-			/* skip */
-		} else if ((cur.mode & S_IFMT) != S_IFDIR) {
+		if ((cur.mode & S_IFMT) != S_IFDIR) {
 			return -ENOTDIR;
-		} else if (len == 2 && p[0] == '.' && p[1] == '.') {
+		} else if (len == 2 && name[0] == '.' && name[1] == '.') {
 			r = slimfs_index_inode(idx, cur.parent, &cur);
 			if (r < 0)
 				return r;
 		} else {
-			r = slimfs_index_lookup(idx, &cur, p, len, &next);
+			r = slimfs_index_lookup(idx, &cur, name, len, &next);
 			if (r < 0)
 				return r;
 			r = slimfs_index_inode(idx, next, &cur);
 			if (r < 0)
 				return r;
 		}
-		p = *end ? end + 1 : end;
 	}
 	*ino = cur.id;
 	return 0;

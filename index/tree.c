@@ -392,31 +392,11 @@ void slimfs_tree_free(struct slimfs_tree *t)
  */
 static int next_component(const char **p, const char **name, size_t *len)
 {
-	const char *s = *p;
-
-	for (;;) {
-		const char *e;
-
-		while (*s == '/')
-			s++;
-		if (!*s) {
-			*p = s;
-			return 0;
-		}
-		e = strchrnul(s, '/');
-		if (e - s == 1 && s[0] == '.') {
-			s = e;
-			continue;
-		}
-		if (e - s == 2 && s[0] == '.' && s[1] == '.')
-			return -EINVAL;
-		if (e - s > NAME_MAX_LEN)
-			return -EINVAL;
-		*name = s;
-		*len = (size_t)(e - s);
-		*p = e;
-		return 1;
-	}
+	if (!slimfs_path_next(p, name, len))
+		return 0;
+	if ((*len == 2 && (*name)[0] == '.' && (*name)[1] == '.') || *len > NAME_MAX_LEN)
+		return -EINVAL;
+	return 1;
 }
 
 /* Every component valid? */

@@ -287,3 +287,28 @@ uint64_t slimfs_now_ns(void)
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
+
+bool slimfs_path_next(const char **p, const char **name, size_t *len)
+{
+	const char *s = *p;
+
+	for (;;) {
+		const char *e;
+
+		while (*s == '/')
+			s++;
+		if (!*s) {
+			*p = s;
+			return false;
+		}
+		e = strchrnul(s, '/');
+		if (e - s == 1 && s[0] == '.') {
+			s = e;
+			continue;
+		}
+		*name = s;
+		*len = (size_t)(e - s);
+		*p = e;
+		return true;
+	}
+}

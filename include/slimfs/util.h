@@ -130,4 +130,12 @@ int slimfs_parse_size(const char *s, uint64_t *out);
 /* Monotonic clock, nanoseconds. */
 uint64_t slimfs_now_ns(void);
 
+/*
+ * Splits the next component off path *p ("a//./b/" gives "a" then "b"): true
+ * with (*name, *len) and *p past it, false at the end. Empty and "."
+ * components are skipped; ".." is returned like any name, for the caller to
+ * refuse or resolve.
+ */
+bool slimfs_path_next(const char **p, const char **name, size_t *len);
+
 #endif

@@ -225,6 +225,33 @@ static void raw_header(uint8_t h[512], const char *name, uint64_t size)
 
 /* ---- tree tests ---- */
 
+/* slimfs_path_next over s, components joined with '|' into out */
+static void split(const char *s, char *out, size_t size)
+{
+	const char *name;
+	size_t len, o = 0;
+
+	out[0] = '\0';
+	while (slimfs_path_next(&s, &name, &len))
+		o += (size_t)snprintf(out + o, size - o, "%s%.*s", o ? "|" : "", (int)len, name);
+}
+
+static void test_path_next(void)
+{
+	char out[128];
+
+	split("", out, sizeof(out));
+	CHECK(strcmp(out, "") == 0);
+	split("//././/", out, sizeof(out));
+	CHECK(strcmp(out, "") == 0);
+	split("a", out, sizeof(out));
+	CHECK(strcmp(out, "a") == 0);
+	split("/./a//b/./../c.d/.e/", out, sizeof(out));
+	CHECK(strcmp(out, "a|b|..|c.d|.e") == 0);
+	split("...//..", out, sizeof(out));
+	CHECK(strcmp(out, "...|..") == 0);
+}
+
 static void test_paths(void)
 {
 	struct slimfs_tree *t = tree();
@@ -958,6 +985,7 @@ int main(void)
 	char cmd[128];
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
+	test_path_next();
 	test_paths();
 	test_replace_merge();
 	test_hardlinks();
