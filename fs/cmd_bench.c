@@ -69,15 +69,8 @@ struct strv {
 
 static int strv_push(struct strv *s, const char *str)
 {
-	if (s->n + 2 > s->cap) {
-		size_t cap = s->cap ? s->cap * 2 : 16;
-		char **n = realloc(s->v, cap * sizeof(*n));
-
-		if (!n)
-			return -ENOMEM;
-		s->v = n;
-		s->cap = cap;
-	}
+	if (SLIMFS_GROW(s->v, s->cap, s->n + 2, 16) < 0)
+		return -ENOMEM;
 	s->v[s->n] = strdup(str);
 	if (!s->v[s->n])
 		return -ENOMEM;

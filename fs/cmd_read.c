@@ -260,16 +260,9 @@ static int dstack_push(struct dstack *s, uint32_t id, char *path)
 {
 	if (!path)
 		return -ENOMEM;
-	if (s->n == s->cap) {
-		size_t cap = s->cap ? s->cap * 2 : 64;
-		struct dframe *v = realloc(s->v, cap * sizeof(*v));
-
-		if (!v) {
-			free(path);
-			return -ENOMEM;
-		}
-		s->v = v;
-		s->cap = cap;
+	if (SLIMFS_GROW(s->v, s->cap, s->n + 1, 64) < 0) {
+		free(path);
+		return -ENOMEM;
 	}
 	s->v[s->n].id = id;
 	s->v[s->n].path = path;

@@ -195,27 +195,6 @@ static void report_usage(FILE *f)
 		"SOURCE_DATE_EPOCH, when set, fixes the SBOM creation time.\n");
 }
 
-static int grow_array(void **v, size_t *cap, size_t n, size_t size)
-{
-	size_t c;
-	void *p;
-
-	if (n < *cap)
-		return 0;
-	c = *cap ? *cap * 2 : 16;
-	if (c <= n)
-		c = n + 1;
-	if (c > SIZE_MAX / size)
-		return -ENOMEM;
-	p = realloc(*v, c * size);
-	if (!p)
-		return -ENOMEM;
-	*v = p;
-	*cap = c;
-	return 0;
-}
-#define GROW(arr, n, cap) grow_array((void **)&(arr), &(cap), (n), sizeof(*(arr)))
-
 static bool test_bit(const uint8_t *bm, uint32_t i)
 {
 	return (bm[i >> 3] >> (i & 7)) & 1u;
@@ -369,7 +348,7 @@ static int add_finding(struct findings *fs, const char *path, const struct slimf
 	struct finding *f;
 	int r;
 
-	r = GROW(fs->v, fs->n, fs->cap);
+	r = SLIMFS_GROW(fs->v, fs->cap, fs->n + 1, 16);
 	if (r < 0)
 		return r;
 	f = &fs->v[fs->n];
@@ -590,7 +569,7 @@ static int examine(struct report *r, uint32_t dir, const struct slimfs_inode *in
 			r->files[0]++;
 			r->bytes[0] += ino->size;
 			if (shell && is_exec(ino->mode)) {
-				ret = GROW(r->keys, r->nkeys, r->keys_cap);
+				ret = SLIMFS_GROW(r->keys, r->keys_cap, r->nkeys + 1, 16);
 				if (ret < 0)
 					return ret;
 				ret = content_key(r->idx, ino, r->keys[r->nkeys].key);
@@ -621,7 +600,7 @@ static int examine(struct report *r, uint32_t dir, const struct slimfs_inode *in
 				return ret;
 		}
 	} else if (is_exec(ino->mode)) {
-		ret = GROW(r->cands, r->ncands, r->cands_cap);
+		ret = SLIMFS_GROW(r->cands, r->cands_cap, r->ncands + 1, 16);
 		if (ret < 0)
 			return ret;
 		r->cands[r->ncands].path = strdup(path);
@@ -669,7 +648,7 @@ static int walk(struct report *r)
 	size_t n = 0, cap = 0;
 	int ret;
 
-	ret = GROW(stack, n, cap);
+	ret = SLIMFS_GROW(stack, cap, n + 1, 16);
 	if (ret < 0)
 		return ret;
 	ret = slimfs_index_inode(r->idx, ROOT_INO, &stack[0].dir);
@@ -703,7 +682,7 @@ static int walk(struct report *r)
 		    memchr(de.name, '\0', de.name_len))
 			return log_error_errno(-EUCLEAN, "'%s/': corrupt entry name", r->path);
 		len = fr->path_len + 1 + de.name_len;
-		ret = GROW(r->path, len + 1, r->path_cap);
+		ret = SLIMFS_GROW(r->path, r->path_cap, len + 2, 16);
 		if (ret < 0)
 			return ret;
 		r->path[fr->path_len] = '/';
@@ -721,7 +700,7 @@ static int walk(struct report *r)
 		if (test_bit(r->dir_seen, ino.id))
 			return log_error_errno(-EUCLEAN, "'%s': directory linked twice", r->path);
 		set_bit(r->dir_seen, ino.id);
-		ret = GROW(stack, n, cap);
+		ret = SLIMFS_GROW(stack, cap, n + 1, 16);
 		if (ret < 0)
 			return ret;
 		stack[n].dir = ino;
@@ -861,7 +840,7 @@ static bool field_is(const char *line, size_t len, const char *key, struct span 
 
 static int new_package(struct report *r, const char *type, size_t *idx)
 {
-	int ret = GROW(r->pkgs, r->npkgs, r->pkgs_cap);
+	int ret = SLIMFS_GROW(r->pkgs, r->pkgs_cap, r->npkgs + 1, 16);
 
 	if (ret < 0)
 		return ret;
@@ -912,7 +891,7 @@ static int pkg_add_path(struct report *r, struct package *p, const char *dir, si
 		return ret;
 	if (!S_ISREG(ino.mode))
 		return 0;
-	ret = GROW(p->inos, p->ninos, p->cap);
+	ret = SLIMFS_GROW(p->inos, p->cap, p->ninos + 1, 16);
 	if (ret < 0)
 		return ret;
 	p->inos[p->ninos++] = id;
@@ -2024,7 +2003,7 @@ int cmd_report(int argc, char **argv)
 	r.seen_full = calloc((size_t)(r.inode_count + 7) / 8, 1);
 	r.seen_view = calloc((size_t)(r.inode_count + 7) / 8, 1);
 	r.dir_seen = calloc((size_t)(r.inode_count + 7) / 8, 1);
-	ret = GROW(r.path, 0, r.path_cap);
+	ret = SLIMFS_GROW(r.path, r.path_cap, 1, 16);
 	if (!r.seen_full || !r.seen_view || !r.dir_seen || ret < 0) {
 		ret = -ENOMEM;
 		goto out;

@@ -444,15 +444,8 @@ long slimfs_allowlist_last_match(const struct slimfs_allowlist *al, const char *
 
 static int append_rule(struct slimfs_allowlist *al, struct rule *r)
 {
-	if (al->n == al->cap) {
-		size_t cap = al->cap ? al->cap * 2 : 32;
-		struct rule *v = realloc(al->rules, cap * sizeof(*v));
-
-		if (!v)
-			return -ENOMEM;
-		al->rules = v;
-		al->cap = cap;
-	}
+	if (SLIMFS_GROW(al->rules, al->cap, al->n + 1, 32) < 0)
+		return -ENOMEM;
 	al->rules[al->n++] = *r;
 	return 0;
 }

@@ -80,15 +80,8 @@ int slimfs_nodeset_add(struct slimfs_nodeset *s, struct slimfs_tnode *n)
 		s->tab = tab;
 		s->tab_cap = cap;
 	}
-	if (s->n == s->cap) {
-		size_t cap = s->cap ? s->cap * 2 : 64;
-		struct slimfs_tnode **v = realloc(s->v, cap * sizeof(*v));
-
-		if (!v)
-			return -ENOMEM;
-		s->v = v;
-		s->cap = cap;
-	}
+	if (SLIMFS_GROW(s->v, s->cap, s->n + 1, 64) < 0)
+		return -ENOMEM;
 	s->v[s->n++] = n;
 	tab_put(s->tab, s->tab_cap, n);
 	return 1;

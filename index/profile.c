@@ -329,15 +329,8 @@ static int parse_header(struct slimfs_tracefile *t, const char *s, size_t len)
 static int add_path(struct slimfs_tracefile *t, size_t *cap, char *path, uint64_t usec,
 		    enum slimfs_path_state state)
 {
-	if (t->npaths == *cap) {
-		size_t c = *cap ? *cap * 2 : 256;
-		struct slimfs_tracefile_path *v = realloc(t->paths, c * sizeof(*v));
-
-		if (!v)
-			return -ENOMEM;
-		t->paths = v;
-		*cap = c;
-	}
+	if (SLIMFS_GROW(t->paths, *cap, t->npaths + 1, 256) < 0)
+		return -ENOMEM;
 	t->paths[t->npaths++] = (struct slimfs_tracefile_path){path, usec, state};
 	return 0;
 }
@@ -345,30 +338,16 @@ static int add_path(struct slimfs_tracefile *t, size_t *cap, char *path, uint64_
 static int add_chunk(struct slimfs_tracefile *t, size_t *cap,
 		     const struct slimfs_tracefile_chunk *c)
 {
-	if (t->nchunks == *cap) {
-		size_t n = *cap ? *cap * 2 : 256;
-		struct slimfs_tracefile_chunk *v = realloc(t->chunks, n * sizeof(*v));
-
-		if (!v)
-			return -ENOMEM;
-		t->chunks = v;
-		*cap = n;
-	}
+	if (SLIMFS_GROW(t->chunks, *cap, t->nchunks + 1, 256) < 0)
+		return -ENOMEM;
 	t->chunks[t->nchunks++] = *c;
 	return 0;
 }
 
 static int add_read(struct slimfs_tracefile *t, size_t *cap, const struct slimfs_tracefile_read *r)
 {
-	if (t->nreads == *cap) {
-		size_t n = *cap ? *cap * 2 : 256;
-		struct slimfs_tracefile_read *v = realloc(t->reads, n * sizeof(*v));
-
-		if (!v)
-			return -ENOMEM;
-		t->reads = v;
-		*cap = n;
-	}
+	if (SLIMFS_GROW(t->reads, *cap, t->nreads + 1, 256) < 0)
+		return -ENOMEM;
 	t->reads[t->nreads++] = *r;
 	return 0;
 }
@@ -1197,17 +1176,10 @@ int slimfs_profile_parse_ranges(const char *text, size_t len, const char *origin
 			goto fail;
 		if (r < 0)
 			goto bad;
-		if (cnt == cap) {
-			size_t c = cap ? cap * 2 : 256;
-			struct slimfs_profile_range *nv = realloc(v, c * sizeof(*nv));
-
-			if (!nv) {
-				free(path);
-				r = -ENOMEM;
-				goto fail;
-			}
-			v = nv;
-			cap = c;
+		if (SLIMFS_GROW(v, cap, cnt + 1, 256) < 0) {
+			free(path);
+			r = -ENOMEM;
+			goto fail;
 		}
 		v[cnt++] = (struct slimfs_profile_range){path, off, rlen};
 		continue;
@@ -1313,17 +1285,10 @@ int slimfs_profile_parse_paths(const char *text, size_t len, char ***paths, size
 			goto fail;
 		if (!p)
 			continue;
-		if (cnt == cap) {
-			size_t c = cap ? cap * 2 : 256;
-			char **nv = realloc(v, c * sizeof(*nv));
-
-			if (!nv) {
-				free(p);
-				r = -ENOMEM;
-				goto fail;
-			}
-			v = nv;
-			cap = c;
+		if (SLIMFS_GROW(v, cap, cnt + 1, 256) < 0) {
+			free(p);
+			r = -ENOMEM;
+			goto fail;
 		}
 		v[cnt++] = p;
 	}

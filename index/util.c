@@ -312,3 +312,25 @@ bool slimfs_path_next(const char **p, const char **name, size_t *len)
 		return true;
 	}
 }
+
+int slimfs_grow(void **v, size_t *cap, size_t need, size_t elem, size_t min)
+{
+	size_t c = *cap ? *cap : (min ? min : 1);
+	void *p;
+
+	if (need <= *cap)
+		return 0;
+	while (c < need) {
+		if (c > SIZE_MAX / 2)
+			return -ENOMEM;
+		c *= 2;
+	}
+	if (c > SIZE_MAX / elem)
+		return -ENOMEM;
+	p = realloc(*v, c * elem);
+	if (!p)
+		return -ENOMEM;
+	*v = p;
+	*cap = c;
+	return 0;
+}

@@ -64,15 +64,8 @@ static void walk_free(struct walk *w)
 static int walk_push(struct walk *w, struct slimfs_tnode *dir, size_t path_len, long decision,
 		     uint32_t mask)
 {
-	if (w->n == w->cap) {
-		size_t cap = w->cap ? w->cap * 2 : 64;
-		struct frame *f = realloc(w->f, cap * sizeof(*f));
-
-		if (!f)
-			return -ENOMEM;
-		w->f = f;
-		w->cap = cap;
-	}
+	if (SLIMFS_GROW(w->f, w->cap, w->n + 1, 64) < 0)
+		return -ENOMEM;
 	w->f[w->n++] = (struct frame){dir, 0, path_len, decision, mask};
 	return 0;
 }

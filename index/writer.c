@@ -418,24 +418,6 @@ static void progress(struct writer *w, const char *phase, uint64_t done, uint64_
 	w->o->progress(&p, w->o->progress_ud);
 }
 
-static int grow(void **p, size_t *cap, size_t need, size_t size)
-{
-	size_t ncap;
-	void *np;
-
-	if (need <= *cap)
-		return 0;
-	ncap = *cap ? *cap * 2 : 256;
-	while (ncap < need)
-		ncap *= 2;
-	np = realloc(*p, ncap * size);
-	if (!np)
-		return -ENOMEM;
-	*p = np;
-	*cap = ncap;
-	return 0;
-}
-
 static int too_many(const char *what)
 {
 	log_error("too many %s for the image format (at most %" PRIu32 ")", what, UINT32_MAX - 1);
@@ -770,7 +752,7 @@ static int walk(struct writer *w)
 		log_error("image root is not a directory");
 		return -EINVAL;
 	}
-	r = grow((void **)&stack, &stack_cap, 1, sizeof(*stack));
+	r = SLIMFS_GROW(stack, stack_cap, 1, 256);
 	if (r < 0)
 		return r;
 	stack[nstack++] = (struct walk_ent){w->t->root, 0};
@@ -794,7 +776,7 @@ static int walk(struct writer *w)
 		}
 		if (w->nino >= UINT32_MAX - 1)
 			return too_many("inodes");
-		r = grow((void **)&w->ino, &w->ino_cap, w->nino + 1, sizeof(*w->ino));
+		r = SLIMFS_GROW(w->ino, w->ino_cap, w->nino + 1, 256);
 		if (r < 0)
 			return r;
 		id = (uint32_t)w->nino++;
@@ -825,7 +807,7 @@ static int walk(struct writer *w)
 			}
 			if (w->ndir >= UINT32_MAX - 1)
 				return too_many("directory entries");
-			r = grow((void **)&w->dir, &w->dir_cap, w->ndir + 1, sizeof(*w->dir));
+			r = SLIMFS_GROW(w->dir, w->dir_cap, w->ndir + 1, 256);
 			if (r < 0)
 				return r;
 			w->dir[w->ndir++].node = kids[i];
@@ -837,7 +819,7 @@ static int walk(struct writer *w)
 		wi->dirent_count = nvis;
 		wi->nlink = 2 + subdirs;
 		/* push in reverse so the first child is visited first */
-		r = grow((void **)&stack, &stack_cap, nstack + nvis, sizeof(*stack));
+		r = SLIMFS_GROW(stack, stack_cap, nstack + nvis, 256);
 		if (r < 0)
 			return r;
 		for (uint32_t i = nvis; i-- > 0;)
@@ -855,7 +837,7 @@ static int add_extent(struct writer *w, uint64_t file_off, struct wchunk *c, uin
 
 	if (w->next >= UINT32_MAX - 1)
 		return too_many("extents");
-	r = grow((void **)&w->ext, &w->ext_cap, w->next + 1, sizeof(*w->ext));
+	r = SLIMFS_GROW(w->ext, w->ext_cap, w->next + 1, 256);
 	if (r < 0)
 		return r;
 	w->ext[w->next++] = (struct wextent){file_off, c, chunk_off, len};
@@ -882,7 +864,7 @@ static int seal_pack(struct writer *w)
 		return 0;
 	w->pack_chunk = NULL;
 	if (l) {
-		r = grow((void **)&l->v, &l->cap, l->n + 1, sizeof(*l->v));
+		r = SLIMFS_GROW(l->v, l->cap, l->n + 1, 256);
 		if (r < 0)
 			return r;
 		l->v[l->n++] = c;
@@ -1038,7 +1020,7 @@ static int intern_chunk(struct writer *w, struct wctx *x, const uint8_t *buf, si
 
 static int fjob_add_extent(struct fjob *f, uint64_t file_off, struct wchunk *c, uint32_t len)
 {
-	int r = grow((void **)&f->ext, &f->ext_cap, f->next + 1, sizeof(*f->ext));
+	int r = SLIMFS_GROW(f->ext, f->ext_cap, f->next + 1, 256);
 
 	if (r < 0)
 		return r;
@@ -1295,7 +1277,7 @@ static int file_sequence(struct writer *w, struct winode ***out, size_t *n, size
 		if (wi->profiled || !has_data(ti) || ti->data.size > w->small_max)
 			continue;
 		wi->profiled = true;
-		r = grow((void **)&seq, &cap, cnt + 1, sizeof(*seq));
+		r = SLIMFS_GROW(seq, cap, cnt + 1, 256);
 		if (r < 0)
 			return r;
 		seq[cnt++] = wi;
@@ -1306,7 +1288,7 @@ static int file_sequence(struct writer *w, struct winode ***out, size_t *n, size
 
 		if (wi->profiled || !has_data(wi->ti))
 			continue;
-		r = grow((void **)&seq, &cap, cnt + 1, sizeof(*seq));
+		r = SLIMFS_GROW(seq, cap, cnt + 1, 256);
 		if (r < 0)
 			return r;
 		seq[cnt++] = wi;
@@ -1377,7 +1359,7 @@ static int hot_pieces(struct writer *w, struct hotpiece **out, size_t *n)
 		if (!ti || !assigned(w, ti) || !has_data(ti) || ti->data.size <= w->small_max ||
 		    pr->off >= ti->data.size || !pr->len)
 			continue;
-		r = grow((void **)&v, &cap, cnt + 1, sizeof(*v));
+		r = SLIMFS_GROW(v, cap, cnt + 1, 256);
 		if (r < 0)
 			return r;
 		v[cnt++] = (struct hotpiece){ti->id, i, pr->off,
@@ -1443,7 +1425,7 @@ static int pack_piece(struct writer *w, const struct hotpiece *p, const struct s
 			return read_error(wi, r);
 		if (w->nhot >= UINT32_MAX - 1)
 			return too_many("hot extents");
-		r = grow((void **)&w->hot, &w->hot_cap, w->nhot + 1, sizeof(*w->hot));
+		r = SLIMFS_GROW(w->hot, w->hot_cap, w->nhot + 1, 256);
 		if (r < 0)
 			return r;
 		w->hot[w->nhot++] = (struct hotext){
@@ -1565,7 +1547,7 @@ static int early_copy(struct writer *w, bool all)
 			continue;
 		if (!atomic_load_explicit(&c->ready, memory_order_acquire))
 			break;
-		r = grow((void **)&e->v, &e->cap, e->n + 1, sizeof(*e->v));
+		r = SLIMFS_GROW(e->v, e->cap, e->n + 1, 256);
 		if (r < 0)
 			return r;
 		c->order = (uint32_t)e->n;
@@ -1884,7 +1866,7 @@ static int str_add(struct strtab *s, const void *p, size_t len, bool dedup, uint
 			}
 		}
 	}
-	r = grow((void **)&s->buf, &s->cap, s->len + len + 1, 1);
+	r = SLIMFS_GROW(s->buf, s->cap, s->len + len + 1, 256);
 	if (r < 0)
 		return r;
 	memcpy(s->buf + s->len, p, len);

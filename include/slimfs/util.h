@@ -131,6 +131,15 @@ int slimfs_parse_size(const char *s, uint64_t *out);
 uint64_t slimfs_now_ns(void);
 
 /*
+ * Makes room for need elements of size elem in the array *v of capacity *cap:
+ * the capacity doubles, from min. 0, or -ENOMEM with *v and *cap unchanged.
+ * SLIMFS_GROW(arr, cap, need, min) for an array variable and its size_t cap.
+ */
+int slimfs_grow(void **v, size_t *cap, size_t need, size_t elem, size_t min);
+#define SLIMFS_GROW(arr, cap, need, min)                                                           \
+	slimfs_grow((void **)&(arr), &(cap), (need), sizeof(*(arr)), (min))
+
+/*
  * Splits the next component off path *p ("a//./b/" gives "a" then "b"): true
  * with (*name, *len) and *p past it, false at the end. Empty and "."
  * components are skipped; ".." is returned like any name, for the caller to

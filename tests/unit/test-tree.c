@@ -252,6 +252,28 @@ static void test_path_next(void)
 	CHECK(strcmp(out, "...|..") == 0);
 }
 
+static void test_grow(void)
+{
+	uint32_t *v = NULL;
+	size_t cap = 0;
+
+	CHECK_EQ(SLIMFS_GROW(v, cap, 0, 8), 0);
+	CHECK(v == NULL && cap == 0);
+	CHECK_EQ(SLIMFS_GROW(v, cap, 1, 8), 0);
+	CHECK(v != NULL && cap == 8);
+	for (uint32_t i = 0; i < 8; i++)
+		v[i] = i;
+	CHECK_EQ(SLIMFS_GROW(v, cap, 8, 8), 0);
+	CHECK_EQ(cap, 8);
+	CHECK_EQ(SLIMFS_GROW(v, cap, 33, 8), 0);
+	CHECK_EQ(cap, 64);
+	CHECK(v[7] == 7 && v[0] == 0);
+	v[32] = 32;
+	CHECK_EQ(SLIMFS_GROW(v, cap, SIZE_MAX / 2, 8), -ENOMEM);
+	CHECK(cap == 64 && v[32] == 32);
+	free(v);
+}
+
 static void test_paths(void)
 {
 	struct slimfs_tree *t = tree();
@@ -986,6 +1008,7 @@ int main(void)
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	test_path_next();
+	test_grow();
 	test_paths();
 	test_replace_merge();
 	test_hardlinks();
