@@ -33,8 +33,7 @@
 #include "image.h"
 #include "slimfs/util.h"
 
-#define FUSE_SUPER_MAGIC 0x65735546
-#define DEFAULT_PATH	 "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+#define DEFAULT_PATH "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 /* /etc/passwd or /etc/group larger than this is refused (hostile image). */
 #define ACCOUNT_FILE_MAX (8u << 20)
 #define SYMLINK_MAX	 40
@@ -828,15 +827,6 @@ static int run_wait(const char *path, const char *const argv[])
 	return 128 + WTERMSIG(status);
 }
 
-static int is_fuse_mount(const char *path)
-{
-	struct statfs sf;
-
-	if (statfs(path, &sf) < 0)
-		return -errno;
-	return sf.f_type == FUSE_SUPER_MAGIC;
-}
-
 /* Whether path (absolute, canonical) is a mount point, from /proc/self/mountinfo. */
 static int is_mount_point(const char *path)
 {
@@ -1103,7 +1093,7 @@ static int mount_image(const char *image, const char *rootfs, const struct bundl
 		log_error("slimfs mount '%s' on '%s' failed (exit status %d)", image, rootfs, r);
 		return -EIO;
 	}
-	r = is_fuse_mount(rootfs);
+	r = slimfs_is_fuse(rootfs);
 	if (r <= 0) {
 		log_error("slimfs mount returned but '%s' is not a FUSE mount", rootfs);
 		return r < 0 ? r : -EIO;

@@ -58,8 +58,7 @@
  */
 #define MISS_AHEAD_BYTES (1ull << 20)
 /* What the daemon child writes to the parent once the mount is live. */
-#define READY_MARK	 "\001READY\n"
-#define FUSE_SUPER_MAGIC 0x65735546
+#define READY_MARK "\001READY\n"
 
 struct mount_opts {
 	const char *image, *mountpoint;
@@ -1299,7 +1298,6 @@ int cmd_restart(int argc, char **argv)
 	char ctl[PATH_MAX];
 	const char *mnt;
 	int c, r, old_pid, new_pid;
-	struct statfs sf;
 
 	optind = 1;
 	while ((c = slimfs_cli_next(&cli, argc, argv)) >= 0)
@@ -1309,11 +1307,12 @@ int cmd_restart(int argc, char **argv)
 	if (!slimfs_cli_nargs(&cli, argc, 1, 1))
 		return EXIT_USAGE;
 	mnt = argv[optind];
-	if (statfs(mnt, &sf) < 0) {
-		log_error_errno(-errno, "cannot access '%s'", mnt);
+	r = slimfs_is_fuse(mnt);
+	if (r < 0) {
+		log_error_errno(r, "cannot access '%s'", mnt);
 		return 1;
 	}
-	if (sf.f_type != FUSE_SUPER_MAGIC) {
+	if (r == 0) {
 		log_error("'%s' is not a FUSE mount, so not a slimfs mount", mnt);
 		return 1;
 	}

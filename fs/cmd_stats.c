@@ -54,7 +54,6 @@ int cmd_stats(int argc, char **argv)
 	};
 	struct slimfs_cli cli = {.shortopts = "h", .longopts = longopts, .usage = stats_usage};
 	const char *req = "text\n", *sock = NULL;
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	char path[PATH_MAX], buf[65536];
 	_cleanup_close_ int fd = -1;
 	int c, r;
@@ -86,15 +85,13 @@ int cmd_stats(int argc, char **argv)
 			return 1;
 		}
 	}
-	if (strlen(path) >= sizeof(sa.sun_path)) {
+	r = slimfs_unix_connect(path, &fd);
+	if (r == -ENAMETOOLONG) {
 		log_error("socket path '%s' is too long", path);
 		return 1;
 	}
-	strcpy(sa.sun_path, path);
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-		log_error_errno(-errno, "no slimfs daemon answers for '%s' at '%s'", argv[optind],
-				path);
+	if (r < 0) {
+		log_error_errno(r, "no slimfs daemon answers for '%s' at '%s'", argv[optind], path);
 		return 1;
 	}
 	r = slimfs_write_all(fd, req, strlen(req));

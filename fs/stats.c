@@ -514,11 +514,6 @@ int slimfs_stats_serve(const char *path, const struct slimfs_stats_src *src,
 		log_error_errno(r, "cannot create the directory of '%s'", path);
 		goto fail;
 	}
-	s->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (s->fd < 0) {
-		r = log_error_errno(-errno, "cannot create a unix socket");
-		goto fail;
-	}
 	/*
 	 * A socket left by a daemon that died: replace it (a live one answers).
 	 * umount returns before the unmounted daemon has exited, so one that
@@ -526,22 +521,18 @@ int slimfs_stats_serve(const char *path, const struct slimfs_stats_src *src,
 	 * an unmount of the same mountpoint) before it counts as another mount's.
 	 */
 	for (unsigned waited = 0;; waited += 20) {
-		if (connect(s->fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+		int live;
+
+		if (slimfs_unix_connect(path, &live) < 0)
 			break;
+		close(live);
 		if (waited >= STATS_BUSY_WAIT_MS) {
 			log_error("stats socket '%s' is in use by another mount", path);
 			r = -EADDRINUSE;
 			goto fail;
 		}
-		close(s->fd);
 		(void)nanosleep(&(struct timespec){.tv_nsec = 20 * 1000000}, NULL);
-		s->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-		if (s->fd < 0) {
-			r = log_error_errno(-errno, "cannot create a unix socket");
-			goto fail;
-		}
 	}
-	close(s->fd);
 	unlink(path);
 	s->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (s->fd < 0 || bind(s->fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||

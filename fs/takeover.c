@@ -269,27 +269,6 @@ static int read_line(int fd, char *buf, size_t len)
 	return -E2BIG;
 }
 
-static int unix_connect(const char *path, int *out)
-{
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	int fd;
-
-	if (strlen(path) >= sizeof(sa.sun_path))
-		return -ENAMETOOLONG;
-	strcpy(sa.sun_path, path);
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -errno;
-	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-		int r = -errno;
-
-		close(fd);
-		return r;
-	}
-	*out = fd;
-	return 0;
-}
-
 /* Binds beside the path, then renames over it: a new daemon replaces the
  * old one's socket in one step. */
 static int ctl_listen(struct slimfs_serve *s)
@@ -642,7 +621,7 @@ int slimfs_takeover_request(const char *ctl_path, const uint8_t digest[32],
 	if (!t)
 		return -ENOMEM;
 	t->conn = t->fd = -1;
-	r = unix_connect(ctl_path, &t->conn);
+	r = slimfs_unix_connect(ctl_path, &t->conn);
 	if (r < 0) {
 		log_error_errno(r, "no slimfs daemon answers on '%s'", ctl_path);
 		goto fail;
@@ -753,7 +732,7 @@ int slimfs_daemon_query(const char *ctl_path, struct slimfs_daemon_info *info, c
 	char *fields[5], *p, *end, **av = NULL;
 	int c, r, argc;
 
-	r = unix_connect(ctl_path, &c);
+	r = slimfs_unix_connect(ctl_path, &c);
 	if (r < 0)
 		return log_error_errno(r, "no slimfs daemon answers on '%s'", ctl_path);
 	r = set_timeout(c, REQUEST_TIMEOUT_S);

@@ -135,6 +135,13 @@ uint64_t slimfs_now_ns(void);
  * the capacity doubles, from min. 0, or -ENOMEM with *v and *cap unchanged.
  * SLIMFS_GROW(arr, cap, need, min) for an array variable and its size_t cap.
  */
+/* Connects a stream socket to the unix socket at path: 0 with *fd, or -errno. */
+int slimfs_unix_connect(const char *path, int *fd);
+
+/* The statfs magic of FUSE file systems, and whether path is on one: 1, 0 or -errno. */
+#define SLIMFS_FUSE_SUPER_MAGIC 0x65735546
+int slimfs_is_fuse(const char *path);
+
 int slimfs_grow(void **v, size_t *cap, size_t need, size_t elem, size_t min);
 #define SLIMFS_GROW(arr, cap, need, min)                                                           \
 	slimfs_grow((void **)&(arr), &(cap), (need), sizeof(*(arr)), (min))
