@@ -20,6 +20,9 @@
  * trip and ~0.05 s, and the workload runs while the rest comes in.
  */
 #define PROFILE_FIRST_RUN (256ull << 10)
+/* Compressed bytes per request of a miss-ahead window (slimfs_prefetch_miss_ahead):
+ * about what a round trip costs at 100 Mbit/s + 20 ms. */
+#define MISS_AHEAD_PIECE (256ull << 10)
 
 struct ra_job {
 	uint32_t n;
@@ -388,9 +391,53 @@ void slimfs_prefetch_readahead(struct slimfs_prefetch *p, const uint32_t *chunks
 	queue_job(p, chunks, n, false, 0);
 }
 
+/*
+ * A window ahead of a miss goes in pieces of at most MISS_AHEAD_PIECE
+ * compressed bytes, each a job of its own, the first piece first in the
+ * queue: a request's chunks reach readers only once all of it is in, so a
+ * reader that wants a chunk of the window waits for its piece, not for the
+ * whole window, and the workers keep a few pieces in flight. python3
+ * importing json, sqlite3 and urllib.request without a profile (slimfs bench
+ * --modes lazy, medians of 3): 2.30 -> 2.14 s at 100 Mbit/s + 20 ms (87 ->
+ * 116 requests, the same 10.5 MiB), 0.48 -> 0.45 s at 1 Gbit/s + 1 ms;
+ * pieces of 128K 2.04 s, of 512K 1.95 s with the directory sweep (256K:
+ * 1.94 s; one piece 2.0 s).
+ */
 void slimfs_prefetch_miss_ahead(struct slimfs_prefetch *p, const uint32_t *chunks, size_t n)
 {
-	queue_job(p, chunks, n, true, SLIMFS_LOAD_GAPS);
+	size_t cut[RA_QUEUE + 1], ncut = 0, room;
+	uint64_t bytes = 0;
+	struct slimfs_chunk ch;
+
+	if (!p)
+		return;
+	for (size_t k = 0; k < n; k++) {
+		if (slimfs_index_chunk(p->img->idx, chunks[k], &ch) < 0)
+			continue;
+		if (k == 0 || (bytes + ch.csize > MISS_AHEAD_PIECE && ncut < RA_QUEUE)) {
+			cut[ncut++] = k;
+			bytes = 0;
+		}
+		bytes += ch.csize;
+	}
+	cut[ncut] = n;
+	/* The first pieces when not all fit (room may shrink meanwhile: then
+	 * queue_job drops and counts the first ones queued, the last pieces). */
+	pthread_mutex_lock(&p->lock);
+	room = RA_QUEUE - p->ra_len;
+	if (ncut > room) {
+		p->ra_dropped += ncut - room;
+		ncut = room;
+	}
+	pthread_mutex_unlock(&p->lock);
+	/* Each at the front of the queue: the last piece first. */
+	for (size_t i = ncut; i-- > 0;)
+		queue_job(p, chunks + cut[i], cut[i + 1] - cut[i], true, SLIMFS_LOAD_GAPS);
+}
+
+bool slimfs_prefetch_profiled(const struct slimfs_prefetch *p)
+{
+	return p && p->in_profile;
 }
 
 bool slimfs_prefetch_planned_done(struct slimfs_prefetch *p)

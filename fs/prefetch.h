@@ -57,10 +57,13 @@ void slimfs_prefetch_stop(struct slimfs_prefetch *p);
 void slimfs_prefetch_readahead(struct slimfs_prefetch *p, const uint32_t *chunks, size_t n);
 /*
  * Queues chunks[0, n) that a reader is likely to want next (miss-ahead) ahead
- * of the read-ahead jobs, as one range request reading through small gaps;
- * dropped when the queue is full.
+ * of the read-ahead jobs, in order, as range requests of up to 256 KiB
+ * compressed each, reading through small gaps; pieces that do not fit in
+ * the queue are dropped.
  */
 void slimfs_prefetch_miss_ahead(struct slimfs_prefetch *p, const uint32_t *chunks, size_t n);
+/* Whether the plan starts with a profile (the image's or --prefetch-profile). */
+bool slimfs_prefetch_profiled(const struct slimfs_prefetch *p);
 void slimfs_prefetch_progress(struct slimfs_prefetch *p, struct slimfs_prefetch_progress *out);
 /*
  * Whether the plan (the profile, or the whole image with --prefetch all) is

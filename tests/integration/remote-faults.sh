@@ -14,7 +14,9 @@ make_tmp
 
 TIMEOUT=3
 # Files of their own chunks: random (incompressible, never deduplicated), a
-# few chunks each, one per fault mode.
+# few chunks each, one per fault mode; over 256 KiB, so that a miss in one
+# does not fetch the next ones ahead (miss-ahead's directory sweep takes
+# files of up to 256 KiB): each file's first read is its mode's.
 python3 - "$TMP/src" <<'PY'
 import os, random, sys
 rnd = random.Random(11)
@@ -22,7 +24,7 @@ root = sys.argv[1]
 os.makedirs(root + "/d")
 for i in range(12):
     with open("%s/d/f%02d" % (root, i), "wb") as f:
-        f.write(bytes(rnd.getrandbits(8) for _ in range(200 * 1024 + i * 4096)))
+        f.write(bytes(rnd.getrandbits(8) for _ in range(300 * 1024 + i * 4096)))
 PY
 run "$SLIMFS" build -q -o "$TMP/image.slimfs" "$TMP/src"
 modefile=$TMP/mode
