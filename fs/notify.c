@@ -36,9 +36,11 @@
  * again (fio, 1 job, 4 KiB random reads of a 256 MiB file for 5 s: 3677
  * misses stored 223k pages, more than 3x the file).
  */
-#define DONE_SLOTS   4096u
-#define STOP_WAIT_S  3
-#define ABORT_WAIT_S 10
+#define DONE_SLOTS 4096u
+/* A walk this many inodes past a file pushed ahead has overtaken it. */
+#define OVERTAKEN_SPAN 4096u
+#define STOP_WAIT_S    3
+#define ABORT_WAIT_S   10
 
 struct job {
 	fuse_ino_t ino;
@@ -48,6 +50,7 @@ struct job {
 	const uint8_t *data;	     /* bytes [from, to), held by ref */
 	struct slimfs_cache_entry *ref;
 	bool whole_file;
+	bool ahead; /* pushed ahead of a walk (slimfs_notify_file) */
 };
 
 struct slimfs_notify {
@@ -68,6 +71,7 @@ struct slimfs_notify {
 	_Atomic uint64_t stored_ext[DONE_SLOTS]; /* done_key() of stored chunk extents */
 	/* Filler thread only. */
 	uint8_t *filebuf;
+	_Atomic fuse_ino_t walk_at; /* slimfs_notify_walk_at */
 	_Atomic uint64_t stored_pages, stored_bytes, dropped_jobs, dropped_pages, coalesced, failed;
 };
 
@@ -186,32 +190,68 @@ static bool enqueue(struct slimfs_notify *n, struct job *j)
 	return false;
 }
 
-/* File mode: the first read of a small file queues all of it. True when the
- * file is (being) filled whole, so its chunks need no jobs of their own. */
-static bool queue_whole_file(struct slimfs_notify *n, fuse_ino_t ino, uint64_t size,
-			     uint64_t skip_from, uint64_t skip_to)
+/*
+ * Queues all of a small file (but the skipped pages) unless it was queued
+ * before: 1 when queued now, 0 when before (or nothing to store), -ENOBUFS
+ * when the queue is full.
+ */
+static int whole_file_job(struct slimfs_notify *n, fuse_ino_t ino, uint64_t size,
+			  uint64_t skip_from, uint64_t skip_to, bool ahead)
 {
 	uint64_t id = ino - 1;
 	uint8_t bit = (uint8_t)(1u << (id % 8));
 	struct job j;
 
-	if (n->mode != SLIMFS_FILL_FILE || size > SLIMFS_FILL_FILE_MAX ||
-	    id >= n->fs->info->inode_count)
-		return false;
 	if (atomic_fetch_or(&n->filled[id / 8], bit) & bit)
-		return true;
+		return 0;
 	j = (struct job){.ino = ino,
 			 .size = size,
 			 .from = 0,
 			 .to = size,
 			 .skip_from = skip_from,
 			 .skip_to = skip_to,
-			 .whole_file = true};
+			 .whole_file = true,
+			 .ahead = ahead};
 	if (job_pages(&j) == 0)
-		return true;
-	if (!enqueue(n, &j))
-		atomic_fetch_and(&n->filled[id / 8], (uint8_t)~bit); /* a later read tries again */
+		return 0;
+	if (enqueue(n, &j))
+		return 1;
+	atomic_fetch_and(&n->filled[id / 8], (uint8_t)~bit); /* a later read tries again */
+	return -ENOBUFS;
+}
+
+/* File mode: the first read of a small file queues all of it. True when the
+ * file is (being) filled whole, so its chunks need no jobs of their own. */
+static bool queue_whole_file(struct slimfs_notify *n, fuse_ino_t ino, uint64_t size,
+			     uint64_t skip_from, uint64_t skip_to)
+{
+	if (n->mode != SLIMFS_FILL_FILE || size > SLIMFS_FILL_FILE_MAX ||
+	    ino - 1 >= n->fs->info->inode_count)
+		return false;
+	whole_file_job(n, ino, size, skip_from, skip_to, false);
 	return true;
+}
+
+int slimfs_notify_file(struct slimfs_notify *n, fuse_ino_t ino, uint64_t size)
+{
+	if (!n || n->mode == SLIMFS_FILL_OFF || size > SLIMFS_FILL_FILE_MAX ||
+	    ino - 1 >= n->fs->info->inode_count)
+		return -EINVAL;
+	return whole_file_job(n, ino, size, 0, 0, true);
+}
+
+void slimfs_notify_walk_at(struct slimfs_notify *n, fuse_ino_t ino)
+{
+	if (n)
+		atomic_store_explicit(&n->walk_at, ino, memory_order_relaxed);
+}
+
+/* A file pushed ahead that the walk has reached: it read the file itself. */
+static bool overtaken(struct slimfs_notify *n, const struct job *j)
+{
+	fuse_ino_t at = atomic_load_explicit(&n->walk_at, memory_order_relaxed);
+
+	return j->ahead && j->ino <= at && at - j->ino < OVERTAKEN_SPAN;
 }
 
 void slimfs_notify_read(struct slimfs_notify *n, fuse_ino_t ino, uint64_t size, uint64_t off,
@@ -291,6 +331,32 @@ static void store_run(struct slimfs_notify *n, const struct job *j, uint64_t fro
 }
 
 /*
+ * A file that is one extent from offset 0 to its end (most small files) is
+ * stored straight from its chunk, without the copy into filebuf. False when
+ * the file is not like that (fill_file does it).
+ */
+static bool fill_one_extent(struct slimfs_notify *n, const struct job *j,
+			    const struct slimfs_inode *in)
+{
+	struct slimfs_fs *fs = n->fs;
+	struct slimfs_cache_entry *ref;
+	struct slimfs_extent x;
+	const uint8_t *data;
+	uint32_t clen;
+
+	if (in->count != 1 || slimfs_index_extent(fs->idx, in, 0, &x) < 0 || x.file_off != 0 ||
+	    x.len != in->size)
+		return false;
+	if ((n->remote && !slimfs_cache_has(fs->cache, x.chunk)) ||
+	    slimfs_cache_get(fs->cache, x.chunk, &ref, &data, &clen) < 0)
+		return true; /* nothing to store */
+	if ((uint64_t)x.chunk_off + x.len <= clen)
+		store_run(n, j, 0, in->size, data + x.chunk_off);
+	slimfs_cache_put(fs->cache, ref);
+	return true;
+}
+
+/*
  * A whole small file: its extents decoded into one buffer (holes stay zero),
  * stored in runs. For a remote image, extents whose chunk is not in memory
  * end a run: file mode never fetches.
@@ -303,6 +369,8 @@ static void fill_file(struct slimfs_notify *n, const struct job *j)
 
 	if (slimfs_index_inode(fs->idx, (uint32_t)(j->ino - 1), &in) < 0 || !S_ISREG(in.mode) ||
 	    in.size != j->size || in.size > SLIMFS_FILL_FILE_MAX)
+		return;
+	if (fill_one_extent(n, j, &in))
 		return;
 	memset(n->filebuf, 0, in.size);
 	for (uint32_t i = 0; i < in.count; i++) {
@@ -348,7 +416,11 @@ static void *filler(void *arg)
 		n->head = (n->head + 1) % QUEUE_MAX;
 		n->count--;
 		pthread_mutex_unlock(&n->lock);
-		if (j.whole_file) {
+		if (overtaken(n, &j)) {
+			atomic_fetch_add_explicit(&n->dropped_jobs, 1, memory_order_relaxed);
+			atomic_fetch_add_explicit(&n->dropped_pages, job_pages(&j),
+						  memory_order_relaxed);
+		} else if (j.whole_file) {
 			fill_file(n, &j);
 		} else {
 			uint64_t key = done_key(j.ino, j.from);
@@ -381,11 +453,12 @@ int slimfs_notify_start(struct slimfs_fs *fs, struct fuse_session *se, enum slim
 	n->mode = mode;
 	n->remote = fs->img->backend->remote;
 	n->mountpoint = strdup(mountpoint);
-	if (mode == SLIMFS_FILL_FILE) {
+	/* Whole files: file mode, and push-ahead (slimfs_notify_file) in any mode. */
+	if (mode != SLIMFS_FILL_OFF) {
 		n->filled = calloc(fs->info->inode_count / 8 + 1, 1);
 		n->filebuf = malloc(SLIMFS_FILL_FILE_MAX);
 	}
-	if (!n->mountpoint || (mode == SLIMFS_FILL_FILE && (!n->filled || !n->filebuf))) {
+	if (!n->mountpoint || (mode != SLIMFS_FILL_OFF && (!n->filled || !n->filebuf))) {
 		r = -ENOMEM;
 		goto fail;
 	}

@@ -74,6 +74,22 @@ int slimfs_notify_start(struct slimfs_fs *fs, struct fuse_session *se, enum slim
 void slimfs_notify_read(struct slimfs_notify *n, fuse_ino_t ino, uint64_t size, uint64_t off,
 			uint64_t len, struct slimfs_notify_piece *pieces, unsigned npieces);
 
+/*
+ * Push-ahead (ops.c): queues all of inode ino, a regular file of size bytes
+ * (at most SLIMFS_FILL_FILE_MAX), decoding the chunks not in memory, unless
+ * it was queued before. Any mode but off. 1 when queued now, 0 when before,
+ * -ENOBUFS when the queue is full, -EINVAL when the filler is off (NULL) or
+ * the file too large.
+ */
+int slimfs_notify_file(struct slimfs_notify *n, fuse_ino_t ino, uint64_t size);
+/*
+ * The walk that files are pushed ahead of has just read ino itself: queued
+ * push-ahead jobs for ino and the files before it are dropped (counted in
+ * dropped_jobs), so the filler catches up instead of storing what the
+ * reader already has.
+ */
+void slimfs_notify_walk_at(struct slimfs_notify *n, fuse_ino_t ino);
+
 void slimfs_notify_stats(struct slimfs_notify *n, struct slimfs_notify_stats *out);
 enum slimfs_fill_mode slimfs_notify_mode(struct slimfs_notify *n);
 

@@ -41,9 +41,14 @@ int slimfs_fs_init(struct slimfs_fs *fs, struct slimfs_image *img, struct slimfs
 	fs->coalesce = true;
 	fs->kernel_readahead = -1;
 	fs->hidden_logged = calloc(fs->info->dirent_count / 8 + 1, 1);
-	if (!fs->hidden_logged)
+	fs->announced = calloc(fs->info->inode_count / 8 + 1, 1);
+	if (!fs->hidden_logged || !fs->announced) {
+		free((void *)fs->hidden_logged);
+		free((void *)fs->announced);
 		return -ENOMEM;
+	}
 	pthread_mutex_init(&fs->hints_lock, NULL);
+	pthread_mutex_init(&fs->push_lock, NULL);
 	pthread_mutex_init(&fs->data_ra_lock, NULL);
 	for (unsigned i = 0; i < SLIMFS_RA_SLOTS; i++)
 		pthread_mutex_init(&fs->ra[i].lock, NULL);
@@ -54,6 +59,9 @@ void slimfs_fs_fini(struct slimfs_fs *fs)
 {
 	free((void *)fs->hidden_logged);
 	fs->hidden_logged = NULL;
+	free((void *)fs->announced);
+	fs->announced = NULL;
+	pthread_mutex_destroy(&fs->push_lock);
 	for (unsigned i = 0; i < SLIMFS_HINTS; i++) {
 		free(fs->hints[i]);
 		fs->hints[i] = NULL;
@@ -160,6 +168,21 @@ static void fill_stat(struct slimfs_fs *fs, const struct slimfs_inode *in, struc
 	st->st_mtim.tv_nsec = in->mtime_ns;
 	st->st_atim = st->st_mtim;
 	st->st_ctim = st->st_mtim;
+}
+
+/* The kernel has an inode for id (until it forgets it: stores then fail). */
+static void announce(struct slimfs_fs *fs, uint32_t id)
+{
+	uint8_t bit = (uint8_t)(1u << (id % 8));
+
+	if (!(atomic_load_explicit(&fs->announced[id / 8], memory_order_relaxed) & bit))
+		atomic_fetch_or_explicit(&fs->announced[id / 8], bit, memory_order_relaxed);
+}
+
+static bool announced(struct slimfs_fs *fs, uint32_t id)
+{
+	return atomic_load_explicit(&fs->announced[id / 8], memory_order_relaxed) &
+	       (1u << (id % 8));
 }
 
 static void fill_entry(struct slimfs_fs *fs, const struct slimfs_inode *in,
@@ -308,6 +331,7 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	if (fs->trace && id != dir.id && id != dir.parent)
 		slimfs_trace_lookup(fs->trace, dir.id, name, child.id, SLIMFS_TRACE_FOUND);
 	fill_entry(fs, &child, &e);
+	announce(fs, child.id);
 	fuse_reply_entry(req, &e);
 }
 
@@ -471,6 +495,8 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, b
 						(off_t)(pos + 1));
 		if (ent > size - used)
 			break;
+		if (plus && pos >= 2)
+			announce(fs, child.id);
 		used += ent;
 	}
 	fuse_reply_buf(req, buf, used);
@@ -939,6 +965,97 @@ static size_t miss_ahead(struct slimfs_fs *fs, const struct slimfs_inode *in, ui
 	return m.n;
 }
 
+/* A first read this few inodes past the last one (or the pushed ones) walks on. */
+#define PUSH_GAP 64u
+/* The window of file bytes pushed ahead: starts small, doubles at each frontier. */
+#define PUSH_MIN (256u << 10)
+#define PUSH_MAX (8u << 20)
+/* Files and inodes one push looks at (the filler's queue holds 64 jobs). */
+#define PUSH_FILES 32u
+#define PUSH_SCAN  512u
+
+/*
+ * Push-ahead (local images, page-cache filler on): a reader that walks the
+ * tree reading whole files (tar, cp -r, rsync, grep -r) opens files in
+ * directory order, which is inode order (the builder numbers inodes depth
+ * first) and data order. Each such file costs a FUSE round trip or two,
+ * where kernel squashfs decodes in the reader's own read. So when first
+ * reads (offset 0) come in increasing inode order, the files that follow
+ * the one read are queued whole for the filler (notify.h), their chunks
+ * decoded by the background workers, and the reader finds them in the page
+ * cache: the next read the daemon sees is the first file not pushed (the
+ * frontier), and each one there doubles the window (PUSH_MIN to PUSH_MAX
+ * bytes, at most PUSH_FILES files). A push stops at a file larger than
+ * SLIMFS_FILL_FILE_MAX (the kernel's read-ahead does well on those) and at
+ * one the kernel has no inode for yet (a directory the reader has not
+ * listed: a store would fail). Chunks are verified on the way into the
+ * memory cache, as for any read.
+ */
+static void push_ahead(struct slimfs_fs *fs, const struct slimfs_inode *in)
+{
+	uint32_t ids[PUSH_FILES], want[WANT_MAX], from, end, id;
+	uint64_t sizes[PUSH_FILES], window = 0, bytes = 0;
+	size_t files = 0, n = 0;
+
+	pthread_mutex_lock(&fs->push_lock);
+	if (in->id >= fs->push_end && in->id - fs->push_end <= PUSH_GAP && fs->push_window)
+		window = MIN(fs->push_window * 2, (uint64_t)PUSH_MAX); /* at the frontier */
+	else if (in->id > fs->push_last && in->id - fs->push_last <= PUSH_GAP &&
+		 in->id >= fs->push_end)
+		window = PUSH_MIN; /* a walk starts */
+	else if (in->id < fs->push_last || in->id >= fs->push_end)
+		fs->push_window = 0; /* elsewhere: not a walk */
+	else
+		slimfs_notify_walk_at(fs->notify, (fuse_ino_t)in->id + 1); /* overtook the filler */
+	fs->push_last = in->id;
+	pthread_mutex_unlock(&fs->push_lock);
+	if (!window)
+		return;
+	from = in->id + 1;
+	end = from;
+	for (id = from; id - from < PUSH_SCAN && files < PUSH_FILES; id++) {
+		struct slimfs_inode f;
+
+		if (slimfs_index_inode(fs->idx, id, &f) < 0)
+			break;
+		end = id;
+		if (!slimfs_inode_in_view(&f, fs->view) || !S_ISREG(f.mode) || f.size == 0)
+			continue;
+		if (f.size > SLIMFS_FILL_FILE_MAX || !announced(fs, id) ||
+		    (files && bytes + f.size > window))
+			break;
+		ids[files] = id;
+		sizes[files++] = f.size;
+		bytes += f.size;
+		for (uint32_t i = 0; i < f.count && n < WANT_MAX; i++) {
+			struct slimfs_extent x;
+
+			if (slimfs_index_extent(fs->idx, &f, i, &x) < 0)
+				break;
+			if ((!n || want[n - 1] != x.chunk) && !slimfs_cache_has(fs->cache, x.chunk))
+				want[n++] = x.chunk;
+		}
+		end = id + 1;
+	}
+	/* The workers decode while the filler stores the first files. */
+	if (n && fs->prefetch)
+		slimfs_prefetch_readahead(fs->prefetch, want, n);
+	for (size_t k = 0; k < files; k++) {
+		int r = slimfs_notify_file(fs->notify, (fuse_ino_t)ids[k] + 1, sizes[k]);
+
+		if (r < 0) {
+			end = ids[k]; /* queue full: the frontier is here */
+			break;
+		}
+		if (r > 0)
+			atomic_fetch_add_explicit(&fs->stats.pushed_files, 1, memory_order_relaxed);
+	}
+	pthread_mutex_lock(&fs->push_lock);
+	fs->push_window = window;
+	fs->push_end = MAX(fs->push_end, end);
+	pthread_mutex_unlock(&fs->push_lock);
+}
+
 static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		    struct fuse_file_info *fi)
 {
@@ -1029,6 +1146,8 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		/* Then the rest of those chunks into the page cache. */
 		slimfs_notify_read(fs->notify, ino, in.size, (uint64_t)off, len, s.refs, s.nrefs);
 		read_state_release(fs, &s);
+		if (off == 0 && guess && fs->notify && !fs->trace && !fs->img->backend->remote)
+			push_ahead(fs, &in);
 		return;
 	}
 	read_state_release(fs, &s);

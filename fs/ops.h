@@ -42,6 +42,7 @@ struct slimfs_fs_stats {
 	_Atomic uint64_t read_errors;  /* reads answered with an error */
 	_Atomic uint64_t hidden_paths; /* distinct inodes hidden by the view and looked up */
 	_Atomic uint64_t readaheads;   /* read-ahead jobs queued */
+	_Atomic uint64_t pushed_files; /* files queued whole by push-ahead */
 };
 
 struct slimfs_fs {
@@ -81,6 +82,12 @@ struct slimfs_fs {
 	pthread_mutex_t data_ra_lock;
 	uint32_t data_last_miss, data_ra_end;
 	unsigned data_streak;
+	/* One bit per inode: handed to the kernel (lookup, readdirplus). */
+	_Atomic uint8_t *announced;
+	/* Push-ahead of whole files into the page cache (ops.c, push_ahead). */
+	pthread_mutex_t push_lock;
+	uint32_t push_last, push_end; /* last first read; first inode not pushed */
+	uint64_t push_window;	      /* bytes; 0: no walk seen */
 };
 
 /* Copies the hidden-path hints (oldest first) into out[]; returns how many.

@@ -188,6 +188,8 @@ static void collect(const struct slimfs_stats_src *src, struct snapshot *s)
 	add(s, "pagecache", "coalesced_jobs", C, "fills already queued or just done",
 	    (double)ns.coalesced);
 	add(s, "pagecache", "failed_stores", C, "stores the kernel refused", (double)ns.failed);
+	add(s, "pagecache", "pushed_files", C, "files pushed whole ahead of a tree walk",
+	    (double)atomic_load(&fs->stats.pushed_files));
 	add(s, "fs", "lookups", C, "lookups", (double)atomic_load(&fs->stats.lookups));
 	add(s, "fs", "negative_lookups", C, "lookups of missing or hidden names",
 	    (double)atomic_load(&fs->stats.negative_lookups));

@@ -3,7 +3,8 @@
 # slimfs mount: a gendir tree built into an image and mounted must equal its
 # source (metadata and bytes), refuse writes, survive kill -9, run in the
 # background and as a mount(8) helper, turn corrupt image data into EIO (never
-# wrong bytes) and heal a corrupt disk cache entry by fetching it again.
+# wrong bytes) and heal a corrupt disk cache entry by fetching it again. The
+# daemon runs with its glibc heap settings, the user's own kept after them.
 set -e
 . "$SRCDIR/lib.sh"
 need_fuse
@@ -109,7 +110,25 @@ slimfs_mount "$img" "$mnt"
 compare_trees "$src" "$mnt"
 run pread_check "$src" "$mnt"
 run write_check "$mnt"
+# The daemon's heap is on transparent huge pages (main.c: glibc tunables
+# set by executing itself again, under its own name); the user's own
+# GLIBC_TUNABLES come after and win. glibc advises huge pages only when the
+# system's THP mode is madvise.
+huge_heap() { grep -q '^VmFlags:.* hg' "/proc/$1/smaps"; }
+[ "$(cat "/proc/$MOUNT_PID/comm")" = slimfs ] || die "daemon is named $(cat "/proc/$MOUNT_PID/comm")"
 slimfs_umount "$mnt"
+if grep -q '\[madvise\]' /sys/kernel/mm/transparent_hugepage/enabled 2>/dev/null; then
+	slimfs_mount "$img" "$mnt"
+	cat "$src/files/100k" "$mnt"/files/* >/dev/null
+	huge_heap "$MOUNT_PID" || die "the daemon's heap is not advised for huge pages"
+	slimfs_umount "$mnt"
+	GLIBC_TUNABLES=glibc.malloc.hugetlb=0 slimfs_mount "$img" "$mnt"
+	cat "$mnt"/files/* >/dev/null
+	huge_heap "$MOUNT_PID" && die "the user's GLIBC_TUNABLES=glibc.malloc.hugetlb=0 lost"
+	cmp "$src/files/100k" "$mnt/files/100k" || die "read with the user's GLIBC_TUNABLES"
+	slimfs_umount "$mnt"
+	log "daemon heap on huge pages; the user's glibc tunables win"
+fi
 
 # ---- a killed daemon leaves a dead mount: the next mount detaches it and works
 slimfs_mount "$img" "$mnt"

@@ -6,7 +6,8 @@
 # including a file whose size is not page aligned and a sparse file, in
 # chunk and file mode); `slimfs stats` counts it; an unmount right after many
 # reads (the filler still busy) completes and the daemon exits 0, and so does
-# a SIGTERM of the daemon in the middle of reads.
+# a SIGTERM of the daemon in the middle of reads. A walk reading whole files
+# in directory order gets the files ahead of it pushed whole (push-ahead).
 . "${SRCDIR:-$(dirname "$0")/..}/lib.sh"
 
 need_fuse
@@ -125,6 +126,61 @@ for mode in chunk file; do
 	log "$mode mode: files equal after partial reads ($stored pages stored)"
 	slimfs_umount "$mnt"
 done
+
+# Push-ahead: a walk that reads whole files in directory order (tar) finds
+# most of them in the page cache, pushed whole by the filler before it got
+# there (fewer read requests than files); what it reads is right; nothing
+# is pushed with the filler off, nor for reads out of inode order.
+fs_stat() {
+	local js
+	js=$("$SLIMFS" stats --json "$mnt") || die "slimfs stats failed"
+	"$PYTHON" -c 'import json, sys; print(json.load(sys.stdin)["fs"][sys.argv[1]])' "$1" <<<"$js"
+}
+walk_many() {
+	rm -rf "$TMP/out"
+	mkdir -p "$TMP/out"
+	tar -cf - -C "$mnt" many | tar -xf - -C "$TMP/out" || die "tar of many/ failed"
+	diff -r "$src/many" "$TMP/out/many" >/dev/null || die "$1: tar of many/ differs from the source"
+}
+# In directory order, a little slower than tar so that a loaded machine's
+# filler keeps ahead.
+walk_slowly() {
+	local f
+	for f in $(ls -f "$mnt/many" | grep '^f'); do
+		cat "$mnt/many/$f" >/dev/null
+		sleep 0.01
+	done
+}
+for attempt in 1 2 3; do
+	slimfs_mount --page-cache-fill chunk "$img" "$mnt"
+	walk_slowly
+	settle
+	pushed=$(stat_of pushed_files) reads=$(fs_stat reads)
+	walk_many chunk
+	check_all push-ahead
+	slimfs_umount "$mnt"
+	log "walk of 150 files: $pushed pushed ahead, $reads read requests"
+	[ "$pushed" -gt 0 ] || die "a walk over 150 small files pushed none ahead"
+	# Another process may drop the page cache meanwhile: a few attempts.
+	[ "$reads" -lt 150 ] && break
+	[ $attempt -lt 3 ] || die "push-ahead: $reads read requests for 150 files"
+done
+slimfs_mount --page-cache-fill off "$img" "$mnt"
+walk_many off
+pushed=$(stat_of pushed_files)
+slimfs_umount "$mnt"
+[ "$pushed" = 0 ] || die "--page-cache-fill off pushed $pushed files"
+# Backwards (reverse inode order): no walk, nothing pushed.
+slimfs_mount --page-cache-fill chunk "$img" "$mnt"
+ls "$mnt/many" >/dev/null
+for f in $(ls -f "$mnt/many" | grep '^f' | tac); do
+	cat "$mnt/many/$f" >/dev/null
+done
+settle
+pushed=$(stat_of pushed_files)
+slimfs_umount "$mnt"
+[ "$pushed" = 0 ] || die "reads in reverse inode order pushed $pushed files"
+log "push-ahead: off and backwards push nothing"
 
 # Unmount with the filler busy: many files read, then at once unmounted.
 slimfs_mount --page-cache-fill file "$img" "$mnt"
