@@ -116,7 +116,8 @@ static void mount_usage(FILE *f)
 		"                          'none' disables it; off for local image files\n"
 		"                          unless given)\n"
 		"      --cache-size SIZE   bound on the disk cache (default 2G)\n"
-		"      --mem-cache SIZE    decoded chunks held in memory (default 64M)\n"
+		"      --mem-cache SIZE    decoded chunks held in memory (default 64M; a\n"
+		"                          quarter keeps the first and last 4 KiB of more)\n"
 		"      --threads N         FUSE worker threads (default %u)\n"
 		"      --digest sha256:HEX the image's index must have this digest\n"
 		"\n",
