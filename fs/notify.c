@@ -309,6 +309,7 @@ static bool assemble_page(struct slimfs_notify *n, const struct job *j,
 	memset(page, 0, end - p);
 	for (uint32_t i = slimfs_index_extent_find(fs->idx, in, p); i < in->count; i++) {
 		struct slimfs_extent x;
+		struct slimfs_chunk ch;
 		uint64_t a, b;
 
 		if (slimfs_index_extent(fs->idx, in, i, &x) < 0)
@@ -319,11 +320,16 @@ static bool assemble_page(struct slimfs_notify *n, const struct job *j,
 		b = MIN(end, x.file_off + x.len);
 		if (a >= b)
 			continue;
-		if (x.file_off == j->from)
+		if (x.file_off == j->from) {
 			memcpy(page + (a - p), j->data + (a - j->from), b - a);
-		else if (slimfs_cache_peek(fs->cache, x.chunk,
-					   x.chunk_off + (uint32_t)(a - x.file_off),
-					   (uint32_t)(b - a), page + (a - p)) < 0)
+			continue;
+		}
+		/* An extent past its chunk is an error for readers (read_range):
+		 * never make any of its pages readable. */
+		if (slimfs_index_chunk(fs->idx, x.chunk, &ch) < 0 ||
+		    (uint64_t)x.chunk_off + x.len > ch.usize ||
+		    slimfs_cache_peek(fs->cache, x.chunk, x.chunk_off + (uint32_t)(a - x.file_off),
+				      (uint32_t)(b - a), page + (a - p)) < 0)
 			return false;
 	}
 	return true;
