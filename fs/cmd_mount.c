@@ -8,6 +8,7 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -641,6 +642,21 @@ static int run_daemon(struct mount_opts *o, struct daemon_ctx *d)
 			dc = NULL;
 		}
 	}
+#ifdef __GLIBC__
+	/*
+	 * The memory cache frees and allocates decoded chunks all the time:
+	 * let malloc reuse what it freed instead of handing it back to the
+	 * kernel (glibc's default trims the heap past ~2x its last mmap
+	 * threshold, and mmaps buffers above a threshold that keeps moving) and
+	 * taking fresh pages again, a page fault per 4 KiB, each costing 10-40
+	 * us in this VM. At most the cache's own bound stays free in the heap.
+	 * fio 4 KiB random reads, 256 MiB file, 5 s, 2 paired rounds: 1 job
+	 * 43k -> 25k minor faults in the daemon, 92-95k -> 105-107k IOPS;
+	 * 4 jobs 171-174k -> 173-212k. Peak RSS after 4 jobs 119 -> 128 MB.
+	 */
+	mallopt(M_MMAP_THRESHOLD, (int)SLIMFS_CHUNK_MAX);
+	mallopt(M_TRIM_THRESHOLD, (int)MIN(o->mem_cache, (uint64_t)INT_MAX));
+#endif
 	co = (struct slimfs_cache_opts){.mem_bytes = o->mem_cache, .disk = dc};
 	r = slimfs_cache_new(img, &co, &cache);
 	if (r < 0) {
