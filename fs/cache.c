@@ -46,6 +46,15 @@ struct bad {
 	uint64_t suppressed; /* log lines not written since */
 };
 
+/* The two ends of a decoded chunk (see SLIMFS_EDGE); len 0: an empty slot. */
+struct edge {
+	uint32_t chunk, len; /* len: the chunk's decoded size */
+	uint8_t head[SLIMFS_EDGE], tail[SLIMFS_EDGE];
+};
+
+/* Edge slots share this many locks (a copy of 4 KiB at most under one). */
+#define EDGE_LOCKS 64u
+
 /* Per worker thread: a zstd context and a frame buffer, kept for its life. */
 struct scratch {
 	ZSTD_DCtx *dctx;
@@ -63,6 +72,11 @@ struct slimfs_cache {
 	_Atomic uint64_t misses, fetches, bytes_fetched, verified, verify_failures;
 	_Atomic uint64_t disk_hits, disk_misses, disk_stores;
 	_Atomic uint64_t runs, coalesced, background, background_bytes, held_off;
+	_Atomic uint64_t peek_hits, edge_hits, peek_misses;
+	/* Ends of chunks decoded lately: slot i % nedges, under edge_locks[slot % EDGE_LOCKS]. */
+	struct edge *edges;
+	uint32_t nedges;
+	pthread_mutex_t edge_locks[EDGE_LOCKS];
 	/* Chunks whose last load failed (hold-off and log rate limit). */
 	pthread_mutex_t bad_lock;
 	_Atomic unsigned nbad;
@@ -117,6 +131,7 @@ int slimfs_cache_new(struct slimfs_image *img, const struct slimfs_cache_opts *o
 		     struct slimfs_cache **out)
 {
 	struct slimfs_cache *c;
+	uint64_t edge_bytes;
 
 	if (img->info->chunk_count > UINT32_MAX)
 		return -EUCLEAN;
@@ -127,17 +142,29 @@ int slimfs_cache_new(struct slimfs_image *img, const struct slimfs_cache_opts *o
 	c->idx = img->idx;
 	c->disk = o->disk;
 	c->nchunks = (uint32_t)img->info->chunk_count;
+	/* No more slots than chunks; none for a cache too small to share. */
+	c->nedges = (uint32_t)MIN(o->mem_bytes / SLIMFS_EDGE_SHARE / sizeof(struct edge),
+				  (uint64_t)c->nchunks);
+	if (c->nedges < EDGE_LOCKS)
+		c->nedges = 0;
+	edge_bytes = (uint64_t)c->nedges * sizeof(struct edge);
+	/* calloc: the pages of slots never used are never touched. */
+	c->edges = c->nedges ? calloc(c->nedges, sizeof(*c->edges)) : NULL;
 	c->slots = calloc(MAX(c->nchunks, 1u), sizeof(*c->slots));
-	if (!c->slots || pthread_key_create(&c->scratch_key, scratch_free) != 0) {
+	if (!c->slots || (c->nedges && !c->edges) ||
+	    pthread_key_create(&c->scratch_key, scratch_free) != 0) {
+		free(c->edges);
 		free(c->slots);
 		free(c);
 		return -ENOMEM;
 	}
 	pthread_mutex_init(&c->bad_lock, NULL);
+	for (unsigned k = 0; k < EDGE_LOCKS; k++)
+		pthread_mutex_init(&c->edge_locks[k], NULL);
 	for (unsigned s = 0; s < NSHARDS; s++) {
 		pthread_mutex_init(&c->shards[s].lock, NULL);
 		pthread_cond_init(&c->shards[s].done, NULL);
-		c->shards[s].cap = o->mem_bytes / NSHARDS;
+		c->shards[s].cap = (o->mem_bytes - edge_bytes) / NSHARDS;
 	}
 	*out = c;
 	return 0;
@@ -168,9 +195,12 @@ void slimfs_cache_free(struct slimfs_cache *c)
 		pthread_cond_destroy(&c->shards[s].done);
 	}
 	pthread_mutex_destroy(&c->bad_lock);
+	for (unsigned k = 0; k < EDGE_LOCKS; k++)
+		pthread_mutex_destroy(&c->edge_locks[k]);
 	/* The calling thread's scratch; workers' went with their threads. */
 	scratch_free(pthread_getspecific(c->scratch_key));
 	pthread_key_delete(c->scratch_key);
+	free(c->edges);
 	free(c->slots);
 	free(c);
 }
@@ -394,6 +424,52 @@ static int load(struct slimfs_cache *c, uint32_t i, struct slimfs_cache_entry *e
 	return accept_frame(c, i, &ch, s->frame, e, s);
 }
 
+/* Keeps the ends of a chunk just decoded (into e->data, e->len bytes). */
+static void edge_keep(struct slimfs_cache *c, const struct slimfs_cache_entry *e)
+{
+	uint32_t slot, n = MIN(e->len, SLIMFS_EDGE);
+	struct edge *g;
+
+	if (!c->nedges)
+		return;
+	slot = e->chunk % c->nedges;
+	g = &c->edges[slot];
+	pthread_mutex_lock(&c->edge_locks[slot % EDGE_LOCKS]);
+	g->chunk = e->chunk;
+	g->len = e->len;
+	memcpy(g->head, e->data, n);
+	memcpy(g->tail, e->data + e->len - n, n);
+	pthread_mutex_unlock(&c->edge_locks[slot % EDGE_LOCKS]);
+}
+
+/* Bytes [off, off + len) of chunk i from its kept ends: 0, or -ENOENT. */
+static int edge_copy(struct slimfs_cache *c, uint32_t i, uint32_t off, uint32_t len, void *out)
+{
+	uint32_t slot, n;
+	struct edge *g;
+	int r = -ENOENT;
+
+	if (!c->nedges)
+		return -ENOENT;
+	slot = i % c->nedges;
+	g = &c->edges[slot];
+	pthread_mutex_lock(&c->edge_locks[slot % EDGE_LOCKS]);
+	if (g->len && g->chunk == i) {
+		n = MIN(g->len, SLIMFS_EDGE);
+		if (off + len > g->len) {
+			r = -EUCLEAN;
+		} else if (off + len <= n) {
+			memcpy(out, g->head + off, len);
+			r = 0;
+		} else if (off >= g->len - n) {
+			memcpy(out, g->tail + (off - (g->len - n)), len);
+			r = 0;
+		}
+	}
+	pthread_mutex_unlock(&c->edge_locks[slot % EDGE_LOCKS]);
+	return r;
+}
+
 /* Drops least recently used entries until the shard fits (keep is spared). */
 static struct slimfs_cache_entry *evict_locked(struct slimfs_cache *c, struct shard *sh,
 					       struct slimfs_cache_entry *keep)
@@ -449,8 +525,10 @@ static void finish(struct slimfs_cache *c, struct slimfs_cache_entry *e, int r, 
 	struct shard *sh = shard_of(c, e->chunk);
 	struct slimfs_cache_entry *dead = NULL;
 
-	if (r == 0)
+	if (r == 0) {
 		bad_clear(c, e->chunk);
+		edge_keep(c, e);
+	}
 	pthread_mutex_lock(&sh->lock);
 	if (r < 0 || !keep) {
 		e->state = r < 0 ? ENTRY_FAILED : ENTRY_READY;
@@ -554,6 +632,35 @@ bool slimfs_cache_has(struct slimfs_cache *c, uint32_t i)
 	has = c->slots[i] != NULL;
 	pthread_mutex_unlock(&sh->lock);
 	return has;
+}
+
+int slimfs_cache_peek(struct slimfs_cache *c, uint32_t i, uint32_t off, uint32_t len, void *out)
+{
+	struct slimfs_cache_entry *e = NULL;
+	struct shard *sh;
+	int r;
+
+	if (i >= c->nchunks || len > UINT32_MAX - off)
+		return -EUCLEAN;
+	sh = shard_of(c, i);
+	pthread_mutex_lock(&sh->lock);
+	if (c->slots[i] && c->slots[i]->state == ENTRY_READY) {
+		e = c->slots[i];
+		atomic_fetch_add_explicit(&e->refs, 1, memory_order_relaxed);
+	}
+	pthread_mutex_unlock(&sh->lock);
+	if (e) {
+		r = off + len <= e->len ? 0 : -EUCLEAN;
+		if (r == 0)
+			memcpy(out, e->data + off, len);
+		slimfs_cache_put(c, e);
+		atomic_fetch_add_explicit(&c->peek_hits, 1, memory_order_relaxed);
+		return r;
+	}
+	r = edge_copy(c, i, off, len, out);
+	atomic_fetch_add_explicit(r == 0 ? &c->edge_hits : &c->peek_misses, 1,
+				  memory_order_relaxed);
+	return r;
 }
 
 struct claim {
@@ -736,4 +843,7 @@ void slimfs_cache_stats(struct slimfs_cache *c, struct slimfs_cache_stats *out)
 	out->background = atomic_load(&c->background);
 	out->background_bytes = atomic_load(&c->background_bytes);
 	out->held_off = atomic_load(&c->held_off);
+	out->peek_hits = atomic_load(&c->peek_hits);
+	out->edge_hits = atomic_load(&c->edge_hits);
+	out->peek_misses = atomic_load(&c->peek_misses);
 }

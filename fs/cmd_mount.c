@@ -8,6 +8,7 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -115,7 +116,8 @@ static void mount_usage(FILE *f)
 		"                          'none' disables it; off for local image files\n"
 		"                          unless given)\n"
 		"      --cache-size SIZE   bound on the disk cache (default 2G)\n"
-		"      --mem-cache SIZE    decoded chunks held in memory (default 64M)\n"
+		"      --mem-cache SIZE    decoded chunks held in memory (default 64M; a\n"
+		"                          quarter keeps the first and last 4 KiB of more)\n"
 		"      --threads N         FUSE worker threads (default %u)\n"
 		"      --digest sha256:HEX the image's index must have this digest\n"
 		"\n",
@@ -642,6 +644,22 @@ static int run_daemon(struct mount_opts *o, struct daemon_ctx *d)
 			dc = NULL;
 		}
 	}
+#ifdef __GLIBC__
+	/*
+	 * The memory cache frees and allocates decoded chunks all the time:
+	 * let malloc reuse what it freed instead of handing it back to the
+	 * kernel (glibc's default trims the heap past ~2x its last mmap
+	 * threshold, and mmaps buffers above a threshold that keeps moving) and
+	 * taking fresh pages again, a page fault per 4 KiB, each costing 10-40
+	 * us in this VM. At most the cache's own bound stays free in the heap.
+	 * fio 4 KiB random reads, 256 MiB file, 5 s, 2 paired rounds: 1 job
+	 * 43k -> 25k minor faults in the daemon, 92-95k -> 105-107k IOPS;
+	 * 4 jobs 171-174k -> 173-212k. Peak RSS after 4 jobs 119 -> 128 MB.
+	 * The heap's arena and huge pages are set at startup (main.c).
+	 */
+	mallopt(M_MMAP_THRESHOLD, (int)SLIMFS_CHUNK_MAX);
+	mallopt(M_TRIM_THRESHOLD, (int)MIN(o->mem_cache, (uint64_t)INT_MAX));
+#endif
 	co = (struct slimfs_cache_opts){.mem_bytes = o->mem_cache, .disk = dc};
 	r = slimfs_cache_new(img, &co, &cache);
 	if (r < 0) {

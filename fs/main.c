@@ -35,18 +35,18 @@ static const struct command commands[] = {
 };
 
 /*
- * A mount daemon's heap (decoded chunks, coalesced reads) in one arena, on
- * transparent huge pages, and never handed back to the kernel between
- * chunks: on this project's benchmark VM a first touch of a 4 KiB page
- * costs ~15 us (64 MiB: 0.24 s; 5 ms on huge pages), and a cold full-tree
- * read of the bookworm rootfs (tar | wc -c) faulted ~27k pages. With these,
- * 357 faults; daemon CPU 1.56 -> 0.61 s, tar 1.45 -> 0.79 s (kernel
- * squashfs 0.85-0.92 s), one run each on an idle machine. glibc reads them
- * only at startup, so a daemon command executes itself again once with them
- * in GLIBC_TUNABLES (the user's own settings come after, and win).
+ * A mount daemon's heap (decoded chunks, coalesced reads) in one arena and on
+ * transparent huge pages: on this project's benchmark VM a first touch of a
+ * 4 KiB page costs ~15 us (64 MiB: 0.24 s; 5 ms on huge pages), and a cold
+ * full-tree read of the bookworm rootfs (tar | wc -c) faulted ~27k pages.
+ * With these and the thresholds run_daemon() sets with mallopt() (freed
+ * chunks stay in the heap), 357 faults; daemon CPU 1.56 -> 0.61 s, tar
+ * 1.45 -> 0.79 s (kernel squashfs 0.85-0.92 s), one run each on an idle
+ * machine. glibc reads these two only at startup, so a daemon command
+ * executes itself again once with them in GLIBC_TUNABLES (the user's own
+ * settings come after, and win); it costs ~3 ms of mount time.
  */
-#define DAEMON_TUNABLES                                                                            \
-	"glibc.malloc.hugetlb=1:glibc.malloc.arena_max=1:glibc.malloc.mmap_threshold=33554432"
+#define DAEMON_TUNABLES "glibc.malloc.hugetlb=1:glibc.malloc.arena_max=1"
 
 static void daemon_heap(char **argv)
 {

@@ -54,6 +54,8 @@ struct slimfs_notify_stats {
 	uint64_t dropped_jobs, dropped_pages; /* queue full: not stored */
 	uint64_t coalesced;		      /* jobs already queued or just done */
 	uint64_t failed;		      /* stores the kernel refused (inode gone) */
+	uint64_t seam_pages;		      /* pages shared with a neighbour, stored */
+	uint64_t seams_missed;		      /* ... not stored: its bytes not in memory */
 };
 
 struct slimfs_notify;

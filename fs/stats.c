@@ -159,6 +159,11 @@ static void collect(const struct slimfs_stats_src *src, struct snapshot *s)
 	add(s, "cache", "coalesced_chunks", C, "chunks that shared a range request",
 	    (double)cs.coalesced);
 	add(s, "cache", "held_off", C, "requests answered by a recent error", (double)cs.held_off);
+	add(s, "cache", "peek_hits", C, "bytes looked up without loading: in a decoded chunk",
+	    (double)cs.peek_hits);
+	add(s, "cache", "edge_hits", C, "... in the ends kept of an evicted chunk",
+	    (double)cs.edge_hits);
+	add(s, "cache", "peek_misses", C, "... not in memory", (double)cs.peek_misses);
 	add(s, "verify", "ok", C, "chunks that passed verification", (double)cs.verified);
 	add(s, "verify", "failed", C, "chunks that failed verification",
 	    (double)cs.verify_failures);
@@ -190,6 +195,10 @@ static void collect(const struct slimfs_stats_src *src, struct snapshot *s)
 	add(s, "pagecache", "failed_stores", C, "stores the kernel refused", (double)ns.failed);
 	add(s, "pagecache", "pushed_files", C, "files pushed whole ahead of a tree walk",
 	    (double)atomic_load(&fs->stats.pushed_files));
+	add(s, "pagecache", "seam_pages", C, "pages an extent shares with a neighbour, stored",
+	    (double)ns.seam_pages);
+	add(s, "pagecache", "seams_missed", C, "such pages not stored: a neighbour not in memory",
+	    (double)ns.seams_missed);
 	add(s, "fs", "lookups", C, "lookups", (double)atomic_load(&fs->stats.lookups));
 	add(s, "fs", "negative_lookups", C, "lookups of missing or hidden names",
 	    (double)atomic_load(&fs->stats.negative_lookups));

@@ -29,13 +29,14 @@ head -c 3000 /dev/urandom | dd of="$src/sparse" bs=1 seek=$(((6 << 20) - 3000)) 
 for i in $(seq 150); do head -c $((i * 4999)) "$src/big" | tail -c $((i * 1999)) >"$src/many/f$i"; done
 run "$SLIMFS" build -q -o "$img" "$src"
 
-# stat_of KEY: pagecache.KEY from `slimfs stats --json`.
-stat_of() {
+# stat_in SECTION KEY: SECTION.KEY from `slimfs stats --json`; stat_of KEY: pagecache.KEY.
+stat_in() {
 	local js
 	js=$("$SLIMFS" stats --json "$mnt") || die "slimfs stats failed"
-	"$PYTHON" -c 'import json, sys; print(json.load(sys.stdin)["pagecache"][sys.argv[1]])' \
-		"$1" <<<"$js"
+	"$PYTHON" -c 'import json, sys; print(json.load(sys.stdin)[sys.argv[1]][sys.argv[2]])' \
+		"$1" "$2" <<<"$js"
 }
+stat_of() { stat_in pagecache "$1"; }
 
 # settle: waits until the filler's counters stop moving (at most 120 s).
 settle() {
@@ -181,6 +182,29 @@ pushed=$(stat_of pushed_files)
 slimfs_umount "$mnt"
 [ "$pushed" = 0 ] || die "reads in reverse inode order pushed $pushed files"
 log "push-ahead: off and backwards push nothing"
+
+# Seams: the page an extent shares with the next chunk's (chunk boundaries
+# fall anywhere in a page) or with a hole is stored too, assembled from both
+# sides, once the neighbour is in memory; with a memory cache too small for
+# the file, from the ends kept of evicted chunks. A 4M cache holds ~3M of
+# chunks: read big whole, drop its page cache (as fio --invalidate does),
+# then one page in its first half: the filler stores that chunk and its
+# seams from its evicted neighbours' ends.
+for attempt in 1 2 3; do
+	slimfs_mount --page-cache-fill chunk --mem-cache 4M "$img" "$mnt"
+	cat "$mnt/big" >/dev/null
+	settle
+	"$PYTHON" -c 'import os, sys; fd = os.open(sys.argv[1], os.O_RDONLY); os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)' "$mnt/big"
+	seams=$(stat_of seam_pages) edges=$(stat_in cache edge_hits)
+	dd if="$mnt/big" of=/dev/null bs=4096 count=1 skip=301 status=none
+	settle
+	seams=$(($(stat_of seam_pages) - seams)) edges=$(($(stat_in cache edge_hits) - edges))
+	cmp "$src/big" "$mnt/big" || die "big differs from its source after seams were stored"
+	slimfs_umount "$mnt"
+	log "seams after one read of an evicted chunk: $seams stored, $edges from kept ends"
+	[ "$seams" -gt 0 ] && [ "$edges" -gt 0 ] && break
+	[ $attempt -lt 3 ] || die "no seam stored from the ends of evicted chunks"
+done
 
 # Unmount with the filler busy: many files read, then at once unmounted.
 slimfs_mount --page-cache-fill file "$img" "$mnt"
