@@ -936,11 +936,13 @@ static bool miss_ahead_dir(struct slimfs_fs *fs, const struct slimfs_inode *in,
  * Without a profile (dir_sweep) the window is twice the budget, and the
  * files after in's are those of its directory when it is small enough
  * (miss_ahead_dir). With one, the profile says what comes next, and a miss
- * is a read it did not foresee: no more bytes than before. Same workload, slimfs bench 100 Mbit/s +
- * 20 ms, medians of 3, the window fetched in pieces (slimfs_prefetch_miss_ahead): inode order 2.14
- * s, 116 requests, 10.5 MiB; the directory sweep 1.90 s, 130 requests, 12.2 MiB (python's 171
- * stdlib modules are 5.9 MB: one miss there loads most of the ~30 the workload imports); sweeping
- * directories of up to 16 MB (the shared libraries too) 2.11 s; a window of 4M 1.94 s, of 1M 2.0 s.
+ * is a read it did not foresee: no more bytes than before. Same workload,
+ * slimfs bench 100 Mbit/s + 20 ms, medians of 3, the window fetched in
+ * pieces (slimfs_prefetch_miss_ahead): inode order 2.14 s, 116 requests,
+ * 10.5 MiB; the directory sweep 1.90 s, 130 requests, 12.2 MiB (python's
+ * 171 stdlib modules are 5.9 MB: one miss there loads most of the ~30 the
+ * workload imports); sweeping directories of up to 16 MB (the shared
+ * libraries too) 2.11 s; a window of 4M 1.94 s, of 1M 2.0 s.
  * Appends the chunks to out (at most max); returns how many.
  */
 static size_t miss_ahead(struct slimfs_fs *fs, const struct slimfs_inode *in, uint64_t end,
