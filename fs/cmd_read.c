@@ -1120,13 +1120,18 @@ static int write_file(struct xctx *x, int fd, const struct slimfs_inode *ino, co
 	for (uint32_t i = 0; i < ino->count; i++) {
 		struct slimfs_extent e;
 		const uint8_t *plain;
+		uint32_t plain_len;
 
 		r = slimfs_index_extent(x->idx, ino, i, &e);
 		if (r < 0)
 			return log_error_errno(r, "'%s': extent %u", path, i);
-		r = slimfs_reader_chunk(&x->rd, e.chunk, &plain);
+		r = slimfs_reader_chunk(&x->rd, e.chunk, &plain, &plain_len);
 		if (r < 0)
 			return log_error_errno(r, "'%s': cannot read chunk %u", path, e.chunk);
+		r = slimfs_extent_check(&e, plain_len);
+		if (r < 0)
+			return log_error_errno(r, "'%s': extent %u lies outside chunk %u", path, i,
+					       e.chunk);
 		r = slimfs_pwrite_all(fd, plain + e.chunk_off, e.len, e.file_off);
 		if (r < 0)
 			return log_error_errno(r, "'%s': cannot write", path);
@@ -1624,7 +1629,7 @@ int cmd_verify(int argc, char **argv)
 
 			if (slimfs_index_extent(img->idx, &ino, e, &x) < 0 ||
 			    slimfs_index_chunk(img->idx, x.chunk, &ch) < 0 ||
-			    (uint64_t)x.chunk_off + x.len > ch.usize || x.file_off < end ||
+			    slimfs_extent_check(&x, ch.usize) < 0 || x.file_off < end ||
 			    x.file_off + x.len > ino.size) {
 				printf("inode %u: extent %u is inconsistent\n", id, e);
 				r = -EUCLEAN;

@@ -162,13 +162,14 @@ void slimfs_reader_fini(struct slimfs_reader *r)
 	memset(r, 0, sizeof(*r));
 }
 
-int slimfs_reader_chunk(struct slimfs_reader *r, uint32_t i, const uint8_t **plain)
+int slimfs_reader_chunk(struct slimfs_reader *r, uint32_t i, const uint8_t **plain, uint32_t *len)
 {
 	struct slimfs_chunk c;
 	int ret;
 
 	if (r->cached == i) {
 		*plain = r->plain;
+		*len = r->plain_len;
 		return 0;
 	}
 	ret = slimfs_index_chunk(r->img->idx, i, &c);
@@ -186,43 +187,36 @@ int slimfs_reader_chunk(struct slimfs_reader *r, uint32_t i, const uint8_t **pla
 		return log_error_errno(ret, "'%s': chunk %u at %llu is corrupt", r->img->source, i,
 				       (unsigned long long)c.off);
 	r->cached = i;
+	r->plain_len = c.usize;
 	*plain = r->plain;
+	*len = r->plain_len;
 	return 0;
 }
 
 ssize_t slimfs_reader_pread(struct slimfs_reader *r, const struct slimfs_inode *ino, void *buf,
 			    size_t len, uint64_t off)
 {
+	struct slimfs_extent_iter it;
 	uint8_t *out = buf;
-	uint64_t end;
-	uint32_t e;
+	int ret;
 
 	if (off >= ino->size)
 		return 0;
 	len = (size_t)MIN((uint64_t)len, ino->size - off);
-	end = off + len;
 	memset(out, 0, len);
-	for (e = slimfs_index_extent_find(r->img->idx, ino, off); e < ino->count; e++) {
-		struct slimfs_extent x;
+	slimfs_extent_iter_init(&it, r->img->idx, ino, off, off + len, 0);
+	while ((ret = slimfs_extent_next(&it)) > 0) {
 		const uint8_t *plain;
-		uint64_t from, to;
-		int ret;
+		uint32_t plain_len;
 
-		ret = slimfs_index_extent(r->img->idx, ino, e, &x);
+		ret = slimfs_reader_chunk(r, it.x.chunk, &plain, &plain_len);
+		if (ret == 0)
+			ret = slimfs_extent_check(&it.x, plain_len);
 		if (ret < 0)
 			return ret;
-		if (x.file_off >= end)
-			break;
-		from = MAX(off, x.file_off);
-		to = MIN(end, x.file_off + x.len);
-		if (from >= to)
-			continue;
-		ret = slimfs_reader_chunk(r, x.chunk, &plain);
-		if (ret < 0)
-			return ret;
-		memcpy(out + (from - off), plain + x.chunk_off + (from - x.file_off), to - from);
+		memcpy(out + (it.from - off), plain + it.chunk_from, it.to - it.from);
 	}
-	return (ssize_t)len;
+	return ret < 0 ? ret : (ssize_t)len;
 }
 
 /* --- the index cache, and images opened from it when offline */

@@ -69,12 +69,13 @@ struct slimfs_reader {
 	ZSTD_DCtx *dctx;
 	uint8_t *frame, *plain; /* SLIMFS_CHUNK_MAX-sized buffers */
 	size_t frame_cap;
-	uint32_t cached; /* chunk index in plain, UINT32_MAX when none */
+	uint32_t cached;    /* chunk index in plain, UINT32_MAX when none */
+	uint32_t plain_len; /* its decoded size */
 };
 int slimfs_reader_init(struct slimfs_reader *r, struct slimfs_image *img);
 void slimfs_reader_fini(struct slimfs_reader *r);
-/* Decoded chunk i (verified), valid until the next call. */
-int slimfs_reader_chunk(struct slimfs_reader *r, uint32_t i, const uint8_t **plain);
+/* Decoded chunk i (verified, *len bytes), valid until the next call. */
+int slimfs_reader_chunk(struct slimfs_reader *r, uint32_t i, const uint8_t **plain, uint32_t *len);
 /* File bytes [off, off + len) of ino (holes read as zeros); returns bytes read
  * (short only at EOF) or -errno (-EIO on a bad chunk). */
 ssize_t slimfs_reader_pread(struct slimfs_reader *r, const struct slimfs_inode *ino, void *buf,

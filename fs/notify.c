@@ -345,34 +345,28 @@ static bool assemble_page(struct slimfs_notify *n, const struct job *j,
 {
 	struct slimfs_fs *fs = n->fs;
 	uint64_t end = MIN(p + PAGE, j->size);
+	struct slimfs_extent_iter it;
+	int r;
 
 	memset(page, 0, end - p);
-	for (uint32_t i = slimfs_index_extent_find(fs->idx, in, p); i < in->count; i++) {
-		struct slimfs_extent x;
+	slimfs_extent_iter_init(&it, fs->idx, in, p, end, 0);
+	while ((r = slimfs_extent_next(&it)) > 0) {
 		struct slimfs_chunk ch;
-		uint64_t a, b;
 
-		if (slimfs_index_extent(fs->idx, in, i, &x) < 0)
-			return false;
-		if (x.file_off >= end)
-			break;
-		a = MAX(p, x.file_off);
-		b = MIN(end, x.file_off + x.len);
-		if (a >= b)
-			continue;
-		if (x.file_off == j->from) {
-			memcpy(page + (a - p), j->data + (a - j->from), b - a);
+		if (it.x.file_off == j->from) {
+			memcpy(page + (it.from - p), j->data + (it.from - j->from),
+			       it.to - it.from);
 			continue;
 		}
 		/* An extent past its chunk is an error for readers (read_range):
 		 * never make any of its pages readable. */
-		if (slimfs_index_chunk(fs->idx, x.chunk, &ch) < 0 ||
-		    (uint64_t)x.chunk_off + x.len > ch.usize ||
-		    slimfs_cache_peek(fs->cache, x.chunk, x.chunk_off + (uint32_t)(a - x.file_off),
-				      (uint32_t)(b - a), page + (a - p)) < 0)
+		if (slimfs_index_chunk(fs->idx, it.x.chunk, &ch) < 0 ||
+		    slimfs_extent_check(&it.x, ch.usize) < 0 ||
+		    slimfs_cache_peek(fs->cache, it.x.chunk, it.chunk_from,
+				      (uint32_t)(it.to - it.from), page + (it.from - p)) < 0)
 			return false;
 	}
-	return true;
+	return r == 0;
 }
 
 /*
@@ -432,7 +426,7 @@ static bool fill_one_extent(struct slimfs_notify *n, const struct job *j,
 	if ((n->remote && !slimfs_cache_has(fs->cache, x.chunk)) ||
 	    slimfs_cache_get(fs->cache, x.chunk, &ref, &data, &clen) < 0)
 		return true; /* nothing to store */
-	if ((uint64_t)x.chunk_off + x.len <= clen)
+	if (slimfs_extent_check(&x, clen) == 0)
 		store_run(n, j, 0, in->size, data + x.chunk_off);
 	slimfs_cache_put(fs->cache, ref);
 	return true;
@@ -446,8 +440,10 @@ static bool fill_one_extent(struct slimfs_notify *n, const struct job *j,
 static void fill_file(struct slimfs_notify *n, const struct job *j)
 {
 	struct slimfs_fs *fs = n->fs;
+	struct slimfs_extent_iter it;
 	struct slimfs_inode in;
 	uint64_t run = 0;
+	int r;
 
 	if (slimfs_index_inode(fs->idx, (uint32_t)(j->ino - 1), &in) < 0 || !S_ISREG(in.mode) ||
 	    in.size != j->size || in.size > SLIMFS_FILL_FILE_MAX)
@@ -455,30 +451,26 @@ static void fill_file(struct slimfs_notify *n, const struct job *j)
 	if (fill_one_extent(n, j, &in))
 		return;
 	memset(n->filebuf, 0, in.size);
-	for (uint32_t i = 0; i < in.count; i++) {
+	slimfs_extent_iter_init(&it, fs->idx, &in, 0, in.size, 0);
+	while ((r = slimfs_extent_next(&it)) > 0) {
 		struct slimfs_cache_entry *ref;
-		struct slimfs_extent x;
 		const uint8_t *data;
 		uint32_t clen;
 
-		if (slimfs_index_extent(fs->idx, &in, i, &x) < 0)
-			return;
-		if (x.file_off >= in.size || x.len > in.size - x.file_off)
-			return;
-		if ((n->remote && !slimfs_cache_has(fs->cache, x.chunk)) ||
-		    slimfs_cache_get(fs->cache, x.chunk, &ref, &data, &clen) < 0) {
-			if (run < x.file_off)
-				store_run(n, j, run, x.file_off, n->filebuf + run);
-			run = x.file_off + x.len;
+		if ((n->remote && !slimfs_cache_has(fs->cache, it.x.chunk)) ||
+		    slimfs_cache_get(fs->cache, it.x.chunk, &ref, &data, &clen) < 0) {
+			if (run < it.from)
+				store_run(n, j, run, it.from, n->filebuf + run);
+			run = it.to;
 			continue;
 		}
-		if ((uint64_t)x.chunk_off + x.len <= clen)
-			memcpy(n->filebuf + x.file_off, data + x.chunk_off, x.len);
+		if (slimfs_extent_check(&it.x, clen) == 0)
+			memcpy(n->filebuf + it.from, data + it.chunk_from, it.to - it.from);
 		else
-			run = x.file_off + x.len; /* corrupt record: never store it */
+			run = it.to; /* corrupt record: never store it */
 		slimfs_cache_put(fs->cache, ref);
 	}
-	if (run < in.size)
+	if (r == 0 && run < in.size)
 		store_run(n, j, run, in.size, n->filebuf + run);
 }
 

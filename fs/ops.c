@@ -578,6 +578,24 @@ static void read_state_release(struct slimfs_fs *fs, struct read_state *s)
 	s->niov = 0;
 }
 
+/* Zeros for file bytes [from, to) of a read from off: into out, or iovecs in s. */
+static int read_hole(struct read_state *s, uint8_t *out, uint64_t off, uint64_t from, uint64_t to)
+{
+	if (out) {
+		memset(out + (from - off), 0, to - from);
+		return 0;
+	}
+	while (from < to) {
+		size_t z = (size_t)MIN(to - from, (uint64_t)ZEROS_LEN);
+
+		if (s->niov == READ_IOV_MAX)
+			return -E2BIG;
+		s->iov[s->niov++] = (struct iovec){(void *)zeros, z};
+		from += z;
+	}
+	return 0;
+}
+
 /*
  * Bytes [off, off + len) of a regular file (within its size). With out set,
  * copies into out; otherwise points iovecs at cached chunks (references kept
@@ -586,75 +604,44 @@ static void read_state_release(struct slimfs_fs *fs, struct read_state *s)
 static int read_range(struct slimfs_fs *fs, const struct slimfs_inode *in, uint64_t off, size_t len,
 		      struct read_state *s, uint8_t *out)
 {
-	uint64_t pos = off, end = off + len;
+	struct slimfs_extent_iter it;
+	int r;
 
-	for (uint32_t i = slimfs_index_extent_find(fs->idx, in, off); i < in->count && pos < end;
-	     i++) {
+	slimfs_extent_iter_init(&it, fs->idx, in, off, off + len, SLIMFS_EXTENT_HOLES);
+	while ((r = slimfs_extent_next(&it)) > 0) {
 		struct slimfs_cache_entry *ref;
-		struct slimfs_extent x;
 		const uint8_t *data;
-		uint64_t from, to;
 		uint32_t clen;
-		int r;
 
-		r = slimfs_index_extent(fs->idx, in, i, &x);
-		if (r < 0)
-			return r;
-		if (x.file_off >= end)
-			break;
-		to = MIN(end, x.file_off + x.len);
-		if (x.file_off + x.len <= pos)
+		if (it.hole) {
+			r = read_hole(s, out, off, it.from, it.to);
+			if (r < 0)
+				return r;
 			continue;
-		from = MAX(pos, x.file_off);
-		/* A hole before this extent. */
-		while (pos < from) {
-			size_t z = (size_t)MIN(from - pos, (uint64_t)ZEROS_LEN);
-
-			if (out) {
-				memset(out + (pos - off), 0, z);
-			} else {
-				if (s->niov == READ_IOV_MAX)
-					return -E2BIG;
-				s->iov[s->niov++] = (struct iovec){(void *)zeros, z};
-			}
-			pos += z;
 		}
 		if (!out && (s->niov == READ_IOV_MAX || s->nrefs == READ_IOV_MAX))
 			return -E2BIG;
 		if (fs->trace)
-			slimfs_trace_chunk(fs->trace, x.chunk);
-		r = slimfs_cache_get(fs->cache, x.chunk, &ref, &data, &clen);
+			slimfs_trace_chunk(fs->trace, it.x.chunk);
+		r = slimfs_cache_get(fs->cache, it.x.chunk, &ref, &data, &clen);
 		if (r < 0)
 			return r;
-		if ((uint64_t)x.chunk_off + x.len > clen) {
+		r = slimfs_extent_check(&it.x, clen);
+		if (r < 0) {
 			slimfs_cache_put(fs->cache, ref);
-			return -EUCLEAN;
+			return r;
 		}
-		data += x.chunk_off;
 		if (out) {
-			memcpy(out + (from - off), data + (from - x.file_off), to - from);
+			memcpy(out + (it.from - off), data + it.chunk_from, it.to - it.from);
 			slimfs_cache_put(fs->cache, ref);
 		} else {
-			s->refs[s->nrefs++] =
-				(struct slimfs_notify_piece){x.file_off, x.len, data, ref};
+			s->refs[s->nrefs++] = (struct slimfs_notify_piece){
+				it.x.file_off, it.x.len, data + it.x.chunk_off, ref};
 			s->iov[s->niov++] =
-				(struct iovec){(void *)(data + (from - x.file_off)), to - from};
+				(struct iovec){(void *)(data + it.chunk_from), it.to - it.from};
 		}
-		pos = to;
 	}
-	while (pos < end) { /* a trailing hole */
-		size_t z = (size_t)MIN(end - pos, (uint64_t)ZEROS_LEN);
-
-		if (out) {
-			memset(out + (pos - off), 0, z);
-		} else {
-			if (s->niov == READ_IOV_MAX)
-				return -E2BIG;
-			s->iov[s->niov++] = (struct iovec){(void *)zeros, z};
-		}
-		pos += z;
-	}
-	return 0;
+	return r;
 }
 
 /*
@@ -696,25 +683,22 @@ static int read_range(struct slimfs_fs *fs, const struct slimfs_inode *in, uint6
 static size_t missing_chunks(struct slimfs_fs *fs, const struct slimfs_inode *in, uint64_t from,
 			     uint64_t to, uint32_t *out, size_t max, bool *foreseen)
 {
+	struct slimfs_extent_iter it;
 	uint32_t last = UINT32_MAX;
 	size_t n = 0;
 
 	if (foreseen)
 		*foreseen = fs->prefetch != NULL;
 
-	for (uint32_t i = slimfs_index_extent_find(fs->idx, in, from); i < in->count && n < max;
-	     i++) {
-		struct slimfs_extent x;
-
-		if (slimfs_index_extent(fs->idx, in, i, &x) < 0 || x.file_off >= to)
-			break;
-		if (x.chunk == last)
+	slimfs_extent_iter_init(&it, fs->idx, in, from, to, 0);
+	while (n < max && slimfs_extent_next(&it) > 0) {
+		if (it.x.chunk == last)
 			continue;
-		last = x.chunk;
-		if (foreseen && *foreseen && !slimfs_prefetch_in_profile(fs->prefetch, x.chunk))
+		last = it.x.chunk;
+		if (foreseen && *foreseen && !slimfs_prefetch_in_profile(fs->prefetch, last))
 			*foreseen = false;
-		if (!slimfs_cache_has(fs->cache, x.chunk))
-			out[n++] = x.chunk;
+		if (!slimfs_cache_has(fs->cache, last))
+			out[n++] = last;
 	}
 	return n;
 }

@@ -319,18 +319,21 @@ static int check_records(const struct slimfs_index *idx)
 
 	for (uint64_t i = 0; i < idx->cnt[SLIMFS_SEC_EXTENTS]; i++) {
 		const uint8_t *e = rec(idx, SLIMFS_SEC_EXTENTS, i);
-		uint32_t chunk = get_le32(FIELD(e, slimfs_disk_extent, chunk));
-		uint32_t coff = get_le32(FIELD(e, slimfs_disk_extent, chunk_off));
-		uint32_t len = get_le32(FIELD(e, slimfs_disk_extent, len));
+		struct slimfs_extent x = {
+			.chunk = get_le32(FIELD(e, slimfs_disk_extent, chunk)),
+			.chunk_off = get_le32(FIELD(e, slimfs_disk_extent, chunk_off)),
+			.len = get_le32(FIELD(e, slimfs_disk_extent, len)),
+		};
 		uint32_t us;
 
-		if (chunk >= nchunks)
-			return corrupt("extent %" PRIu64 ": chunk %u of %" PRIu64, i, chunk,
+		if (x.chunk >= nchunks)
+			return corrupt("extent %" PRIu64 ": chunk %u of %" PRIu64, i, x.chunk,
 				       nchunks);
-		us = get_le32(FIELD(rec(idx, SLIMFS_SEC_CHUNKS, chunk), slimfs_disk_chunk, usize));
-		if (len == 0 || coff > us || len > us - coff)
+		us = get_le32(
+			FIELD(rec(idx, SLIMFS_SEC_CHUNKS, x.chunk), slimfs_disk_chunk, usize));
+		if (x.len == 0 || slimfs_extent_check(&x, us) < 0)
 			return corrupt("extent %" PRIu64 ": [%u, +%u) outside chunk %u (%u bytes)",
-				       i, coff, len, chunk, us);
+				       i, x.chunk_off, x.len, x.chunk, us);
 	}
 
 	for (uint64_t i = 0; i < idx->cnt[SLIMFS_SEC_VIEWS]; i++) {
@@ -876,6 +879,57 @@ uint32_t slimfs_index_extent_find(const struct slimfs_index *idx, const struct s
 			hi = mid;
 	}
 	return lo;
+}
+
+void slimfs_extent_iter_init(struct slimfs_extent_iter *it, const struct slimfs_index *idx,
+			     const struct slimfs_inode *ino, uint64_t off, uint64_t end,
+			     unsigned flags)
+{
+	memset(it, 0, sizeof(*it));
+	it->idx = idx;
+	it->ino = ino;
+	it->pos = off;
+	it->end = MIN(end, ino->size);
+	it->holes = flags & SLIMFS_EXTENT_HOLES;
+	it->i = off < it->end ? slimfs_index_extent_find(idx, ino, off) : ino->count;
+}
+
+int slimfs_extent_next(struct slimfs_extent_iter *it)
+{
+	struct slimfs_extent *x = &it->x;
+	uint64_t hole_to = it->end;
+
+	for (; it->pos < it->end && it->i < it->ino->count; it->i++) {
+		if (!it->x_pending) {
+			int r = slimfs_index_extent(it->idx, it->ino, it->i, x);
+
+			if (r < 0)
+				return r;
+		}
+		it->x_pending = false;
+		if (x->file_off >= it->end)
+			break;
+		if (x->len == 0 || x->file_off + x->len <= it->pos)
+			continue; /* empty or unsorted: open refuses such a list */
+		if (it->holes && x->file_off > it->pos) {
+			it->x_pending = true; /* the hole first, then x */
+			hole_to = x->file_off;
+			break;
+		}
+		it->i++;
+		it->hole = false;
+		it->from = MAX(it->pos, x->file_off);
+		it->to = MIN(it->end, x->file_off + x->len);
+		it->chunk_from = x->chunk_off + (uint32_t)(it->from - x->file_off);
+		it->pos = it->to;
+		return 1;
+	}
+	if (!it->holes || it->pos >= it->end)
+		return 0;
+	it->hole = true;
+	it->from = it->pos;
+	it->to = it->pos = hole_to;
+	return 1;
 }
 
 int slimfs_index_view(const struct slimfs_index *idx, uint32_t i, struct slimfs_view *out)

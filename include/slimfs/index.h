@@ -14,6 +14,7 @@
 #ifndef SLIMFS_INDEX_H
 #define SLIMFS_INDEX_H
 
+#include <errno.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -133,6 +134,59 @@ int slimfs_index_extent(const struct slimfs_index *idx, const struct slimfs_inod
  */
 uint32_t slimfs_index_extent_find(const struct slimfs_index *idx, const struct slimfs_inode *ino,
 				  uint64_t off);
+
+/*
+ * The pieces of file bytes [off, end) of a regular file (end is clipped to
+ * its size), in file order: each extent that overlaps the range, clipped to
+ * it, and with SLIMFS_EXTENT_HOLES also the holes between them (zeros: no
+ * extent covers them). The first extent is found by binary search.
+ *
+ *	struct slimfs_extent_iter it;
+ *
+ *	slimfs_extent_iter_init(&it, idx, ino, off, end, 0);
+ *	while ((r = slimfs_extent_next(&it)) > 0)
+ *		copy it.to - it.from bytes from chunk it.x.chunk at it.chunk_from
+ *
+ * The extents are as the index has them: before the bytes of x.chunk are
+ * used, check x against the chunk's decoded size (slimfs_extent_check).
+ */
+#define SLIMFS_EXTENT_HOLES 0x1u
+struct slimfs_extent_iter {
+	/* The piece slimfs_extent_next returned 1 for. */
+	uint64_t from, to;	/* file bytes [from, to), within [off, end) */
+	bool hole;		/* zeros; x and chunk_from are not set */
+	struct slimfs_extent x; /* the extent (whole, unclipped) */
+	uint32_t chunk_from;	/* where from is in x.chunk */
+	/* Private. */
+	const struct slimfs_index *idx;
+	const struct slimfs_inode *ino;
+	uint64_t pos, end;
+	uint32_t i;	/* next extent to look at */
+	bool holes;	/* SLIMFS_EXTENT_HOLES */
+	bool x_pending; /* x (extent i) was read, a hole before it returned */
+};
+void slimfs_extent_iter_init(struct slimfs_extent_iter *it, const struct slimfs_index *idx,
+			     const struct slimfs_inode *ino, uint64_t off, uint64_t end,
+			     unsigned flags);
+/*
+ * 1 with the next piece in it, 0 when the range is done (at once when off >=
+ * end or off >= the size), or -EINVAL when an extent cannot be read. An inode
+ * whose extents are not in the index (not a regular file, a bogus range) has
+ * none: all its bytes are a hole.
+ */
+int slimfs_extent_next(struct slimfs_extent_iter *it);
+
+/*
+ * Whether extent x lies within its chunk, whose decoded size is chunk_len
+ * (the chunk's usize, or the length of its decoded bytes at hand): 0, or
+ * -EUCLEAN when not (a corrupt image: the bytes must not be used). Open
+ * refuses an index with such an extent; readers check again before they
+ * copy from a decoded chunk.
+ */
+static inline int slimfs_extent_check(const struct slimfs_extent *x, uint64_t chunk_len)
+{
+	return (uint64_t)x->chunk_off + x->len <= chunk_len ? 0 : -EUCLEAN;
+}
 
 int slimfs_index_view(const struct slimfs_index *idx, uint32_t i, struct slimfs_view *out);
 /* View by name: "full" gives SLIMFS_VIEW_NONE; -ENOENT when unknown. */

@@ -911,6 +911,234 @@ static void test_chunk(void)
 	model_free(&m);
 }
 
+/* ---- the extent iterator ---- */
+
+/*
+ * Adds a regular file /name (sorting after "sub") of size bytes with n
+ * extents of chunk 0, ext[3 * i ...] = {file_off, chunk_off, len}; its id.
+ */
+static uint32_t add_root_file(struct model *m, const char *name, uint64_t size, const uint32_t *ext,
+			      size_t n)
+{
+	uint32_t id = add_inode(m, S_IFREG | 0644, size, m->nex, (uint32_t)n, 0);
+	uint32_t at = le32toh(m->ino[ROOT].count);
+	struct slimfs_disk_dirent d;
+
+	for (size_t i = 0; i < n; i++)
+		add_extent(m, ext[3 * i], 0, ext[3 * i + 1], ext[3 * i + 2]);
+	/* root's entries come first, then sub's: insert at the end of root's */
+	add_dirent(m, name, id);
+	d = m->de[m->nde - 1];
+	memmove(&m->de[at + 1], &m->de[at], (m->nde - 1 - at) * sizeof(*m->de));
+	m->de[at] = d;
+	m->ino[ROOT].count = htole32(at + 1);
+	m->ino[SUB].data = htole64(le64toh(m->ino[SUB].data) + 1);
+	return id;
+}
+
+/* The pieces of [off, end) of ino, at most max, into p[]; how many, or -errno. */
+struct piece {
+	uint64_t from, to;
+	bool hole;
+	uint64_t file_off; /* of the extent */
+	uint32_t chunk_from;
+};
+static int pieces(const struct slimfs_index *idx, const struct slimfs_inode *ino, uint64_t off,
+		  uint64_t end, unsigned flags, struct piece *p, int max)
+{
+	struct slimfs_extent_iter it;
+	int n = 0, r;
+
+	slimfs_extent_iter_init(&it, idx, ino, off, end, flags);
+	while ((r = slimfs_extent_next(&it)) > 0) {
+		if (n == max)
+			return -E2BIG;
+		p[n++] = (struct piece){it.from, it.to, it.hole, it.hole ? 0 : it.x.file_off,
+					it.hole ? 0 : it.chunk_from};
+	}
+	return r < 0 ? r : n;
+}
+
+/*
+ * Every range [off, end) of ino, end up to past EOF, with and without
+ * holes, against a byte map: the pieces are non-empty, in order, within
+ * [off, min(end, size)); with holes they cover it without a gap, without
+ * they cover exactly its bytes that an extent holds; each byte of an extent
+ * piece is that extent's at chunk_from + its distance from `from`, each
+ * byte of a hole no extent's. Returns the number of wrong ranges.
+ */
+static int sweep_ranges(const struct slimfs_index *idx, const struct slimfs_inode *ino)
+{
+	uint64_t size = ino->size;
+	int64_t *ext = malloc(size * sizeof(*ext)); /* extent's file_off, or -1 */
+	uint32_t *coff = calloc(size, sizeof(*coff));
+	struct piece p[64];
+	int bad = 0;
+
+	for (uint64_t b = 0; b < size; b++)
+		ext[b] = -1;
+	for (uint32_t i = 0; i < ino->count; i++) {
+		struct slimfs_extent x;
+
+		if (slimfs_index_extent(idx, ino, i, &x) < 0) {
+			bad++;
+			break;
+		}
+		for (uint32_t k = 0; k < x.len; k++) {
+			ext[x.file_off + k] = (int64_t)x.file_off;
+			coff[x.file_off + k] = x.chunk_off + k;
+		}
+	}
+	for (uint64_t off = 0; off <= size + 2 && !bad; off++) {
+		for (uint64_t end = off; end <= size + 3; end++) {
+			for (unsigned flags = 0; flags <= SLIMFS_EXTENT_HOLES; flags++) {
+				uint64_t lim = MIN(end, size), pos = off, want = 0, got = 0;
+				int n = pieces(idx, ino, off, end, flags, p, 64);
+				bool ok = n >= 0;
+
+				for (uint64_t b = off; b < lim; b++)
+					want += flags || ext[b] >= 0;
+				for (int k = 0; ok && k < n; k++) {
+					ok = p[k].from < p[k].to && p[k].from >= pos &&
+					     p[k].to <= lim && (!flags || p[k].from == pos) &&
+					     (flags || !p[k].hole);
+					for (uint64_t b = p[k].from; ok && b < p[k].to; b++)
+						ok = p[k].hole
+							     ? ext[b] < 0
+							     : ext[b] == (int64_t)p[k].file_off &&
+								       coff[b] ==
+									       p[k].chunk_from +
+										       (b -
+											p[k].from);
+					got += p[k].to - p[k].from;
+					pos = p[k].to;
+				}
+				if (!ok || got != want)
+					bad++;
+			}
+		}
+	}
+	free(ext);
+	free(coff);
+	return bad;
+}
+
+static void test_extent_iter(void)
+{
+	/* {file_off, chunk_off, len}: adjacent extents, holes inside and at the end */
+	static const uint32_t f[][3] = {{0, 0, 10},  {10, 30, 5},  {40, 63, 1},
+					{41, 5, 19}, {100, 0, 64}, {164, 1, 6}};
+	uint32_t g[30][3]; /* 30 extents of 3 bytes, a hole of 2 before each */
+	struct slimfs_index *idx = NULL;
+	struct slimfs_inode root, fi, gi, bogus;
+	struct slimfs_extent_iter it;
+	struct piece p[64];
+	struct model m;
+	uint32_t fid, gid;
+	uint8_t *buf;
+
+	for (uint32_t i = 0; i < 30; i++) {
+		g[i][0] = 2 + 5 * i;
+		g[i][1] = (7 * i) % 60;
+		g[i][2] = 3;
+	}
+	sample(&m);
+	fid = add_root_file(&m, "x", 200, f[0], sizeof(f) / sizeof(f[0]));
+	gid = add_root_file(&m, "y", 160, g[0], 30);
+	CHECK_EQ(open_model(&m, &idx, &buf), 0);
+	if (!idx)
+		goto out;
+	CHECK_EQ(slimfs_index_inode(idx, ROOT, &root), 0);
+	CHECK_EQ(slimfs_index_inode(idx, fid, &fi), 0);
+	CHECK_EQ(slimfs_index_inode(idx, gid, &gi), 0);
+
+	/* inside one extent: clipped, in file and chunk coordinates */
+	CHECK_EQ(pieces(idx, &fi, 42, 50, 0, p, 64), 1);
+	CHECK(p[0].from == 42 && p[0].to == 50 && p[0].file_off == 41 && p[0].chunk_from == 6);
+	/* at boundaries: an extent exactly, and the next one from its start */
+	CHECK_EQ(pieces(idx, &fi, 0, 10, SLIMFS_EXTENT_HOLES, p, 64), 1);
+	CHECK(p[0].from == 0 && p[0].to == 10 && !p[0].hole && p[0].chunk_from == 0);
+	CHECK_EQ(pieces(idx, &fi, 10, 15, 0, p, 64), 1);
+	CHECK(p[0].from == 10 && p[0].to == 15 && p[0].file_off == 10 && p[0].chunk_from == 30);
+	/* starting in one extent, ending in another, holes between */
+	CHECK_EQ(pieces(idx, &fi, 5, 110, SLIMFS_EXTENT_HOLES, p, 64), 7);
+	CHECK(p[0].from == 5 && p[0].to == 10 && p[0].chunk_from == 5);
+	CHECK(p[1].from == 10 && p[1].to == 15 && !p[1].hole);
+	CHECK(p[2].from == 15 && p[2].to == 40 && p[2].hole);
+	CHECK(p[3].from == 40 && p[3].to == 41 && p[3].chunk_from == 63);
+	CHECK(p[4].from == 41 && p[4].to == 60 && p[4].chunk_from == 5);
+	CHECK(p[5].from == 60 && p[5].to == 100 && p[5].hole);
+	CHECK(p[6].from == 100 && p[6].to == 110 && p[6].chunk_from == 0);
+	/* the same without holes */
+	CHECK_EQ(pieces(idx, &fi, 5, 110, 0, p, 64), 5);
+	/* only a hole */
+	CHECK_EQ(pieces(idx, &fi, 20, 30, 0, p, 64), 0);
+	CHECK_EQ(pieces(idx, &fi, 20, 30, SLIMFS_EXTENT_HOLES, p, 64), 1);
+	CHECK(p[0].from == 20 && p[0].to == 30 && p[0].hole);
+	/* zero-length */
+	CHECK_EQ(pieces(idx, &fi, 50, 50, SLIMFS_EXTENT_HOLES, p, 64), 0);
+	CHECK_EQ(pieces(idx, &fi, 50, 40, SLIMFS_EXTENT_HOLES, p, 64), 0);
+	/* past EOF, and a range that ends past it (clipped to the size) */
+	CHECK_EQ(pieces(idx, &fi, 200, 300, SLIMFS_EXTENT_HOLES, p, 64), 0);
+	CHECK_EQ(pieces(idx, &fi, UINT64_MAX - 1, UINT64_MAX, SLIMFS_EXTENT_HOLES, p, 64), 0);
+	CHECK_EQ(pieces(idx, &fi, 160, UINT64_MAX, SLIMFS_EXTENT_HOLES, p, 64), 3);
+	CHECK(p[0].from == 160 && p[0].to == 164 && p[0].chunk_from == 60);
+	CHECK(p[1].from == 164 && p[1].to == 170 && p[1].chunk_from == 1);
+	CHECK(p[2].from == 170 && p[2].to == 200 && p[2].hole);
+	CHECK_EQ(pieces(idx, &fi, 160, 1000, 0, p, 64), 2);
+	/* many extents: the whole file */
+	CHECK_EQ(pieces(idx, &gi, 0, 160, 0, p, 64), 30);
+	CHECK(p[29].from == 147 && p[29].to == 150 && p[29].chunk_from == (7 * 29) % 60);
+	CHECK_EQ(pieces(idx, &gi, 0, 160, SLIMFS_EXTENT_HOLES, p, 64), 61);
+	CHECK(p[60].from == 150 && p[60].to == 160 && p[60].hole);
+	/* every range, against a byte map */
+	CHECK_EQ(sweep_ranges(idx, &fi), 0);
+	CHECK_EQ(sweep_ranges(idx, &gi), 0);
+	/* no extents: a directory, an inode whose range is outside the index */
+	CHECK_EQ(pieces(idx, &root, 0, 10, 0, p, 64), 0);
+	bogus = gi;
+	bogus.first = UINT32_MAX - 1;
+	CHECK_EQ(pieces(idx, &bogus, 0, 100, 0, p, 64), 0);
+	CHECK_EQ(pieces(idx, &bogus, 0, 100, SLIMFS_EXTENT_HOLES, p, 64), 1);
+	CHECK(p[0].from == 0 && p[0].to == 100 && p[0].hole);
+	/* the iterator leaves x as the index has it, for slimfs_extent_check */
+	slimfs_extent_iter_init(&it, idx, &fi, 45, 46, 0);
+	CHECK_EQ(slimfs_extent_next(&it), 1);
+	CHECK(it.x.file_off == 41 && it.x.chunk_off == 5 && it.x.len == 19 && it.x.chunk == 0);
+	CHECK_EQ(slimfs_extent_next(&it), 0);
+	CHECK_EQ(slimfs_extent_next(&it), 0);
+
+	/* an extent beyond its chunk: refused by open, and by the check readers repeat */
+	{
+		struct slimfs_extent x = {.chunk_off = 60, .len = 4};
+
+		CHECK_EQ(slimfs_extent_check(&x, 64), 0);
+		CHECK_EQ(slimfs_extent_check(&x, 63), -EUCLEAN);
+		x.chunk_off = 0;
+		x.len = 0;
+		CHECK_EQ(slimfs_extent_check(&x, 0), 0);
+		x.chunk_off = UINT32_MAX; /* no wrap-around */
+		x.len = 2;
+		CHECK_EQ(slimfs_extent_check(&x, UINT32_MAX), -EUCLEAN);
+		x.chunk_off = 1;
+		x.len = UINT32_MAX;
+		CHECK_EQ(slimfs_extent_check(&x, UINT32_MAX), -EUCLEAN);
+	}
+	{
+		struct model b;
+		static const uint32_t past[][3] = {{0, 60, 5}};
+
+		sample(&b);
+		add_root_file(&b, "x", 5, past[0], 1);
+		CHECK_EQ(try_open(&b), -EUCLEAN);
+		model_free(&b);
+	}
+out:
+	slimfs_index_free(idx);
+	free(buf);
+	model_free(&m);
+}
+
 /* ~10k inodes: open stays well under a millisecond plus the SHA-256. */
 /* ---- the compressed index (SLIMFS_FEATURE_INCOMPAT_ZINDEX) ---- */
 
@@ -1229,6 +1457,7 @@ int main(void)
 	test_good();
 	test_targeted();
 	test_chunk();
+	test_extent_iter();
 	test_sweep();
 	test_zindex();
 	test_speed();
