@@ -194,7 +194,8 @@ static bool enqueue(struct slimfs_notify *n, struct job *j)
 /*
  * Queues all of a small file (but the skipped pages) unless it was queued
  * before: 1 when queued now, 0 when before (or nothing to store), -ENOBUFS
- * when the queue is full.
+ * when the queue is full, -EINVAL when the file is larger than
+ * SLIMFS_FILL_FILE_MAX or ino no inode of the image.
  */
 static int whole_file_job(struct slimfs_notify *n, fuse_ino_t ino, uint64_t size,
 			  uint64_t skip_from, uint64_t skip_to, bool ahead)
@@ -203,6 +204,8 @@ static int whole_file_job(struct slimfs_notify *n, fuse_ino_t ino, uint64_t size
 	uint8_t bit = (uint8_t)(1u << (id % 8));
 	struct job j;
 
+	if (size > SLIMFS_FILL_FILE_MAX || id >= n->fs->info->inode_count)
+		return -EINVAL;
 	if (atomic_fetch_or(&n->filled[id / 8], bit) & bit)
 		return 0;
 	j = (struct job){.ino = ino,
@@ -226,17 +229,13 @@ static int whole_file_job(struct slimfs_notify *n, fuse_ino_t ino, uint64_t size
 static bool queue_whole_file(struct slimfs_notify *n, fuse_ino_t ino, uint64_t size,
 			     uint64_t skip_from, uint64_t skip_to)
 {
-	if (n->mode != SLIMFS_FILL_FILE || size > SLIMFS_FILL_FILE_MAX ||
-	    ino - 1 >= n->fs->info->inode_count)
-		return false;
-	whole_file_job(n, ino, size, skip_from, skip_to, false);
-	return true;
+	return n->mode == SLIMFS_FILL_FILE &&
+	       whole_file_job(n, ino, size, skip_from, skip_to, false) != -EINVAL;
 }
 
 int slimfs_notify_file(struct slimfs_notify *n, fuse_ino_t ino, uint64_t size)
 {
-	if (!n || n->mode == SLIMFS_FILL_OFF || size > SLIMFS_FILL_FILE_MAX ||
-	    ino - 1 >= n->fs->info->inode_count)
+	if (!n || n->mode == SLIMFS_FILL_OFF)
 		return -EINVAL;
 	return whole_file_job(n, ino, size, 0, 0, true);
 }
