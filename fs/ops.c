@@ -134,6 +134,32 @@ static int get_inode(struct slimfs_fs *fs, fuse_ino_t ino, struct slimfs_inode *
 	return 0;
 }
 
+/*
+ * The inode of a request on ino, of type fmt (S_IFDIR, S_IFREG, S_IFLNK; 0:
+ * any). Otherwise replies the error and returns false: that of get_inode, or
+ * for another type -ENOTDIR (a directory wanted), -EISDIR (a directory given
+ * where a regular file is wanted) or -EINVAL.
+ */
+static bool req_inode(fuse_req_t req, fuse_ino_t ino, mode_t fmt, const char *op,
+		      struct slimfs_inode *out)
+{
+	int r = get_inode(fs_of(req), ino, out);
+
+	if (r == 0 && fmt && (out->mode & S_IFMT) != fmt) {
+		if (fmt == S_IFDIR)
+			r = -ENOTDIR;
+		else if (fmt == S_IFREG && S_ISDIR(out->mode))
+			r = -EISDIR;
+		else
+			r = -EINVAL;
+	}
+	if (r < 0) {
+		reply_err(req, r, op, ino);
+		return false;
+	}
+	return true;
+}
+
 static uint64_t blocks_of(struct slimfs_fs *fs, const struct slimfs_inode *in)
 {
 	uint64_t bytes = 0;
@@ -354,34 +380,21 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	struct slimfs_fs *fs = fs_of(req);
 	struct slimfs_inode in;
 	struct stat st;
-	int r;
 
 	(void)fi;
-	r = get_inode(fs, ino, &in);
-	if (r < 0) {
-		reply_err(req, r, "getattr", ino);
+	if (!req_inode(req, ino, 0, "getattr", &in))
 		return;
-	}
 	fill_stat(fs, &in, &st);
 	fuse_reply_attr(req, &st, fs->timeout);
 }
 
 static void op_readlink(fuse_req_t req, fuse_ino_t ino)
 {
-	struct slimfs_fs *fs = fs_of(req);
 	struct slimfs_inode in;
 	char target[PATH_MAX];
-	int r;
 
-	r = get_inode(fs, ino, &in);
-	if (r < 0) {
-		reply_err(req, r, "readlink", ino);
+	if (!req_inode(req, ino, S_IFLNK, "readlink", &in))
 		return;
-	}
-	if (!S_ISLNK(in.mode)) {
-		reply_err(req, -EINVAL, "readlink", ino);
-		return;
-	}
 	if (in.target_len >= sizeof(target) || !in.target) {
 		reply_err(req, -EUCLEAN, "readlink", ino);
 		return;
@@ -397,21 +410,13 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 {
 	struct slimfs_fs *fs = fs_of(req);
 	struct slimfs_inode in;
-	int r;
 
 	if (fs->no_open) {
 		fuse_reply_err(req, ENOSYS);
 		return;
 	} /* the kernel stops asking */
-	r = get_inode(fs, ino, &in);
-	if (r < 0) {
-		reply_err(req, r, "opendir", ino);
+	if (!req_inode(req, ino, S_IFDIR, "opendir", &in))
 		return;
-	}
-	if (!S_ISDIR(in.mode)) {
-		reply_err(req, -ENOTDIR, "opendir", ino);
-		return;
-	}
 	fi->keep_cache = 1;
 	fi->cache_readdir = 1;
 	fuse_reply_open(req, fi);
@@ -431,15 +436,8 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, b
 	uint64_t pos, total;
 	int r;
 
-	r = get_inode(fs, ino, &dir);
-	if (r < 0) {
-		reply_err(req, r, "readdir", ino);
+	if (!req_inode(req, ino, S_IFDIR, "readdir", &dir))
 		return;
-	}
-	if (!S_ISDIR(dir.mode)) {
-		reply_err(req, -ENOTDIR, "readdir", ino);
-		return;
-	}
 	size = MIN(size, (size_t)(1u << 20));
 	buf = malloc(MAX(size, 1u));
 	if (!buf) {
@@ -529,7 +527,6 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct slimfs_fs *fs = fs_of(req);
 	struct slimfs_inode in;
-	int r;
 
 	/* The mount is MS_RDONLY, so the VFS refuses writable opens before we could. */
 	if (fs->no_open) {
@@ -540,11 +537,8 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fuse_reply_err(req, EROFS);
 		return;
 	}
-	r = get_inode(fs, ino, &in);
-	if (r < 0) {
-		reply_err(req, r, "open", ino);
+	if (!req_inode(req, ino, 0, "open", &in))
 		return;
-	}
 	if (S_ISDIR(in.mode)) {
 		reply_err(req, -EISDIR, "open", ino);
 		return;
@@ -1053,15 +1047,8 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	int r;
 
 	(void)fi;
-	r = get_inode(fs, ino, &in);
-	if (r < 0) {
-		reply_err(req, r, "read", ino);
+	if (!req_inode(req, ino, S_IFREG, "read", &in))
 		return;
-	}
-	if (!S_ISREG(in.mode)) {
-		reply_err(req, S_ISDIR(in.mode) ? -EISDIR : -EINVAL, "read", ino);
-		return;
-	}
 	if (off < 0) {
 		reply_err(req, -EINVAL, "read", ino);
 		return;
@@ -1188,11 +1175,8 @@ static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t
 		fuse_reply_err(req, ENOSYS);
 		return;
 	}
-	r = get_inode(fs, ino, &in);
-	if (r < 0) {
-		reply_err(req, r, "getxattr", ino);
+	if (!req_inode(req, ino, 0, "getxattr", &in))
 		return;
-	}
 	if (in.xattr_count == 0) {
 		fuse_reply_err(req, ENODATA);
 		return;
@@ -1221,11 +1205,8 @@ static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 	size_t total = 0, pos = 0;
 	int r;
 
-	r = get_inode(fs, ino, &in);
-	if (r < 0) {
-		reply_err(req, r, "listxattr", ino);
+	if (!req_inode(req, ino, 0, "listxattr", &in))
 		return;
-	}
 	for (uint32_t i = 0; i < in.xattr_count; i++) {
 		struct slimfs_xattr x;
 
@@ -1266,15 +1247,10 @@ static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 
 static void op_access(fuse_req_t req, fuse_ino_t ino, int mask)
 {
-	struct slimfs_fs *fs = fs_of(req);
 	struct slimfs_inode in;
-	int r;
 
-	r = get_inode(fs, ino, &in);
-	if (r < 0) {
-		reply_err(req, r, "access", ino);
+	if (!req_inode(req, ino, 0, "access", &in))
 		return;
-	}
 	fuse_reply_err(req, (mask & W_OK) ? EROFS : 0);
 }
 
