@@ -18,10 +18,11 @@
  * Opens the index in img->index_buf and, when digest is not NULL, first
  * checks that the bytes as fetched have that SHA-256 (-EBADMSG), before the
  * reader parses (and decompresses) them. name and what ("index", "cached
- * index") say which in messages.
+ * index") say which in messages. Takes img: *out on success, closed on
+ * failure.
  */
 static int open_index(struct slimfs_image *img, const uint8_t *digest, const char *name,
-		      const char *what)
+		      const char *what, struct slimfs_image **out)
 {
 	uint8_t sum[32];
 	char want[65], have[65];
@@ -34,14 +35,21 @@ static int open_index(struct slimfs_image *img, const uint8_t *digest, const cha
 			slimfs_hex(sum, 32, have);
 			log_error("'%s': %s digest is sha256:%s, expected sha256:%s", name, what,
 				  have, want);
-			return -EBADMSG;
+			r = -EBADMSG;
+			goto fail;
 		}
 	}
 	r = slimfs_index_open_mem(img->index_buf, img->index_len, &img->idx);
-	if (r < 0)
-		return log_error_errno(r, "'%s': bad %s", name, what);
+	if (r < 0) {
+		log_error_errno(r, "'%s': bad %s", name, what);
+		goto fail;
+	}
 	img->info = slimfs_index_info(img->idx);
+	*out = img;
 	return 0;
+fail:
+	slimfs_image_close(img);
+	return r;
 }
 
 int slimfs_image_open(const char *src, const struct slimfs_fetch_opts *fo, const uint8_t *digest,
@@ -109,11 +117,7 @@ int slimfs_image_open(const char *src, const struct slimfs_fetch_opts *fo, const
 	}
 	if (!digest && img->backend->pinned)
 		digest = img->backend->index_digest;
-	r = open_index(img, digest, src, "index");
-	if (r < 0)
-		goto fail;
-	*out = img;
-	return 0;
+	return open_index(img, digest, src, "index", out);
 fail:
 	slimfs_image_close(img);
 	return r;
@@ -369,11 +373,7 @@ static int open_offline(const char *src, const uint8_t *digest, const char *dir,
 				digest = pinned;
 		}
 	}
-	r = open_index(img, digest, path, "cached index");
-	if (r < 0)
-		goto fail;
-	*out = img;
-	return 0;
+	return open_index(img, digest, path, "cached index", out);
 fail:
 	slimfs_image_close(img);
 	return r;
