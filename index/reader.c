@@ -87,6 +87,20 @@ static inline const char *str_at(const struct slimfs_index *idx, uint64_t off)
 	return (const char *)idx->sec[SLIMFS_SEC_STRINGS] + off;
 }
 
+/* Whether records [first, first + count) all lie in section s. */
+static inline bool in_section(const struct slimfs_index *idx, enum slimfs_section s, uint64_t first,
+			      uint64_t count)
+{
+	return first <= idx->cnt[s] && count <= idx->cnt[s] - first;
+}
+
+/* A string of STRINGS that names something: 1..max bytes inside the section, no NUL. */
+static bool name_ok(const struct slimfs_index *idx, uint64_t off, uint32_t len, uint32_t max)
+{
+	return len != 0 && len <= max && in_strings(idx, off, len) &&
+	       !memchr(str_at(idx, off), '\0', len);
+}
+
 /* memcmp on the common prefix, the shorter name first. */
 static inline int name_cmp(const char *a, size_t alen, const char *b, size_t blen)
 {
@@ -289,8 +303,7 @@ static int check_records(const struct slimfs_index *idx)
 		uint32_t nlen = get_le32(FIELD(x, slimfs_disk_xattr, name_len));
 		uint32_t vlen = get_le32(FIELD(x, slimfs_disk_xattr, value_len));
 
-		if (nlen == 0 || nlen > SLIMFS_XATTR_NAME_MAX || !in_strings(idx, noff, nlen) ||
-		    memchr(str_at(idx, noff), '\0', nlen))
+		if (!name_ok(idx, noff, nlen, SLIMFS_XATTR_NAME_MAX))
 			return corrupt("xattr %" PRIu64 ": bad name [%" PRIu64 ", +%u)", i, noff,
 				       nlen);
 		if (vlen > SLIMFS_XATTR_VALUE_MAX || !in_strings(idx, voff, vlen))
@@ -341,8 +354,7 @@ static int check_records(const struct slimfs_index *idx)
 		uint64_t off = get_le64(FIELD(v, slimfs_disk_view, name_off));
 		uint32_t len = get_le32(FIELD(v, slimfs_disk_view, name_len));
 
-		if (len == 0 || len > SLIMFS_NAME_MAX || !in_strings(idx, off, len) ||
-		    memchr(str_at(idx, off), '\0', len))
+		if (!name_ok(idx, off, len, SLIMFS_NAME_MAX))
 			return corrupt("view %" PRIu64 ": bad name [%" PRIu64 ", +%u)", i, off,
 				       len);
 	}
@@ -362,7 +374,7 @@ static int check_extents(const struct slimfs_index *idx, uint32_t id, uint64_t f
 {
 	uint64_t prev_end = 0;
 
-	if (first > idx->cnt[SLIMFS_SEC_EXTENTS] || count > idx->cnt[SLIMFS_SEC_EXTENTS] - first)
+	if (!in_section(idx, SLIMFS_SEC_EXTENTS, first, count))
 		return corrupt("inode %u: extents [%" PRIu64 ", +%u) out of range", id, first,
 			       count);
 	for (uint32_t i = 0; i < count; i++) {
@@ -390,7 +402,7 @@ static int check_dirents(const struct slimfs_index *idx, uint32_t id, uint64_t f
 	const char *prev = NULL;
 	uint32_t prev_len = 0;
 
-	if (first > idx->cnt[SLIMFS_SEC_DIRENTS] || count > idx->cnt[SLIMFS_SEC_DIRENTS] - first)
+	if (!in_section(idx, SLIMFS_SEC_DIRENTS, first, count))
 		return corrupt("directory %u: entries [%" PRIu64 ", +%u) out of range", id, first,
 			       count);
 	for (uint32_t i = 0; i < count; i++) {
@@ -423,9 +435,7 @@ static int check_dirents(const struct slimfs_index *idx, uint32_t id, uint64_t f
 
 static int check_xattrs(const struct slimfs_index *idx, uint32_t id, uint32_t first, uint32_t count)
 {
-	const uint64_t n = idx->cnt[SLIMFS_SEC_XATTRS];
-
-	if (first > n || count > n - first)
+	if (!in_section(idx, SLIMFS_SEC_XATTRS, first, count))
 		return corrupt("inode %u: xattrs [%u, +%u) out of range", id, first, count);
 	for (uint32_t i = 1; i < count; i++) {
 		const uint8_t *a = rec(idx, SLIMFS_SEC_XATTRS, (uint64_t)first + i - 1);
@@ -472,8 +482,7 @@ static int check_inodes(const struct slimfs_index *idx, uint8_t *refs)
 			r = check_dirents(idx, id, data, count, refs);
 			break;
 		case S_IFLNK:
-			if (count == 0 || count > TARGET_MAX || !in_strings(idx, data, count) ||
-			    memchr(str_at(idx, data), '\0', count))
+			if (!name_ok(idx, data, count, TARGET_MAX))
 				r = corrupt("inode %u: bad symlink target [%" PRIu64 ", +%u)", id,
 					    data, count);
 			break;
@@ -737,7 +746,7 @@ int slimfs_index_lookup_pos(const struct slimfs_index *idx, const struct slimfs_
 		return -ENOTDIR;
 	if (name_len > SLIMFS_NAME_MAX)
 		return -ENAMETOOLONG;
-	if ((uint64_t)dir->first + dir->count > idx->cnt[SLIMFS_SEC_DIRENTS])
+	if (!in_section(idx, SLIMFS_SEC_DIRENTS, dir->first, dir->count))
 		return -EINVAL;
 	lo = dir->first;
 	hi = (uint64_t)dir->first + dir->count;
@@ -865,7 +874,7 @@ uint32_t slimfs_index_extent_find(const struct slimfs_index *idx, const struct s
 	uint32_t lo = 0, hi = ino->count;
 
 	if ((ino->mode & S_IFMT) != S_IFREG ||
-	    (uint64_t)ino->first + ino->count > idx->cnt[SLIMFS_SEC_EXTENTS])
+	    !in_section(idx, SLIMFS_SEC_EXTENTS, ino->first, ino->count))
 		return ino->count;
 	while (lo < hi) {
 		uint32_t mid = lo + (hi - lo) / 2;
