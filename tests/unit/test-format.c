@@ -529,13 +529,41 @@ static void test_good(void)
 }
 
 /* Every byte of the index, several values, checksum fixed: clean error or bounded walk. */
+struct sweep {
+	unsigned opened, failed, weird, oob;
+};
+
+/* Opens the damaged index buf[0, len) (what says which) and walks it if it opens. */
+static void sweep_one(struct sweep *s, const uint8_t *buf, size_t len, const char *what)
+{
+	struct slimfs_index *idx = NULL;
+	int r = slimfs_index_open_mem(buf, len, &idx);
+
+	if (r == 0) {
+		struct bounds b = {buf, buf + len, 0};
+
+		s->opened++;
+		walk(idx, &b);
+		s->oob += b.bad ? 1 : 0;
+		if (b.bad)
+			printf("# %s: walk found %d problems\n", what, b.bad);
+	} else if (errno_ok(r)) {
+		s->failed++;
+	} else {
+		s->weird++;
+		printf("# %s: unexpected error %d\n", what, r);
+	}
+	slimfs_index_free(idx);
+}
+
 static void test_sweep(void)
 {
 	static const uint8_t xors[] = {0x01, 0x02, 0x10, 0x80, 0xff};
 	struct model m;
 	uint8_t *good, *buf;
 	size_t len;
-	unsigned opened = 0, failed = 0, weird = 0, oob = 0;
+	struct sweep sw = {0};
+	char what[64];
 	uint64_t rng = 0x9e3779b97f4a7c15ull;
 
 	sample(&m);
@@ -543,9 +571,6 @@ static void test_sweep(void)
 	buf = malloc(len);
 	for (size_t off = 0; off < len; off++) {
 		for (size_t k = 0; k < ARRAY_SIZE(xors) + 2; k++) {
-			struct slimfs_index *idx = NULL;
-			int r;
-
 			memcpy(buf, good, len);
 			if (k < ARRAY_SIZE(xors))
 				buf[off] ^= xors[k];
@@ -553,30 +578,13 @@ static void test_sweep(void)
 				buf[off] = k == ARRAY_SIZE(xors) ? 0 : 0xff;
 			if (off < 248 || off >= 256)
 				fix_checksum(buf, len);
-			r = slimfs_index_open_mem(buf, len, &idx);
-			if (r == 0) {
-				struct bounds b = {buf, buf + len, 0};
-
-				opened++;
-				walk(idx, &b);
-				oob += b.bad ? 1 : 0;
-				if (b.bad)
-					printf("# offset %zu variant %zu: walk found %d problems\n",
-					       off, k, b.bad);
-			} else if (errno_ok(r)) {
-				failed++;
-			} else {
-				weird++;
-				printf("# offset %zu variant %zu: unexpected error %d\n", off, k,
-				       r);
-			}
-			slimfs_index_free(idx);
+			snprintf(what, sizeof(what), "offset %zu variant %zu", off, k);
+			sweep_one(&sw, buf, len, what);
 		}
 	}
 	/* Random multi-byte damage. */
 	for (int it = 0; it < 20000; it++) {
-		struct slimfs_index *idx = NULL;
-		int nb, r;
+		int nb;
 
 		memcpy(buf, good, len);
 		rng = rng * 6364136223846793005ull + 1442695040888963407ull;
@@ -586,24 +594,13 @@ static void test_sweep(void)
 			buf[(rng >> 33) % len] = (uint8_t)(rng >> 20);
 		}
 		fix_checksum(buf, len);
-		r = slimfs_index_open_mem(buf, len, &idx);
-		if (r == 0) {
-			struct bounds b = {buf, buf + len, 0};
-
-			opened++;
-			walk(idx, &b);
-			oob += b.bad ? 1 : 0;
-		} else if (errno_ok(r)) {
-			failed++;
-		} else {
-			weird++;
-		}
-		slimfs_index_free(idx);
+		snprintf(what, sizeof(what), "random damage %d", it);
+		sweep_one(&sw, buf, len, what);
 	}
-	printf("# sweep: %u opened and walked, %u refused\n", opened, failed);
-	CHECK(opened > 0 && failed > 0);
-	CHECK_EQ(weird, 0);
-	CHECK_EQ(oob, 0);
+	printf("# sweep: %u opened and walked, %u refused\n", sw.opened, sw.failed);
+	CHECK(sw.opened > 0 && sw.failed > 0);
+	CHECK_EQ(sw.weird, 0);
+	CHECK_EQ(sw.oob, 0);
 
 	/* Corruption without a checksum fix-up is always caught by the checksum. */
 	memcpy(buf, good, len);
