@@ -80,6 +80,25 @@ static void walk_file(const struct slimfs_index *idx, const struct slimfs_inode 
 	}
 	FUZZ_CHECK(slimfs_index_extent_find(idx, ino, prev_end) == ino->count);
 	FUZZ_CHECK(slimfs_index_extent_find(idx, ino, UINT64_MAX) == ino->count);
+	/* the iterator tiles the file with every extent and the holes between */
+	{
+		struct slimfs_extent_iter it;
+		uint64_t pos = 0;
+		uint32_t n = 0;
+		struct slimfs_chunk c;
+
+		slimfs_extent_iter_init(&it, idx, ino, 0, UINT64_MAX, SLIMFS_EXTENT_HOLES);
+		while (slimfs_extent_next(&it) > 0) {
+			FUZZ_CHECK(it.from == pos && it.to > it.from && it.to <= ino->size);
+			if (!it.hole) {
+				FUZZ_CHECK(slimfs_index_chunk(idx, it.x.chunk, &c) == 0);
+				FUZZ_CHECK(slimfs_extent_check(&it.x, c.usize) == 0);
+				n++;
+			}
+			pos = it.to;
+		}
+		FUZZ_CHECK(pos == ino->size && n == ino->count);
+	}
 }
 
 static void walk_xattrs(const struct slimfs_index *idx, const struct slimfs_inode *ino)
