@@ -18,6 +18,7 @@
 
 #include "dl_curl.h"
 #include "slimfs/fetch.h"
+#include "slimfs/sha256.h"
 #include "slimfs/util.h"
 
 #define MANIFEST_MAX (4u << 20)

@@ -26,6 +26,7 @@
 
 #include "dl_archive.h"
 #include "slimfs/build.h"
+#include "slimfs/sha256.h"
 #include "slimfs/util.h"
 #include "tree.h"
 

@@ -14,8 +14,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <openssl/evp.h>
-
 #include "slimfs/util.h"
 
 /* The one piece of process-wide state of the libraries: where logs go. */
@@ -167,13 +165,6 @@ int slimfs_write_file_replace(const char *path, const void *buf, size_t len, mod
 		return log_error_errno(r, "cannot write '%s'", path);
 	}
 	return 0;
-}
-
-void slimfs_sha256(const void *buf, size_t len, uint8_t out[32])
-{
-	unsigned int n = 32;
-
-	EVP_Digest(buf, len, out, &n, EVP_sha256(), NULL);
 }
 
 void slimfs_hex(const uint8_t *in, size_t n, char *out)
