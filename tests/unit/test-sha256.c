@@ -3,7 +3,7 @@
  * SHA-256 (index/sha256.c): the FIPS 180-2 example vectors, streaming at
  * every split point, and every length 0..4096 at odd alignments against
  * python3's hashlib; each on the x86 SHA extensions (when the CPU has them)
- * and on the forced portable code.
+ * and on the forced portable code. Base64 against RFC 4648 section 10.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -157,6 +157,32 @@ static void test_reference(bool have_ref)
 	CHECK_EQ(bad, 0);
 }
 
+static void test_base64(void)
+{
+	static const struct {
+		const char *in, *out;
+	} v[] = {
+		/* RFC 4648 section 10 */
+		{"", ""},
+		{"f", "Zg=="},
+		{"fo", "Zm8="},
+		{"foo", "Zm9v"},
+		{"foob", "Zm9vYg=="},
+		{"fooba", "Zm9vYmE="},
+		{"foobar", "Zm9vYmFy"},
+		/* the last two letters of the alphabet, and bytes above 0x7f */
+		{"\xfb\xff\xbf", "+/+/"},
+		{"tester:s3cret", "dGVzdGVyOnMzY3JldA=="},
+	};
+	char out[32];
+
+	for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+		memset(out, 'X', sizeof(out));
+		slimfs_base64(v[i].in, strlen(v[i].in), out);
+		CHECK(strcmp(out, v[i].out) == 0);
+	}
+}
+
 int main(void)
 {
 	bool have_ref = load_reference();
@@ -179,5 +205,6 @@ int main(void)
 	test_reference(have_ref);
 	slimfs_sha256_force_portable(false);
 
+	test_base64();
 	return tap_done();
 }
