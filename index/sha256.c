@@ -12,6 +12,7 @@
 #include "slimfs/sha256.h"
 
 #if defined(__x86_64__)
+#include <cpuid.h>
 #include <immintrin.h>
 #endif
 
@@ -159,6 +160,19 @@ enum { IMPL_UNSET, IMPL_PORTABLE, IMPL_SHANI };
 static atomic_int impl_forced; /* IMPL_UNSET: the CPU's choice */
 static atomic_int impl_cpu;
 
+/* CPUID rather than __builtin_cpu_supports(): clang 14 does not know "sha" */
+static bool cpu_has_shani(void)
+{
+#if defined(__x86_64__)
+	unsigned int a, b, c, d;
+
+	return __get_cpuid(1, &a, &b, &c, &d) && (c & bit_SSSE3) &&
+	       __get_cpuid_count(7, 0, &a, &b, &c, &d) && (b & bit_SHA);
+#else
+	return false;
+#endif
+}
+
 static int impl(void)
 {
 	int f = atomic_load_explicit(&impl_forced, memory_order_relaxed);
@@ -168,12 +182,7 @@ static int impl(void)
 		return f;
 	c = atomic_load_explicit(&impl_cpu, memory_order_relaxed);
 	if (c == IMPL_UNSET) {
-		c = IMPL_PORTABLE;
-#if defined(__x86_64__)
-		__builtin_cpu_init();
-		if (__builtin_cpu_supports("sha") && __builtin_cpu_supports("ssse3"))
-			c = IMPL_SHANI;
-#endif
+		c = cpu_has_shani() ? IMPL_SHANI : IMPL_PORTABLE;
 		atomic_store_explicit(&impl_cpu, c, memory_order_relaxed);
 	}
 	return c;
