@@ -6,7 +6,7 @@ export DEBIAN_FRONTEND=noninteractive
 pkgs=(
 	build-essential binutils meson ninja-build pkg-config clang clang-format
 	libfuse3-dev fuse3 libarchive-dev libzstd-dev zstd libxxhash-dev
-	libjansson-dev libssl-dev libcurl4-openssl-dev libelf-dev
+	libjansson-dev libcurl4-openssl-dev libelf-dev openssl
 	scdoc python3 debootstrap squashfs-tools squashfuse erofs-utils
 	runc bubblewrap nginx docker-registry fio hyperfine valgrind gnuplot-nox time
 	attr acl xz-utils curl iproute2 psmisc file apache2-utils

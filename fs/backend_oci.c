@@ -11,13 +11,13 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <jansson.h>
-#include <openssl/evp.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 
 #include "dl_curl.h"
 #include "slimfs/fetch.h"
+#include "slimfs/sha256.h"
 #include "slimfs/util.h"
 
 #define MANIFEST_MAX (4u << 20)
@@ -248,7 +248,7 @@ static int b64(const char *in, char **out)
 
 	if (!o)
 		return -ENOMEM;
-	EVP_EncodeBlock((unsigned char *)o, (const unsigned char *)in, (int)n);
+	slimfs_base64(in, n, o);
 	*out = o;
 	return 0;
 }
@@ -657,25 +657,20 @@ int slimfs_oci_push(const char *path, const char *ref, const uint8_t index_diges
 	}
 	/* digest of the whole file, streamed */
 	{
-		EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+		struct slimfs_sha256_ctx ctx;
 		uint8_t buf[1 << 16];
 		uint64_t off = 0;
 
-		if (!ctx) {
-			r = -ENOMEM;
-			goto out;
-		}
-		EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
+		slimfs_sha256_init(&ctx);
 		while (off < (uint64_t)st.st_size) {
 			size_t n = (size_t)MIN((uint64_t)sizeof(buf), (uint64_t)st.st_size - off);
 			r = slimfs_pread_all(fd, buf, n, off);
 			if (r < 0)
 				break;
-			EVP_DigestUpdate(ctx, buf, n);
+			slimfs_sha256_update(&ctx, buf, n);
 			off += n;
 		}
-		EVP_DigestFinal_ex(ctx, d, NULL);
-		EVP_MD_CTX_free(ctx);
+		slimfs_sha256_final(&ctx, d);
 		if (r < 0) {
 			log_error_errno(r, "cannot read '%s'", path);
 			goto out;

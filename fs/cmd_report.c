@@ -20,6 +20,7 @@
 #include "cmds.h"
 #include "image.h"
 #include "slimfs/format.h"
+#include "slimfs/sha256.h"
 #include "slimfs/util.h"
 
 #define ROOT_INO	 0u

@@ -9,6 +9,7 @@
 
 #include "image.h"
 #include "slimfs/format.h"
+#include "slimfs/sha256.h"
 #include "slimfs/util.h"
 
 /* An index larger than this is refused before it is read (a hostile server). */

@@ -13,6 +13,7 @@
 #include <sys/un.h>
 #include <time.h>
 
+#include "slimfs/sha256.h"
 #include "slimfs/util.h"
 #include "notify.h"
 #include "stats.h"

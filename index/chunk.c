@@ -11,6 +11,7 @@
 
 #include "slimfs/format.h"
 #include "slimfs/index.h"
+#include "slimfs/sha256.h"
 #include "slimfs/util.h"
 
 int slimfs_chunk_verify_frame(const struct slimfs_chunk *c, const void *frame, size_t frame_len)

@@ -22,10 +22,10 @@
 #include <sys/stat.h>
 
 #include <jansson.h>
-#include <openssl/evp.h>
 
 #include "dl_archive.h"
 #include "slimfs/build.h"
+#include "slimfs/sha256.h"
 #include "slimfs/util.h"
 #include "tree.h"
 
@@ -332,7 +332,7 @@ struct reader {
 	int fd;
 	bool owned;
 	uint64_t pos, size;
-	EVP_MD_CTX *md; /* NULL: not content-addressed */
+	struct slimfs_sha256_ctx *md; /* NULL: not content-addressed */
 	uint8_t *buf;
 };
 
@@ -340,7 +340,7 @@ static void reader_close(struct reader *rd)
 {
 	if (rd->owned && rd->fd >= 0)
 		close(rd->fd);
-	EVP_MD_CTX_free(rd->md);
+	free(rd->md);
 	free(rd->buf);
 	*rd = (struct reader){.fd = -1};
 }
@@ -373,11 +373,12 @@ static int reader_open(struct blobs *b, const char *rel, bool verify, struct rea
 		return -ENOMEM;
 	}
 	if (verify) {
-		rd->md = EVP_MD_CTX_new();
-		if (!rd->md || EVP_DigestInit_ex(rd->md, EVP_sha256(), NULL) != 1) {
+		rd->md = malloc(sizeof(*rd->md));
+		if (!rd->md) {
 			reader_close(rd);
 			return -ENOMEM;
 		}
+		slimfs_sha256_init(rd->md);
 	}
 	return 0;
 }
@@ -397,7 +398,7 @@ static ssize_t reader_read(struct reader *rd, const void **out)
 	if (n == 0)
 		return -EIO; /* shrank under us */
 	if (rd->md)
-		EVP_DigestUpdate(rd->md, rd->buf, (size_t)n);
+		slimfs_sha256_update(rd->md, rd->buf, (size_t)n);
 	rd->pos += (uint64_t)n;
 	*out = rd->buf;
 	return n;
@@ -408,7 +409,6 @@ static int reader_finish(struct reader *rd, const char *what, const char *digest
 {
 	uint8_t want[32], got[32];
 	char hex[65], path[80];
-	unsigned int len = 0;
 	const void *p;
 	ssize_t n;
 
@@ -423,8 +423,9 @@ static int reader_finish(struct reader *rd, const char *what, const char *digest
 	}
 	if (!rd->md)
 		return 0;
-	if (parse_digest(digest, path, want) < 0 || EVP_DigestFinal_ex(rd->md, got, &len) != 1)
+	if (parse_digest(digest, path, want) < 0)
 		return -EINVAL;
+	slimfs_sha256_final(rd->md, got);
 	if (memcmp(want, got, 32) != 0) {
 		slimfs_hex(got, 32, hex);
 		log_error("%s: digest mismatch: expected %s, content is sha256:%s", what, digest,

@@ -20,6 +20,7 @@
 
 #include "slimfs/format.h"
 #include "slimfs/index.h"
+#include "slimfs/sha256.h"
 #include "slimfs/util.h"
 
 #define INODE_SIZE    sizeof(struct slimfs_disk_inode)

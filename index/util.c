@@ -14,8 +14,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <openssl/evp.h>
-
 #include "slimfs/util.h"
 
 /* The one piece of process-wide state of the libraries: where logs go. */
@@ -169,11 +167,30 @@ int slimfs_write_file_replace(const char *path, const void *buf, size_t len, mod
 	return 0;
 }
 
-void slimfs_sha256(const void *buf, size_t len, uint8_t out[32])
+void slimfs_base64(const void *in, size_t n, char *out)
 {
-	unsigned int n = 32;
+	static const char alphabet[] =
+		"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	const uint8_t *p = in;
 
-	EVP_Digest(buf, len, out, &n, EVP_sha256(), NULL);
+	for (; n >= 3; n -= 3, p += 3, out += 4) {
+		uint32_t v = (uint32_t)p[0] << 16 | (uint32_t)p[1] << 8 | p[2];
+
+		out[0] = alphabet[v >> 18];
+		out[1] = alphabet[(v >> 12) & 63];
+		out[2] = alphabet[(v >> 6) & 63];
+		out[3] = alphabet[v & 63];
+	}
+	if (n) {
+		uint32_t v = (uint32_t)p[0] << 16 | (n == 2 ? (uint32_t)p[1] << 8 : 0);
+
+		out[0] = alphabet[v >> 18];
+		out[1] = alphabet[(v >> 12) & 63];
+		out[2] = n == 2 ? alphabet[(v >> 6) & 63] : '=';
+		out[3] = '=';
+		out += 4;
+	}
+	*out = '\0';
 }
 
 void slimfs_hex(const uint8_t *in, size_t n, char *out)

@@ -62,6 +62,7 @@
 
 #include "slimfs/build.h"
 #include "slimfs/format.h"
+#include "slimfs/sha256.h"
 #include "slimfs/util.h"
 #include "cdc.h"
 #include "profile.h"

@@ -111,8 +111,11 @@ int slimfs_tmpfile_open(const char *dir, const char *what);
  */
 int slimfs_write_file_replace(const char *path, const void *buf, size_t len, mode_t mode);
 
-/* SHA-256 (OpenSSL libcrypto). */
-void slimfs_sha256(const void *buf, size_t len, uint8_t out[32]);
+/*
+ * Base64 (RFC 4648 section 4, with padding) of n bytes into out, which holds
+ * 4 * ((n + 2) / 3) + 1 bytes, NUL-terminated.
+ */
+void slimfs_base64(const void *in, size_t n, char *out);
 /* Lower-case hex of n bytes into out (2n + 1 bytes). */
 void slimfs_hex(const uint8_t *in, size_t n, char *out);
 /* The value of hex digit c (either case), or -1. */

@@ -22,6 +22,7 @@
 
 #include "slimfs/format.h"
 #include "slimfs/index.h"
+#include "slimfs/sha256.h"
 #include "slimfs/util.h"
 #include "fuzz.h"
 

@@ -2,7 +2,9 @@
 # SPDX-License-Identifier: MIT
 # libarchive, libcurl and libelf are loaded on first use (index/dl.h), so that
 # a local mount does not read ~40 libraries from disk (issue #3):
-#   - slimfs does not link them (no DT_NEEDED);
+#   - slimfs does not link them (no DT_NEEDED), nor libcrypto/libssl (SHA-256
+#     and base64 are its own: libcrypto's relocations cost every exec; it
+#     comes in only with libcurl, for TLS);
 #   - a mounted local image, read through, has none of them in the daemon's
 #     maps; `slimfs ls`/`cat`/`inspect` of it do not load them (LD_DEBUG);
 #   - building from a tar loads libarchive, an --entrypoint closure libelf;
@@ -22,6 +24,9 @@ lazy='lib(archive|curl[a-z-]*|elf)\.so'
 needed=$(readelf -d "$SLIMFS")
 if grep -Eq "NEEDED.*$lazy" <<<"$needed"; then
 	die "slimfs links a lazily loaded library: $(grep -E "$lazy" <<<"$needed")"
+fi
+if grep -Eq 'NEEDED.*lib(crypto|ssl)\.so' <<<"$needed"; then
+	die "slimfs links OpenSSL: $(grep -E 'lib(crypto|ssl)\.so' <<<"$needed")"
 fi
 
 src=$TMP/src img=$TMP/img.slimfs mnt=$TMP/mnt

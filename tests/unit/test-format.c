@@ -16,6 +16,7 @@
 
 #include "slimfs/format.h"
 #include "slimfs/index.h"
+#include "slimfs/sha256.h"
 #include "slimfs/util.h"
 #include "tap.h"
 

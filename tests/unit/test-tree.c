@@ -20,6 +20,7 @@
 #include <archive_entry.h>
 
 #include "slimfs/build.h"
+#include "slimfs/sha256.h"
 #include "slimfs/util.h"
 #include "tap.h"
 #include "testutil.h"

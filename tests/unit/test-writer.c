@@ -20,6 +20,7 @@
 #include "slimfs/build.h"
 #include "slimfs/format.h"
 #include "slimfs/index.h"
+#include "slimfs/sha256.h"
 #include "slimfs/util.h"
 #include "profile.h"
 #include "tap.h"
