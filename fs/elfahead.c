@@ -12,9 +12,9 @@
  * would (slimfs_elf_search_dirs: RPATH/RUNPATH with $ORIGIN, then the
  * default directories of its machine; the image's ld.so.conf is not read)
  * and queues the miss-ahead window of each library found
- * (slimfs_fs_fetch_ahead: its first bytes, up to the window without a
- * profile), all of one object's at once, then does the same for those
- * libraries, breadth first. Each file is examined once per mount (a bit per
+ * (slimfs_fs_window: what a miss at its start would fetch ahead), all of
+ * one object's at once, first pieces first (follow), then does the same for
+ * those libraries, breadth first. Each file is examined once per mount (a bit per
  * inode, set also when ld.so reads the header of a library already fetched
  * ahead), a job looks at most EA_OBJS objects and fetches at most EA_BYTES.
  */
@@ -29,6 +29,7 @@
 #include "elfahead.h"
 #include "elfclosure.h"
 #include "ops.h"
+#include "prefetch.h"
 #include "slimfs/util.h"
 
 #define EA_QUEUE 32u
@@ -36,6 +37,11 @@
 #define EA_OBJS 32u
 /* Compressed bytes one job fetches ahead. */
 #define EA_BYTES (32ull << 20)
+/* Chunks of one library's window (2 MiB in chunks of 16 KiB and more). */
+#define EA_WINDOW 128u
+/* Compressed bytes past the first pieces that one object's libraries queue
+ * (16 pieces: half the workers' queue). */
+#define EA_REST (16 * SLIMFS_MISS_AHEAD_PIECE)
 /* Directories from the program up to the root (for $ORIGIN). */
 #define EA_DEPTH 64u
 
@@ -176,23 +182,35 @@ static bool find_lib(struct job *j, const char *name, const struct slimfs_dirlis
 	return false;
 }
 
-/* Queues the windows of the libraries objs[i] needs, then parses them. */
+/*
+ * Queues the windows of the libraries objs[i] needs, then parses them. The
+ * workers serve the first piece of each library first, in the order ld.so
+ * opens them (PT_INTERP, then DT_NEEDED), then the rest of the windows in
+ * that order: a window queued goes to the front of the queue, so the rests
+ * are queued first, last library first, then the first pieces likewise. The
+ * rests are bounded by EA_REST (the queue holds 32 pieces).
+ */
 static void follow(struct job *j, size_t i)
 {
 	struct slimfs_fs *fs = j->e->fs;
 	const struct slimfs_elf_info *ei = &j->objs[i].ei;
 	size_t n = ei->nneeded + (ei->interp ? 1 : 0), nf = 0;
-	uint32_t found[EA_OBJS];
+	uint32_t found[EA_OBJS], win[EA_OBJS][EA_WINDOW];
+	size_t nwin[EA_OBJS], nhead[EA_OBJS];
 	char *dirs[EA_OBJS];
 	struct slimfs_dirlist d = {0};
+	uint64_t rest = 0;
 
 	if (slimfs_elf_search_dirs(j->objs, i, NULL, NULL, 0, &d) < 0) {
 		slimfs_dirlist_clear(&d);
 		return;
 	}
 	for (size_t k = 0; k < n && nf < EA_OBJS - j->nobj; k++) {
-		const char *name = k < ei->nneeded ? ei->needed[k] : ei->interp;
+		/* ld.so itself first: the kernel maps it right after the program */
+		const char *name =
+			k == 0 && ei->interp ? ei->interp : ei->needed[k - (ei->interp ? 1 : 0)];
 		struct slimfs_inode in;
+		uint64_t bytes, head = 0;
 
 		if (!find_lib(j, name, &d, &found[nf], &dirs[nf]))
 			continue;
@@ -201,12 +219,37 @@ static void follow(struct job *j, size_t i)
 			free(dirs[nf]);
 			continue;
 		}
-		j->bytes += slimfs_fs_fetch_ahead(fs, &in, EA_BYTES - j->bytes);
+		nwin[nf] =
+			slimfs_fs_window(fs, &in, EA_BYTES - j->bytes, win[nf], EA_WINDOW, &bytes);
+		j->bytes += bytes;
+		for (nhead[nf] = 0; nhead[nf] < nwin[nf]; nhead[nf]++) {
+			struct slimfs_chunk ch;
+
+			if (slimfs_index_chunk(fs->idx, win[nf][nhead[nf]], &ch) < 0 ||
+			    (nhead[nf] && head + ch.csize > SLIMFS_MISS_AHEAD_PIECE))
+				break;
+			head += ch.csize;
+		}
 		atomic_fetch_add_explicit(&fs->stats.elf_ahead_files, 1, memory_order_relaxed);
 		nf++;
 	}
 	slimfs_dirlist_clear(&d);
-	/* The interpreter is not a loader's dependency: its own objects follow it. */
+	for (size_t k = 0; k < nf; k++) {
+		for (size_t c = nhead[k]; c < nwin[k]; c++) {
+			struct slimfs_chunk ch;
+
+			if (slimfs_index_chunk(fs->idx, win[k][c], &ch) < 0 ||
+			    rest + ch.csize > EA_REST) {
+				nwin[k] = c;
+				break;
+			}
+			rest += ch.csize;
+		}
+	}
+	for (size_t k = nf; k-- > 0;)
+		slimfs_prefetch_miss_ahead(fs->prefetch, win[k] + nhead[k], nwin[k] - nhead[k]);
+	for (size_t k = nf; k-- > 0;)
+		slimfs_prefetch_miss_ahead(fs->prefetch, win[k], nhead[k]);
 	for (size_t k = 0; k < nf; k++)
 		add_obj(j, found[k], dirs[k], (long)i);
 }

@@ -998,18 +998,17 @@ static size_t miss_ahead(struct slimfs_fs *fs, const struct slimfs_inode *in, ui
 	return m.n;
 }
 
-uint64_t slimfs_fs_fetch_ahead(struct slimfs_fs *fs, const struct slimfs_inode *in, uint64_t budget)
+size_t slimfs_fs_window(struct slimfs_fs *fs, const struct slimfs_inode *in, uint64_t budget,
+			uint32_t *out, size_t max, uint64_t *bytes)
 {
-	uint32_t want[WANT_MAX];
-	struct miss_ahead m = {.out = want,
-			       .max = WANT_MAX,
+	struct miss_ahead m = {.out = out,
+			       .max = max,
 			       .after = UINT32_MAX,
 			       .budget = MIN(budget, 2 * fs->miss_ahead_bytes)};
 
 	miss_ahead_file(fs, in, 0, &m);
-	if (m.n)
-		slimfs_prefetch_miss_ahead(fs->prefetch, want, m.n);
-	return m.bytes;
+	*bytes = m.bytes;
+	return m.n;
 }
 
 int slimfs_fs_read_file(struct slimfs_fs *fs, const struct slimfs_inode *in, uint64_t off,

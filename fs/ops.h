@@ -108,12 +108,12 @@ void slimfs_fs_fini(struct slimfs_fs *fs);
  * the chunk cache (fetching what is missing). 0 or -errno. */
 int slimfs_fs_read_file(struct slimfs_fs *fs, const struct slimfs_inode *in, uint64_t off,
 			size_t len, void *buf);
-/* Queues for the background workers the chunks of in from its start that are
- * not in memory, as a miss at its start would (miss-ahead pieces), up to
- * MIN(budget, twice fs->miss_ahead_bytes) compressed bytes, counting the
- * chunks present; returns those bytes. */
-uint64_t slimfs_fs_fetch_ahead(struct slimfs_fs *fs, const struct slimfs_inode *in,
-			       uint64_t budget);
+/* The chunks of in from its start that are not in memory (into out, at most
+ * max), as a miss at its start would fetch them ahead: up to MIN(budget,
+ * twice fs->miss_ahead_bytes) compressed bytes, counting the chunks present
+ * (*bytes). Returns how many. */
+size_t slimfs_fs_window(struct slimfs_fs *fs, const struct slimfs_inode *in, uint64_t budget,
+			uint32_t *out, size_t max, uint64_t *bytes);
 
 extern const struct fuse_lowlevel_ops slimfs_fuse_ops;
 
