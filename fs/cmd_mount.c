@@ -21,6 +21,7 @@
 #include "cliopt.h"
 #include "cmds.h"
 #include "diskcache.h"
+#include "elfahead.h"
 #include "image.h"
 #include "notify.h"
 #include "watchdog.h"
@@ -158,7 +159,10 @@ static void mount_usage(FILE *f)
 		"                          to SIZE (default 1M; 0 is off; never for local\n"
 		"                          files); without a profile up to twice SIZE, and in a\n"
 		"                          directory of up to 8M the files (<= 256K) of that\n"
-		"                          directory, from the next one on\n"
+		"                          directory, from the next one on; also without a\n"
+		"                          profile, the first read of an ELF file's header\n"
+		"                          fetches the start of the libraries it needs\n"
+		"                          (PT_INTERP, DT_NEEDED as ld.so finds them)\n"
 		"      --page-cache-fill MODE  after a read, push more of what was decoded into\n"
 		"                          the kernel's page cache, so nearby reads need no\n"
 		"                          FUSE request: 'chunk' (the rest of each chunk read;\n"
@@ -601,6 +605,7 @@ static int run_daemon(struct mount_opts *o, struct daemon_ctx *d)
 	struct slimfs_fs fs;
 	struct slimfs_trace *trace = NULL;
 	struct slimfs_prefetch *pf = NULL;
+	struct slimfs_elfahead *ea = NULL;
 	struct slimfs_notify *notify = NULL;
 	struct slimfs_watchdog *wd = NULL;
 	_cleanup_free_ uint8_t *profile_ids = NULL; /* read by slimfs_prefetch_start only */
@@ -727,6 +732,16 @@ static int run_daemon(struct mount_opts *o, struct daemon_ctx *d)
 	if (img->backend->remote && !img->offline)
 		fs.miss_ahead_bytes =
 			o->miss_ahead >= 0 ? (uint64_t)o->miss_ahead : MISS_AHEAD_BYTES;
+	/* Without a profile, the libraries of an ELF file ahead of ld.so (not
+	 * while tracing: its reads would join the trace). */
+	if (fs.miss_ahead_bytes && fs.coalesce && !o->trace && !slimfs_prefetch_profiled(pf)) {
+		r = slimfs_elfahead_start(&fs, &ea);
+		if (r < 0) {
+			log_error_errno(r, "cannot start the ELF-ahead thread");
+			goto out;
+		}
+		fs.elfahead = ea;
+	}
 	/* Taking over: once the old daemon (and its socket) is gone. */
 	if (!o->takeover && start_stats(&hc) < 0)
 		goto out;
@@ -873,6 +888,7 @@ out:
 	slimfs_notify_free(hc.stopped);
 	/* After the unmount: it finds no connection of ours to abort any more. */
 	slimfs_watchdog_stop(wd);
+	slimfs_elfahead_stop(ea); /* it queues work for pf */
 	slimfs_prefetch_stop(pf);
 	if (slimfs_trace_close(trace) < 0) {
 		log_error("cannot write the trace '%s'", o->trace);

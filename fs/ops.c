@@ -4,6 +4,7 @@
  * exactly once; helpers return -errno. -EBADMSG/-EUCLEAN (corruption) become
  * EIO at the boundary, with a log line: a reader never sees wrong bytes.
  */
+#include <elf.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
@@ -12,6 +13,7 @@
 #include <sys/sysmacros.h>
 #include <sys/uio.h>
 
+#include "elfahead.h"
 #include "notify.h"
 #include "ops.h"
 #include "slimfs/format.h"
@@ -42,9 +44,12 @@ int slimfs_fs_init(struct slimfs_fs *fs, struct slimfs_image *img, struct slimfs
 	fs->kernel_readahead = -1;
 	fs->hidden_logged = calloc(fs->info->dirent_count / 8 + 1, 1);
 	fs->announced = calloc(fs->info->inode_count / 8 + 1, 1);
-	if (!fs->hidden_logged || !fs->announced) {
+	/* calloc: the pages of directories never swept cost nothing */
+	fs->dir_bytes = calloc(fs->info->inode_count + 1, sizeof(*fs->dir_bytes));
+	if (!fs->hidden_logged || !fs->announced || !fs->dir_bytes) {
 		free((void *)fs->hidden_logged);
 		free((void *)fs->announced);
+		free((void *)fs->dir_bytes);
 		return -ENOMEM;
 	}
 	pthread_mutex_init(&fs->hints_lock, NULL);
@@ -61,6 +66,8 @@ void slimfs_fs_fini(struct slimfs_fs *fs)
 	fs->hidden_logged = NULL;
 	free((void *)fs->announced);
 	fs->announced = NULL;
+	free((void *)fs->dir_bytes);
+	fs->dir_bytes = NULL;
 	pthread_mutex_destroy(&fs->push_lock);
 	for (unsigned i = 0; i < SLIMFS_HINTS; i++) {
 		free(fs->hints[i]);
@@ -847,24 +854,48 @@ static bool miss_ahead_file(struct slimfs_fs *fs, const struct slimfs_inode *in,
  * of them loads more, in an order of its own). false: not such a directory
  * (miss_ahead walks on in inode order instead).
  */
+/*
+ * The bytes of dir's regular files, counted once per directory (a directory
+ * of the image never changes): MISS_AHEAD_DIR_MAX + 1 when over the sweep's
+ * limit or unreadable. Racing readers may both count; they store the same.
+ */
+static uint64_t dir_bytes(struct slimfs_fs *fs, const struct slimfs_inode *dir)
+{
+	uint64_t total = atomic_load_explicit(&fs->dir_bytes[dir->id], memory_order_relaxed);
+	struct slimfs_inode f;
+	struct slimfs_dirent de;
+
+	if (total)
+		return total - 1;
+	for (uint32_t i = 0; i < dir->count && total <= MISS_AHEAD_DIR_MAX; i++) {
+		if (slimfs_index_dirent(fs->idx, dir, i, &de) < 0 ||
+		    slimfs_index_inode(fs->idx, de.ino, &f) < 0)
+			total = MISS_AHEAD_DIR_MAX + 1;
+		else if (S_ISREG(f.mode))
+			total += f.size;
+	}
+	total = MIN(total, MISS_AHEAD_DIR_MAX + 1);
+	atomic_store_explicit(&fs->dir_bytes[dir->id], total + 1, memory_order_relaxed);
+	return total;
+}
+
 static bool miss_ahead_dir(struct slimfs_fs *fs, const struct slimfs_inode *in,
 			   struct miss_ahead *m)
 {
 	struct slimfs_inode dir, f;
 	struct slimfs_dirent de;
-	uint64_t total = 0;
 	uint32_t pos = 0;
 
-	if (slimfs_index_inode(fs->idx, in->parent, &dir) < 0 || !S_ISDIR(dir.mode))
+	if (slimfs_index_inode(fs->idx, in->parent, &dir) < 0 || !S_ISDIR(dir.mode) ||
+	    dir_bytes(fs, &dir) > MISS_AHEAD_DIR_MAX)
 		return false;
 	for (uint32_t i = 0; i < dir.count; i++) {
-		if (slimfs_index_dirent(fs->idx, &dir, i, &de) < 0 ||
-		    slimfs_index_inode(fs->idx, de.ino, &f) < 0)
+		if (slimfs_index_dirent(fs->idx, &dir, i, &de) < 0)
 			return false;
-		if (de.ino == in->id)
+		if (de.ino == in->id) {
 			pos = i;
-		if (S_ISREG(f.mode) && (total += f.size) > MISS_AHEAD_DIR_MAX)
-			return false;
+			break;
+		}
 	}
 	/* The files before in's are before its chunks in the data area. */
 	m->after = UINT32_MAX;
@@ -943,6 +974,25 @@ static size_t miss_ahead(struct slimfs_fs *fs, const struct slimfs_inode *in, ui
 			break;
 	}
 	return m.n;
+}
+
+size_t slimfs_fs_window(struct slimfs_fs *fs, const struct slimfs_inode *in, uint64_t budget,
+			uint32_t *out, size_t max, uint64_t *bytes)
+{
+	struct miss_ahead m = {.out = out,
+			       .max = max,
+			       .after = UINT32_MAX,
+			       .budget = MIN(budget, 2 * fs->miss_ahead_bytes)};
+
+	miss_ahead_file(fs, in, 0, &m);
+	*bytes = m.bytes;
+	return m.n;
+}
+
+int slimfs_fs_read_file(struct slimfs_fs *fs, const struct slimfs_inode *in, uint64_t off,
+			size_t len, void *buf)
+{
+	return read_range(fs, in, off, len, NULL, buf);
 }
 
 /* A first read this few inodes past the last one (or the pushed ones) walks on. */
@@ -1116,6 +1166,10 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	if (r == 0) {
 		/* Zero copy from the chunk cache to the kernel. */
 		fuse_reply_iov(req, s.iov, (int)s.niov);
+		/* An ELF header: its libraries next (elfahead.h). */
+		if (off == 0 && guess && fs->elfahead && s.iov[0].iov_len >= SELFMAG &&
+		    !memcmp(s.iov[0].iov_base, ELFMAG, SELFMAG))
+			slimfs_elfahead_note(fs->elfahead, in.id);
 		/* Then the rest of those chunks into the page cache. */
 		slimfs_notify_read(fs->notify, ino, in.size, (uint64_t)off, len, s.refs, s.nrefs);
 		read_state_release(fs, &s);

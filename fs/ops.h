@@ -38,11 +38,12 @@ struct slimfs_fs_stats {
 	_Atomic uint64_t lookups, negative_lookups;
 	_Atomic uint64_t hidden_by_view; /* lookups of entries the view hides */
 	_Atomic uint64_t reads, read_bytes;
-	_Atomic uint64_t io_errors;    /* corruption turned into EIO */
-	_Atomic uint64_t read_errors;  /* reads answered with an error */
-	_Atomic uint64_t hidden_paths; /* distinct inodes hidden by the view and looked up */
-	_Atomic uint64_t readaheads;   /* read-ahead jobs queued */
-	_Atomic uint64_t pushed_files; /* files queued whole by push-ahead */
+	_Atomic uint64_t io_errors;	  /* corruption turned into EIO */
+	_Atomic uint64_t read_errors;	  /* reads answered with an error */
+	_Atomic uint64_t hidden_paths;	  /* distinct inodes hidden by the view and looked up */
+	_Atomic uint64_t readaheads;	  /* read-ahead jobs queued */
+	_Atomic uint64_t pushed_files;	  /* files queued whole by push-ahead */
+	_Atomic uint64_t elf_ahead_files; /* libraries fetched ahead by ELF-ahead */
 };
 
 struct slimfs_fs {
@@ -72,6 +73,7 @@ struct slimfs_fs {
 	int64_t kernel_readahead;	  /* FUSE max_readahead, bytes; < 0: the kernel's */
 	uint64_t miss_ahead_bytes;	  /* chunks fetched after a miss (remote), 0: off */
 	struct slimfs_notify *notify;	  /* borrowed: page-cache filler */
+	struct slimfs_elfahead *elfahead; /* borrowed: libraries ahead (elfahead.h) */
 	pthread_mutex_t hints_lock;
 	char *hints[SLIMFS_HINTS]; /* owned, under hints_lock */
 	unsigned hints_next;
@@ -88,6 +90,9 @@ struct slimfs_fs {
 	pthread_mutex_t push_lock;
 	uint32_t push_last, push_end; /* last first read; first inode not pushed */
 	uint64_t push_window;	      /* bytes; 0: no walk seen */
+	/* Per directory inode: its regular files' bytes + 1, capped (miss_ahead_dir);
+	 * 0: not counted yet. */
+	_Atomic uint64_t *dir_bytes;
 };
 
 /* Copies the hidden-path hints (oldest first) into out[]; returns how many.
@@ -98,6 +103,17 @@ unsigned slimfs_fs_hints(struct slimfs_fs *fs, char *out[SLIMFS_HINTS]);
 int slimfs_fs_init(struct slimfs_fs *fs, struct slimfs_image *img, struct slimfs_cache *cache,
 		   uint32_t view, const char *view_name);
 void slimfs_fs_fini(struct slimfs_fs *fs);
+
+/* Bytes [off, off + len) of regular file in (within its size) into buf, through
+ * the chunk cache (fetching what is missing). 0 or -errno. */
+int slimfs_fs_read_file(struct slimfs_fs *fs, const struct slimfs_inode *in, uint64_t off,
+			size_t len, void *buf);
+/* The chunks of in from its start that are not in memory (into out, at most
+ * max), as a miss at its start would fetch them ahead: up to MIN(budget,
+ * twice fs->miss_ahead_bytes) compressed bytes, counting the chunks present
+ * (*bytes). Returns how many. */
+size_t slimfs_fs_window(struct slimfs_fs *fs, const struct slimfs_inode *in, uint64_t budget,
+			uint32_t *out, size_t max, uint64_t *bytes);
 
 extern const struct fuse_lowlevel_ops slimfs_fuse_ops;
 

@@ -20,9 +20,6 @@
  * trip and ~0.05 s, and the workload runs while the rest comes in.
  */
 #define PROFILE_FIRST_RUN (256ull << 10)
-/* Compressed bytes per request of a miss-ahead window (slimfs_prefetch_miss_ahead):
- * about what a round trip costs at 100 Mbit/s + 20 ms. */
-#define MISS_AHEAD_PIECE (256ull << 10)
 
 struct ra_job {
 	uint32_t n;
@@ -392,7 +389,7 @@ void slimfs_prefetch_readahead(struct slimfs_prefetch *p, const uint32_t *chunks
 }
 
 /*
- * A window ahead of a miss goes in pieces of at most MISS_AHEAD_PIECE
+ * A window ahead of a miss goes in pieces of at most SLIMFS_MISS_AHEAD_PIECE
  * compressed bytes, each a job of its own, the first piece first in the
  * queue: a request's chunks reach readers only once all of it is in, so a
  * reader that wants a chunk of the window waits for its piece, not for the
@@ -414,7 +411,7 @@ void slimfs_prefetch_miss_ahead(struct slimfs_prefetch *p, const uint32_t *chunk
 	for (size_t k = 0; k < n; k++) {
 		if (slimfs_index_chunk(p->img->idx, chunks[k], &ch) < 0)
 			continue;
-		if (k == 0 || (bytes + ch.csize > MISS_AHEAD_PIECE && ncut < RA_QUEUE)) {
+		if (k == 0 || (bytes + ch.csize > SLIMFS_MISS_AHEAD_PIECE && ncut < RA_QUEUE)) {
 			cut[ncut++] = k;
 			bytes = 0;
 		}

@@ -62,6 +62,9 @@ void slimfs_prefetch_readahead(struct slimfs_prefetch *p, const uint32_t *chunks
  * the queue are dropped.
  */
 void slimfs_prefetch_miss_ahead(struct slimfs_prefetch *p, const uint32_t *chunks, size_t n);
+/* Compressed bytes per request of a miss-ahead window: about what a round
+ * trip costs at 100 Mbit/s + 20 ms. */
+#define SLIMFS_MISS_AHEAD_PIECE (256ull << 10)
 /* Whether the plan starts with a profile (the image's or --prefetch-profile). */
 bool slimfs_prefetch_profiled(const struct slimfs_prefetch *p);
 void slimfs_prefetch_progress(struct slimfs_prefetch *p, struct slimfs_prefetch_progress *out);

@@ -184,6 +184,8 @@ static void collect(const struct slimfs_stats_src *src, struct snapshot *s)
 	    (double)s->pp.readahead_jobs);
 	add(s, "prefetch", "readahead_dropped", C, "read-ahead jobs dropped (queue full)",
 	    (double)s->pp.readahead_dropped);
+	add(s, "prefetch", "elf_ahead_files", C, "libraries fetched ahead of ld.so (no profile)",
+	    (double)atomic_load(&fs->stats.elf_ahead_files));
 	add(s, "pagecache", "stored_pages", C, "pages pushed into the kernel's page cache",
 	    (double)ns.stored_pages);
 	add(s, "pagecache", "stored_bytes", C, "their bytes", (double)ns.stored_bytes);

@@ -292,16 +292,7 @@ int slimfs_tree_read(struct slimfs_tree *t, const struct slimfs_tinode *ino, voi
 
 /* ---- ELF ---- */
 
-struct elf_info {
-	int cls;	  /* ELFCLASS32/64 */
-	unsigned machine; /* EM_* */
-	char *interp;
-	char **needed;
-	size_t nneeded;
-	char *rpath, *runpath; /* NULL when absent */
-};
-
-static void elf_info_clear(struct elf_info *ei)
+void slimfs_elf_info_clear(struct slimfs_elf_info *ei)
 {
 	free(ei->interp);
 	for (size_t i = 0; i < ei->nneeded; i++)
@@ -372,16 +363,14 @@ static int push_str(char ***v, size_t *n, char *s)
 	return 0;
 }
 
-/* Parses the dynamic information of an ELF image. 0, -ENOEXEC (not ELF or
- * malformed: what is wrong goes to *why), -ENOMEM. */
 /*
  * The bytes of a file, read on demand into a zeroed buffer of the file's size
  * (calloc: untouched pages cost nothing), so that only the headers, the
  * dynamic segment and its string table of a large library are ever read.
  */
 struct elf_src {
-	struct slimfs_tree *t;
-	const struct slimfs_tinode *ino;
+	slimfs_elf_read_fn read;
+	void *ud;
 	char *buf;
 	size_t size;
 };
@@ -391,7 +380,7 @@ static int fill(struct elf_src *s, uint64_t off, uint64_t len)
 	if (off >= s->size)
 		return 0;
 	len = MIN(len, s->size - off);
-	return slimfs_tree_read(s->t, s->ino, s->buf + off, (size_t)len, off);
+	return s->read(s->ud, s->buf + off, (size_t)len, off);
 }
 
 static uint64_t get_uint(const unsigned char *p, unsigned n, bool msb)
@@ -423,7 +412,9 @@ static int fill_headers(struct elf_src *s)
 	return r;
 }
 
-static int parse_elf(struct elf_src *src, struct elf_info *ei, const char **why)
+/* Parses the dynamic information of an ELF image. 0, -ENOEXEC (not ELF or
+ * malformed: what is wrong goes to *why), -ENOMEM, the read's error. */
+static int parse_elf(struct elf_src *src, struct slimfs_elf_info *ei, const char **why)
 {
 	char *buf = src->buf;
 	size_t size = src->size;
@@ -571,25 +562,47 @@ static int parse_elf(struct elf_src *src, struct elf_info *ei, const char **why)
 out:
 	elf_end(e);
 	if (r < 0)
-		elf_info_clear(ei);
+		slimfs_elf_info_clear(ei);
 	return r;
 }
 
-/* ---- the closure ---- */
+int slimfs_elf_parse(slimfs_elf_read_fn read, void *ud, uint64_t size, struct slimfs_elf_info *ei,
+		     const char **why)
+{
+	_cleanup_free_ char *buf = NULL;
+	struct elf_src src;
 
-struct obj {
-	struct slimfs_tnode *node;
-	char *dir;   /* directory it was loaded from, for $ORIGIN */
-	long loader; /* index of the object that needed it, -1 for programs */
-	struct elf_info ei;
-};
+	memset(ei, 0, sizeof(*ei));
+	if (size > ELF_FILE_MAX)
+		return -EFBIG;
+	buf = calloc(1, size ? (size_t)size : 1);
+	if (!buf)
+		return -ENOMEM;
+	src = (struct elf_src){read, ud, buf, (size_t)size};
+	return parse_elf(&src, ei, why);
+}
+
+int slimfs_elf_init(void)
+{
+	int r = slimfs_dl_elf_load();
+
+	if (r < 0)
+		return r;
+	if (elf_version(EV_CURRENT) == EV_NONE) {
+		log_error("libelf: %s", elf_errmsg(-1));
+		return -ENOSYS;
+	}
+	return 0;
+}
+
+/* ---- the closure ---- */
 
 struct closure {
 	struct slimfs_tree *t;
 	const struct slimfs_closure_args *a;
 	struct slimfs_nodeset *out;
 	struct slimfs_nodeset done; /* files already examined */
-	struct obj *objs;
+	struct slimfs_elf_obj *objs;
 	size_t nobj;
 	char **loaded; /* DT_NEEDED names already looked for */
 	size_t nloaded;
@@ -744,9 +757,9 @@ static int add_shebang(struct closure *c, const char *script, const char *hdr, s
 }
 
 static int push_obj(struct closure *c, struct slimfs_tnode *n, const char *path, long loader,
-		    struct elf_info *ei)
+		    struct slimfs_elf_info *ei)
 {
-	struct obj *v = realloc(c->objs, (c->nobj + 1) * sizeof(*v));
+	struct slimfs_elf_obj *v = realloc(c->objs, (c->nobj + 1) * sizeof(*v));
 	char *dir;
 
 	if (!v)
@@ -764,25 +777,32 @@ static int push_obj(struct closure *c, struct slimfs_tnode *n, const char *path,
 	return 0;
 }
 
+struct tree_file {
+	struct slimfs_tree *t;
+	const struct slimfs_tinode *ino;
+};
+
+static int tree_file_read(void *ud, void *buf, size_t len, uint64_t off)
+{
+	const struct tree_file *f = ud;
+
+	return slimfs_tree_read(f->t, f->ino, buf, len, off);
+}
+
 /* Reads and parses an ELF file of the tree. 0, 1 when not (usable) ELF, -errno. */
 static int load_elf(struct closure *c, struct slimfs_tnode *n, const char *path,
-		    struct elf_info *ei)
+		    struct slimfs_elf_info *ei)
 {
-	uint64_t size = n->ino->data.size;
-	_cleanup_free_ char *buf = NULL;
-	struct elf_src src;
+	struct tree_file f = {c->t, n->ino};
 	const char *why = NULL;
 	int r;
 
-	if (size > ELF_FILE_MAX) {
-		log_warn("closure: '%s' is too large to examine (%" PRIu64 " bytes)", path, size);
+	r = slimfs_elf_parse(tree_file_read, &f, n->ino->data.size, ei, &why);
+	if (r == -EFBIG) {
+		log_warn("closure: '%s' is too large to examine (%" PRIu64 " bytes)", path,
+			 n->ino->data.size);
 		return 1;
 	}
-	buf = calloc(1, size ? (size_t)size : 1);
-	if (!buf)
-		return -ENOMEM;
-	src = (struct elf_src){c->t, n->ino, buf, (size_t)size};
-	r = parse_elf(&src, ei, &why);
 	if (r < 0 && r != -ENOEXEC && r != -ENOMEM)
 		return log_error_errno(r, "closure: cannot read '%s'", path);
 	if (r == -ENOEXEC) {
@@ -833,7 +853,7 @@ static int add_file(struct closure *c, const char *path, const char *who, unsign
 	if (hn >= 2 && hdr[0] == '#' && hdr[1] == '!')
 		return c->a->elf_only ? 0 : add_shebang(c, path, hdr, hn, depth);
 	if (hn >= SELFMAG && memcmp(hdr, ELFMAG, SELFMAG) == 0) {
-		struct elf_info ei;
+		struct slimfs_elf_info ei;
 		_cleanup_free_ char *interp = NULL;
 
 		r = load_elf(c, n, path, &ei);
@@ -841,11 +861,11 @@ static int add_file(struct closure *c, const char *path, const char *who, unsign
 			return r < 0 ? r : 0;
 		interp = ei.interp ? strdup(ei.interp) : NULL;
 		if (ei.interp && !interp) {
-			elf_info_clear(&ei);
+			slimfs_elf_info_clear(&ei);
 			return -ENOMEM;
 		}
 		r = push_obj(c, n, path, -1, &ei);
-		elf_info_clear(&ei);
+		slimfs_elf_info_clear(&ei);
 		if (r < 0 || !interp)
 			return r;
 		return add_file(c, interp, path, depth + 1, false);
@@ -925,12 +945,7 @@ static char *subst(const char *s, const char *name, const char *val)
 	return b.s;
 }
 
-struct dirlist {
-	char **v;
-	size_t n;
-};
-
-static void dirlist_clear(struct dirlist *d)
+void slimfs_dirlist_clear(struct slimfs_dirlist *d)
 {
 	for (size_t i = 0; i < d->n; i++)
 		free(d->v[i]);
@@ -938,7 +953,7 @@ static void dirlist_clear(struct dirlist *d)
 	memset(d, 0, sizeof(*d));
 }
 
-static int dirlist_add(struct dirlist *d, const char *dir)
+static int dirlist_add(struct slimfs_dirlist *d, const char *dir)
 {
 	char *s;
 
@@ -950,7 +965,7 @@ static int dirlist_add(struct dirlist *d, const char *dir)
 }
 
 /* A ':'-separated list, with $ORIGIN, $LIB and $PLATFORM expanded. */
-static int add_pathlist(struct dirlist *d, const char *list, const struct obj *o)
+static int add_pathlist(struct slimfs_dirlist *d, const char *list, const struct slimfs_elf_obj *o)
 {
 	static const char *const libs64[] = {"lib64", "lib", NULL};
 	static const char *const libs32[] = {"lib32", "lib", NULL};
@@ -1087,7 +1102,7 @@ static int conf_file(struct closure *c, const char *path, unsigned depth)
 		if (!strncmp(s, "hwcap", 5) && (s[5] == ' ' || s[5] == '\t'))
 			continue;
 		for (w = strtok_r(s, " \t\r,:", &wsave); w; w = strtok_r(NULL, " \t\r,:", &wsave)) {
-			struct dirlist d = {.v = c->conf_dirs, .n = c->nconf_dirs};
+			struct slimfs_dirlist d = {.v = c->conf_dirs, .n = c->nconf_dirs};
 
 			w[strcspn(w, "=")] = '\0';
 			if (w[0] != '/')
@@ -1103,7 +1118,7 @@ static int conf_file(struct closure *c, const char *path, unsigned depth)
 }
 
 /* Is n an ELF file of the same class and machine as o? */
-static bool compatible(struct closure *c, struct slimfs_tnode *n, const struct obj *o)
+static bool compatible(struct closure *c, struct slimfs_tnode *n, const struct slimfs_elf_obj *o)
 {
 	unsigned char h[20];
 	unsigned machine;
@@ -1117,28 +1132,24 @@ static bool compatible(struct closure *c, struct slimfs_tnode *n, const struct o
 	       machine == o->ei.machine;
 }
 
-/* The search path of object i for its DT_NEEDED entries, in ld.so's order. */
-static int search_dirs(struct closure *c, size_t i, struct dirlist *d)
+int slimfs_elf_search_dirs(const struct slimfs_elf_obj *objs, size_t i, const char *ld_library_path,
+			   char *const *conf_dirs, size_t nconf, struct slimfs_dirlist *d)
 {
-	const struct obj *o = &c->objs[i];
+	const struct slimfs_elf_obj *o = &objs[i];
 	const char *tri = triplet(o->ei.machine, o->ei.cls);
 	char buf[128];
 	int r = 0;
 
 	if (!o->ei.runpath)
-		for (long l = (long)i; l >= 0 && r >= 0; l = c->objs[l].loader)
-			if (c->objs[l].ei.rpath)
-				r = add_pathlist(d, c->objs[l].ei.rpath, &c->objs[l]);
-	if (r >= 0 && c->a->ld_library_path)
-		r = add_pathlist(d, c->a->ld_library_path, o);
+		for (long l = (long)i; l >= 0 && r >= 0; l = objs[l].loader)
+			if (objs[l].ei.rpath)
+				r = add_pathlist(d, objs[l].ei.rpath, &objs[l]);
+	if (r >= 0 && ld_library_path)
+		r = add_pathlist(d, ld_library_path, o);
 	if (r >= 0 && o->ei.runpath)
 		r = add_pathlist(d, o->ei.runpath, o);
-	if (r >= 0 && !c->conf_read) {
-		c->conf_read = true;
-		r = conf_file(c, "/etc/ld.so.conf", 0);
-	}
-	for (size_t k = 0; r >= 0 && k < c->nconf_dirs; k++)
-		r = dirlist_add(d, c->conf_dirs[k]);
+	for (size_t k = 0; r >= 0 && k < nconf; k++)
+		r = dirlist_add(d, conf_dirs[k]);
 	if (r >= 0 && tri) {
 		snprintf(buf, sizeof(buf), "/lib/%s", tri);
 		r = dirlist_add(d, buf);
@@ -1157,13 +1168,29 @@ static int search_dirs(struct closure *c, size_t i, struct dirlist *d)
 	return r;
 }
 
+/* The search path of object i for its DT_NEEDED entries, in ld.so's order
+ * (/etc/ld.so.conf of the image read on first use). */
+static int search_dirs(struct closure *c, size_t i, struct slimfs_dirlist *d)
+{
+	if (!c->conf_read) {
+		int r;
+
+		c->conf_read = true;
+		r = conf_file(c, "/etc/ld.so.conf", 0);
+		if (r < 0)
+			return r;
+	}
+	return slimfs_elf_search_dirs(c->objs, i, c->a->ld_library_path, c->conf_dirs,
+				      c->nconf_dirs, d);
+}
+
 static int add_needed(struct closure *c, size_t i, const char *name)
 {
-	_cleanup_free_ char *who = slimfs_tree_path(c->objs[i].node);
-	struct dirlist d = {0};
+	_cleanup_free_ char *who = slimfs_tree_path((struct slimfs_tnode *)c->objs[i].node);
+	struct slimfs_dirlist d = {0};
 	struct slimfs_tnode *n;
 	char *found = NULL, *copy;
-	struct elf_info ei;
+	struct slimfs_elf_info ei;
 	int r;
 
 	if (!who)
@@ -1193,7 +1220,7 @@ static int add_needed(struct closure *c, size_t i, const char *name)
 			else
 				free(cand);
 		}
-		dirlist_clear(&d);
+		slimfs_dirlist_clear(&d);
 		if (r < 0)
 			return r;
 	}
@@ -1227,7 +1254,7 @@ static int add_needed(struct closure *c, size_t i, const char *name)
 		goto out;
 	}
 	r = push_obj(c, n, found, (long)i, &ei);
-	elf_info_clear(&ei);
+	slimfs_elf_info_clear(&ei);
 out:
 	free(found);
 	return r;
@@ -1239,13 +1266,9 @@ int slimfs_elf_closure(struct slimfs_tree *t, const struct slimfs_closure_args *
 	struct closure c = {.t = t, .a = a, .out = out};
 	int r;
 
-	r = slimfs_dl_elf_load();
+	r = slimfs_elf_init();
 	if (r < 0)
 		return r;
-	if (elf_version(EV_CURRENT) == EV_NONE) {
-		log_error("libelf: %s", elf_errmsg(-1));
-		return -ENOSYS;
-	}
 	for (size_t i = 0; i < a->nprograms && r >= 0; i++) {
 		const char *prog = a->programs[i];
 		_cleanup_free_ char *path = NULL;
@@ -1288,7 +1311,7 @@ int slimfs_elf_closure(struct slimfs_tree *t, const struct slimfs_closure_args *
 			r = add_needed(&c, i, c.objs[i].ei.needed[k]);
 	for (size_t i = 0; i < c.nobj; i++) {
 		free(c.objs[i].dir);
-		elf_info_clear(&c.objs[i].ei);
+		slimfs_elf_info_clear(&c.objs[i].ei);
 	}
 	free(c.objs);
 	for (size_t i = 0; i < c.nloaded; i++)

@@ -74,4 +74,59 @@ struct slimfs_closure_args {
 int slimfs_elf_closure(struct slimfs_tree *t, const struct slimfs_closure_args *a,
 		       struct slimfs_nodeset *out);
 
+/* ---- ELF objects, also for the mount (miss-ahead of DT_NEEDED, fs/ops.c) ---- */
+
+/* The dynamic information of an ELF file. */
+struct slimfs_elf_info {
+	int cls;	  /* ELFCLASS32/64 */
+	unsigned machine; /* EM_* */
+	char *interp;	  /* PT_INTERP */
+	char **needed;	  /* DT_NEEDED */
+	size_t nneeded;
+	char *rpath, *runpath; /* NULL when absent */
+};
+void slimfs_elf_info_clear(struct slimfs_elf_info *ei);
+
+/* Reads len bytes at off of the file being parsed (within its size). 0 or -errno. */
+typedef int (*slimfs_elf_read_fn)(void *ud, void *buf, size_t len, uint64_t off);
+
+/* Loads libelf (dl_elf.h) and sets its version, once per caller; 0 or -errno. */
+int slimfs_elf_init(void);
+
+/*
+ * Parses an ELF file of size bytes, reading only its headers, PT_INTERP,
+ * PT_DYNAMIC and the dynamic string table through read (every offset is
+ * bounds-checked: the bytes are untrusted). Needs slimfs_elf_init(). 0,
+ * -ENOEXEC (not ELF or malformed: what is wrong goes to *why), -EFBIG (too
+ * large to examine), -ENOMEM, read's error.
+ */
+int slimfs_elf_parse(slimfs_elf_read_fn read, void *ud, uint64_t size, struct slimfs_elf_info *ei,
+		     const char **why);
+
+/* An object loaded, as ld.so keeps it. */
+struct slimfs_elf_obj {
+	void *node;  /* the caller's handle on the file */
+	char *dir;   /* directory it was loaded from, for $ORIGIN */
+	long loader; /* index of the object that needed it, -1 for programs */
+	struct slimfs_elf_info ei;
+};
+
+/* A list of directories (no duplicates). */
+struct slimfs_dirlist {
+	char **v;
+	size_t n;
+};
+void slimfs_dirlist_clear(struct slimfs_dirlist *d);
+
+/*
+ * Appends to d the directories ld.so searches for the DT_NEEDED entries of
+ * objs[i], in its order: DT_RPATH of the object and its loaders (when it has
+ * no DT_RUNPATH), ld_library_path, DT_RUNPATH, conf_dirs (those of the
+ * image's ld.so.conf, standing in for ld.so.cache), then the default
+ * directories of the object's machine; $ORIGIN, $LIB and $PLATFORM expanded.
+ * 0 or -ENOMEM.
+ */
+int slimfs_elf_search_dirs(const struct slimfs_elf_obj *objs, size_t i, const char *ld_library_path,
+			   char *const *conf_dirs, size_t nconf, struct slimfs_dirlist *d);
+
 #endif

@@ -804,6 +804,58 @@ int slimfs_index_resolve(const struct slimfs_index *idx, const char *path, uint3
 	return 0;
 }
 
+int slimfs_index_resolve_follow(const struct slimfs_index *idx, const char *path, uint32_t *ino)
+{
+	char buf[2][SLIMFS_RESOLVE_PATH_MAX];
+	struct slimfs_inode cur, next;
+	const char *p, *name;
+	unsigned hops = 0, which = 0;
+	size_t len;
+	int r;
+
+	if (!path)
+		return -EINVAL;
+	if (strlen(path) >= sizeof(buf[0]))
+		return -ENAMETOOLONG;
+	strcpy(buf[0], path);
+	p = buf[0];
+	r = slimfs_index_inode(idx, 0, &cur);
+	while (r == 0 && slimfs_path_next(&p, &name, &len)) {
+		uint32_t id;
+
+		if ((cur.mode & S_IFMT) != S_IFDIR)
+			return -ENOTDIR;
+		if (len == 2 && name[0] == '.' && name[1] == '.') {
+			r = slimfs_index_inode(idx, cur.parent, &cur);
+			continue;
+		}
+		r = slimfs_index_lookup(idx, &cur, name, len, &id);
+		if (r == 0)
+			r = slimfs_index_inode(idx, id, &next);
+		if (r < 0)
+			return r;
+		if ((next.mode & S_IFMT) != S_IFLNK) {
+			cur = next;
+			continue;
+		}
+		/* A symlink: its target, then the rest of the path, from the
+		 * root or from the directory that holds it. */
+		if (++hops > SLIMFS_RESOLVE_HOPS_MAX)
+			return -ELOOP;
+		if (next.target_len + 1 + strlen(p) >= sizeof(buf[0]))
+			return -ENAMETOOLONG;
+		which ^= 1;
+		memcpy(buf[which], next.target, next.target_len);
+		strcpy(buf[which] + next.target_len, p);
+		p = buf[which];
+		if (next.target_len && next.target[0] == '/')
+			r = slimfs_index_inode(idx, 0, &cur);
+	}
+	if (r == 0)
+		*ino = cur.id;
+	return r;
+}
+
 int slimfs_index_xattr(const struct slimfs_index *idx, const struct slimfs_inode *ino, uint32_t i,
 		       struct slimfs_xattr *out)
 {

@@ -129,6 +129,35 @@ tar_full() {
 		--pax-option=delete=atime,delete=ctime "$@"
 }
 
+# stat_of MNT SECTION KEY: a counter of `slimfs stats --json MNT`.
+stat_of() {
+	"$SLIMFS" stats --json "$1" | "$PYTHON" -c \
+		'import json,sys; print(json.load(sys.stdin)[sys.argv[1]][sys.argv[2]])' "$2" "$3"
+}
+
+# profile_reading IMAGE REL OUT: a profile (slimfs profile) of reading REL
+# whole from IMAGE, traced through a mount at $TMP/mnt.
+profile_reading() {
+	slimfs_mount --cache none --prefetch none --view full --trace "$TMP/trace" "$1" "$TMP/mnt"
+	cat "$TMP/mnt/$2" >/dev/null
+	slimfs_umount "$TMP/mnt"
+	run "$SLIMFS" profile -q -o "$3" "$TMP/trace"
+}
+
+# settle_loads MNT: waits until the prefetch plan is done and the chunks loaded
+# stop changing (background requests), 10 s at most.
+settle_loads() {
+	local i a b
+	a=$(stat_of "$1" cache mem_misses)
+	for i in $(seq 50); do
+		sleep 0.2
+		b=$(stat_of "$1" cache mem_misses)
+		[ "$a" = "$b" ] && [ "$(stat_of "$1" prefetch finished)" = 1 ] && return 0
+		a=$b
+	done
+	die "chunks loaded still changing after 10 s"
+}
+
 # ------------------------------------------------------------------ mounts
 # slimfs_mount [MOUNT OPTIONS...] IMAGE MNT: starts the daemon in the foreground
 # (in the background of this shell), waits for READY on its ready fd, checks

@@ -119,6 +119,12 @@ int slimfs_index_lookup_pos(const struct slimfs_index *idx, const struct slimfs_
 			    const char *name, size_t name_len, uint32_t *ino, uint64_t *pos);
 /* Resolves an absolute or root-relative path without following symlinks. */
 int slimfs_index_resolve(const struct slimfs_index *idx, const char *path, uint32_t *ino);
+/* The same, following symlinks (the last one too) as the kernel would with the
+ * image as the root: absolute targets from the root, ".." at the root stays
+ * there; -ELOOP past SLIMFS_RESOLVE_HOPS_MAX symlinks, -ENAMETOOLONG. */
+#define SLIMFS_RESOLVE_HOPS_MAX 40
+#define SLIMFS_RESOLVE_PATH_MAX 4096
+int slimfs_index_resolve_follow(const struct slimfs_index *idx, const char *path, uint32_t *ino);
 
 int slimfs_index_xattr(const struct slimfs_index *idx, const struct slimfs_inode *ino, uint32_t i,
 		       struct slimfs_xattr *out);

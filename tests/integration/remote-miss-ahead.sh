@@ -41,26 +41,10 @@ run "$SLIMFS" build -q --chunk-min 16K --chunk-avg 32K --chunk-max 64K --small-f
 start_nginx "$TMP/www" >"$TMP/url" # not in $(...): its stop hook would be lost
 url=$(cat "$TMP/url")/img.slimfs
 
-stat_of() { # stat_of MNT SECTION KEY
-	"$SLIMFS" stats --json "$1" | "$PYTHON" -c \
-		'import json,sys; print(json.load(sys.stdin)[sys.argv[1]][sys.argv[2]])' "$2" "$3"
-}
 requests() { stat_of "$TMP/mnt" fetch requests; }
 loaded() { stat_of "$TMP/mnt" cache mem_misses; }
 jobs() { stat_of "$TMP/mnt" prefetch readahead_jobs; }
-# settle: until the plan is done and the chunks loaded stop changing (the
-# background requests).
-settle() {
-	local i a b
-	a=$(loaded)
-	for i in $(seq 50); do
-		sleep 0.2
-		b=$(loaded)
-		[ "$a" = "$b" ] && [ "$(stat_of "$TMP/mnt" prefetch finished)" = 1 ] && return 0
-		a=$b
-	done
-	die "chunks loaded still changing after 10 s"
-}
+settle() { settle_loads "$TMP/mnt"; }
 # read_files FIRST LAST: cat d/fFIRST .. d/fLAST and compare with the source.
 read_files() {
 	local i
@@ -148,10 +132,7 @@ no_requests 00 23 "after the sweep"
 slimfs_umount "$TMP/mnt"
 
 # With a profile that names o/other only (a traced read of it): no sweep.
-slimfs_mount --cache none --prefetch none --view full --trace "$TMP/trace" "$url" "$TMP/mnt"
-cat "$TMP/mnt/o/other" >/dev/null
-slimfs_umount "$TMP/mnt"
-run "$SLIMFS" profile -q -o "$TMP/profile" "$TMP/trace"
+profile_reading "$url" o/other "$TMP/profile"
 mount_with 1M --prefetch-profile "$TMP/profile"
 settle
 [ "$(stat_of "$TMP/mnt" prefetch planned_chunks)" -ge 1 ] || die "the profile planned no chunk"

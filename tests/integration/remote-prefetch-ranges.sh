@@ -42,10 +42,6 @@ workload() { # workload ROOT
 	done <"$TMP/ranges"
 	cat "$1/small03.txt" "$1/small07.txt" >/dev/null
 }
-stat_of() { # stat_of MNT SECTION KEY
-	"$SLIMFS" stats --json "$1" | python3 -c \
-		'import json,sys; print(json.load(sys.stdin)[sys.argv[1]][sys.argv[2]])' "$2" "$3"
-}
 # Waits until the prefetch is done and the fetched bytes stay put for a second.
 settle() {
 	local i prev=-1 cur

@@ -18,10 +18,6 @@ run "$SLIMFS" build -q -o "$TMP/plain.slimfs" "$TMP/src"
 (cd "$TMP/src" && find . -type f | sort | awk 'NR % 9 == 1' | sed -n 1,40p) >"$TMP/workload"
 [ -s "$TMP/workload" ] || die "no files for the workload"
 
-stat_of() { # stat_of MNT SECTION KEY
-	"$SLIMFS" stats --json "$1" | python3 -c \
-		'import json,sys; print(json.load(sys.stdin)[sys.argv[1]][sys.argv[2]])' "$2" "$3"
-}
 wait_prefetch() {
 	local i
 	for i in $(seq 300); do
