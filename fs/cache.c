@@ -96,7 +96,7 @@ static void scratch_free(void *p)
 	if (!s)
 		return;
 	ZSTD_freeDCtx(s->dctx);
-	free(s->frame);
+	slimfs_huge_free(s->frame, s->cap);
 	free(s);
 }
 
@@ -117,10 +117,11 @@ static struct scratch *scratch_get(struct slimfs_cache *c, size_t need)
 	if (s->cap < need) {
 		/* Grow to the format's bound at once: no repeated reallocations. */
 		size_t cap = MAX(need, (size_t)SLIMFS_CHUNK_MAX);
-		uint8_t *f = realloc(s->frame, cap);
+		uint8_t *f = slimfs_huge_alloc(cap); /* a few faults per thread, not 1k */
 
 		if (!f)
 			return NULL;
+		slimfs_huge_free(s->frame, s->cap);
 		s->frame = f;
 		s->cap = cap;
 	}

@@ -12,10 +12,12 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/vfs.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include "cache.h"
 #include "cliopt.h"
@@ -589,6 +591,87 @@ static void handover_resume(void *ud)
 	}
 }
 
+#ifdef __GLIBC__
+/* Whether the user's GLIBC_TUNABLES set the tunable name: glibc did as told then. */
+static bool user_tunable(const char *name)
+{
+	const char *t = getenv("GLIBC_TUNABLES");
+	size_t n = strlen(name);
+
+	while (t) {
+		if (strncmp(t, name, n) == 0 && t[n] == '=')
+			return true;
+		t = strchr(t, ':');
+		t = t ? t + 1 : NULL;
+	}
+	return false;
+}
+#endif
+
+/*
+ * The daemon's heap, set before it allocates much or starts a thread.
+ *
+ * The memory cache frees and allocates decoded chunks all the time: let malloc
+ * reuse what it freed instead of handing it back to the kernel (glibc's default
+ * trims the heap past ~2x its last mmap threshold, and mmaps buffers above a
+ * threshold that keeps moving) and taking fresh pages again, a page fault per
+ * 4 KiB, each costing 10-40 us in this VM. fio 4 KiB random reads, 256 MiB
+ * file, 5 s, 2 paired rounds: 1 job 43k -> 25k minor faults in the daemon,
+ * 92-95k -> 105-107k IOPS; 4 jobs 171-174k -> 173-212k. Peak RSS after 4 jobs
+ * 119 -> 128 MB.
+ *
+ * One arena, and on transparent huge pages (64 MiB touched: 0.24 s in 4 KiB
+ * pages, 5 ms in 2 MiB ones): a cold full-tree read of the bookworm rootfs
+ * (tar | wc -c) faulted ~27k pages in the daemon, ~300 so. The heap grows once,
+ * by the memory cache's bound and some working room (M_TOP_PAD, which trimming
+ * then keeps too), and that range is advised; the plain index and the decode
+ * buffers are mapped on huge pages of their own (slimfs_huge_alloc). These
+ * used to be glibc tunables, set by executing slimfs again (~3 ms and ~170
+ * page faults of relocations per mount). The user's GLIBC_TUNABLES
+ * glibc.malloc.hugetlb (0: no huge pages) and glibc.malloc.arena_max win.
+ */
+#define HEAP_ROOM_MIN	  (32u << 20)
+#define HEAP_GROWTH_MAX	  (1u << 30)
+#define GLIBC_DEFAULT_PAD (128u << 10)
+static void daemon_heap(uint64_t mem_cache)
+{
+#ifdef __GLIBC__
+	size_t pad = (size_t)MIN(mem_cache + MAX(mem_cache / 2, (uint64_t)HEAP_ROOM_MIN),
+				 (uint64_t)HEAP_GROWTH_MAX),
+	       free_bytes;
+	uint8_t *before, *after;
+	void *volatile p; /* else the compiler drops malloc() and free() */
+
+	if (!user_tunable("glibc.malloc.arena_max"))
+		mallopt(M_ARENA_MAX, 1);
+	mallopt(M_MMAP_THRESHOLD, (int)SLIMFS_CHUNK_MAX);
+	mallopt(M_TRIM_THRESHOLD, (int)MIN(mem_cache, (uint64_t)INT_MAX));
+	if (user_tunable("glibc.malloc.hugetlb"))
+		return;
+	slimfs_huge_pages(true);
+	/*
+	 * An allocation larger than all the heap has free (top and bins) grows
+	 * it by about the pad: that range is advised.
+	 */
+	free_bytes = mallinfo2().fordblks;
+	before = sbrk(0);
+	if (before == (void *)-1 || free_bytes >= SLIMFS_CHUNK_MAX / 2)
+		return;
+	mallopt(M_TOP_PAD, (int)pad);
+	p = malloc(free_bytes + 1);
+	after = sbrk(0);
+	free(p);
+	if (after < before + pad) {
+		/* No heap to grow (ASan, no memory): as before, without huge pages. */
+		mallopt(M_TOP_PAD, (int)GLIBC_DEFAULT_PAD);
+		return;
+	}
+	(void)madvise(before, (size_t)(after - before), MADV_HUGEPAGE);
+#else
+	(void)mem_cache;
+#endif
+}
+
 /* Opens, mounts and serves until unmounted. Returns the exit code. */
 static int run_daemon(struct mount_opts *o, struct daemon_ctx *d)
 {
@@ -620,6 +703,7 @@ static int run_daemon(struct mount_opts *o, struct daemon_ctx *d)
 	uint32_t view;
 	int r, ret = 1;
 
+	daemon_heap(o->mem_cache);
 	mnt_abs = realpath(o->mountpoint, NULL);
 	if (!mnt_abs) {
 		log_error_errno(-errno, "cannot resolve mountpoint '%s'", o->mountpoint);
@@ -644,22 +728,6 @@ static int run_daemon(struct mount_opts *o, struct daemon_ctx *d)
 			dc = NULL;
 		}
 	}
-#ifdef __GLIBC__
-	/*
-	 * The memory cache frees and allocates decoded chunks all the time:
-	 * let malloc reuse what it freed instead of handing it back to the
-	 * kernel (glibc's default trims the heap past ~2x its last mmap
-	 * threshold, and mmaps buffers above a threshold that keeps moving) and
-	 * taking fresh pages again, a page fault per 4 KiB, each costing 10-40
-	 * us in this VM. At most the cache's own bound stays free in the heap.
-	 * fio 4 KiB random reads, 256 MiB file, 5 s, 2 paired rounds: 1 job
-	 * 43k -> 25k minor faults in the daemon, 92-95k -> 105-107k IOPS;
-	 * 4 jobs 171-174k -> 173-212k. Peak RSS after 4 jobs 119 -> 128 MB.
-	 * The heap's arena and huge pages are set at startup (main.c).
-	 */
-	mallopt(M_MMAP_THRESHOLD, (int)SLIMFS_CHUNK_MAX);
-	mallopt(M_TRIM_THRESHOLD, (int)MIN(o->mem_cache, (uint64_t)INT_MAX));
-#endif
 	co = (struct slimfs_cache_opts){.mem_bytes = o->mem_cache, .disk = dc};
 	r = slimfs_cache_new(img, &co, &cache);
 	if (r < 0) {
