@@ -9,14 +9,18 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <malloc.h>
+#include <poll.h>
+#include <semaphore.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/vfs.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cache.h"
@@ -480,6 +484,8 @@ struct daemon_ctx {
 	int ready_fd;	 /* --ready-fd, or -1 */
 	int status_fd;	 /* pipe to the waiting parent, or -1 */
 	bool background; /* forked off: logs to syslog once live */
+	pid_t parent;	 /* background: the process waiting for READY */
+	sem_t live;	 /* posted by on_ready */
 };
 
 /* From op_init: the kernel's INIT is being answered, the mount is live. */
@@ -504,6 +510,34 @@ static void on_ready(void *ud)
 		close(d->status_fd);
 		d->status_fd = -1;
 	}
+	sem_post(&d->live);
+}
+
+/*
+ * Until the mount is live (INIT answered by the first worker) and, in the
+ * background, until the parent waiting for it has exited: what the daemon
+ * starts next (the other workers, the watchdog's fork and exec) would compete
+ * with both for the CPU (all of it at RT priority under chrt). Bounded waits.
+ */
+#define LIVE_WAIT_S	    2
+#define PARENT_EXIT_WAIT_MS 200
+static void wait_live(struct daemon_ctx *d)
+{
+	struct timespec ts;
+	struct pollfd pfd = {.events = POLLIN};
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += LIVE_WAIT_S;
+	while (sem_timedwait(&d->live, &ts) < 0 && errno == EINTR)
+		;
+	if (!d->background || d->parent <= 0)
+		return;
+	pfd.fd = (int)syscall(SYS_pidfd_open, d->parent, 0);
+	if (pfd.fd < 0) /* gone already */
+		return;
+	while (poll(&pfd, 1, PARENT_EXIT_WAIT_MS) < 0 && errno == EINTR)
+		;
+	close(pfd.fd);
 }
 
 static int select_view(struct slimfs_image *img, const char *want, uint32_t *view, char **name)
@@ -660,13 +694,11 @@ static void daemon_heap(uint64_t mem_cache)
 	mallopt(M_TOP_PAD, (int)pad);
 	p = malloc(free_bytes + 1);
 	after = sbrk(0);
-	free(p);
-	if (after < before + pad) {
-		/* No heap to grow (ASan, no memory): as before, without huge pages. */
+	if (after >= before + pad)
+		(void)madvise(before, (size_t)(after - before), MADV_HUGEPAGE);
+	else /* no heap to grow (ASan, no memory): as before, without huge pages */
 		mallopt(M_TOP_PAD, (int)GLIBC_DEFAULT_PAD);
-		return;
-	}
-	(void)madvise(before, (size_t)(after - before), MADV_HUGEPAGE);
+	free(p);
 #else
 	(void)mem_cache;
 #endif
@@ -771,6 +803,7 @@ static int run_daemon(struct mount_opts *o, struct daemon_ctx *d)
 		.has_disk = dc != NULL,
 		/* remote: also the workers that fetch ahead of misses (--miss-ahead) */
 		.readahead = img->backend->remote || o->readahead != 0,
+		.deferred = true, /* started once the mount is live */
 	};
 	if (o->prefetch_profile) {
 		r = slimfs_profile_read_chunks(o->prefetch_profile, &profile_ids, &po.nprofile_ids);
@@ -870,6 +903,7 @@ static int run_daemon(struct mount_opts *o, struct daemon_ctx *d)
 		.resume = handover_resume,
 		.ud = &hc,
 	};
+	so.first_threads = o->takeover ? 0 : 1;
 	r = slimfs_serve_start(&so, tk, &srv);
 	tk = NULL;
 	if (r < 0) {
@@ -882,6 +916,8 @@ static int run_daemon(struct mount_opts *o, struct daemon_ctx *d)
 			log_warn("continuing without the stats socket");
 		on_ready(d);
 	}
+	wait_live(d);
+	/* The filler first: the first reads may come at once. */
 	fill_auto = o->fill == SLIMFS_FILL_AUTO;
 	if (fill_auto) /* a trace must see every read */
 		o->fill = o->trace ? SLIMFS_FILL_OFF : SLIMFS_FILL_CHUNK;
@@ -906,6 +942,12 @@ static int run_daemon(struct mount_opts *o, struct daemon_ctx *d)
 			log_warn_errno(r, "continuing without the page cache filler");
 		__atomic_store_n(&fs.notify, notify, __ATOMIC_RELEASE); /* stats reads it */
 	}
+	r = slimfs_serve_more(srv);
+	if (r < 0)
+		log_warn_errno(r, "not all FUSE workers started");
+	if (slimfs_prefetch_run(pf) < 0)
+		log_warn("no prefetch or read-ahead workers");
+	slimfs_diskcache_scan(dc);
 	end = slimfs_serve_run(srv);
 	/* The page cache filler stops first: see slimfs_notify_stop. */
 	if (slimfs_notify_stop(notify) < 0)
@@ -996,11 +1038,13 @@ static int wait_child(pid_t pid, int rfd)
 
 static int do_mount(struct mount_opts *o)
 {
-	struct daemon_ctx d = {.ready_fd = o->ready_fd, .status_fd = -1};
+	struct daemon_ctx d = {.ready_fd = o->ready_fd, .status_fd = -1, .parent = getpid()};
 	int p[2], null;
 	pid_t pid;
 
 	if (check_mountpoint(o->mountpoint) < 0)
+		return 1;
+	if (sem_init(&d.live, 0, 0) < 0)
 		return 1;
 	if (o->foreground)
 		return run_daemon(o, &d);

@@ -122,6 +122,14 @@ huge_any() { grep -q '^VmFlags:.* hg' "/proc/$1/smaps"; }
 [ "$(cat "/proc/$MOUNT_PID/comm")" = slimfs ] || die "daemon is named $(cat "/proc/$MOUNT_PID/comm")"
 [ -z "${GLIBC_TUNABLES+set}" ] && tr '\0' '\n' <"/proc/$MOUNT_PID/environ" | grep -q '^GLIBC_TUNABLES=' &&
 	die "the daemon runs with GLIBC_TUNABLES it was not given (executed itself again?)"
+# The mount comes live with one FUSE worker; the other 7 (default 8) and the 2
+# read-ahead workers start right after.
+for i in $(seq 50); do
+	[ "$(ls "/proc/$MOUNT_PID/task" | wc -l)" -ge 11 ] && break
+	sleep 0.1
+done
+[ "$(ls "/proc/$MOUNT_PID/task" | wc -l)" -ge 11 ] ||
+	die "the daemon has $(ls "/proc/$MOUNT_PID/task" | wc -l) threads, not all its workers"
 slimfs_umount "$mnt"
 if grep -q __asan_init "$SLIMFS" 2>/dev/null; then
 	log "huge-page heap not checked: ASan build (glibc's malloc is not in use)"
