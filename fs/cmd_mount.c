@@ -916,7 +916,8 @@ static int run_daemon(struct mount_opts *o, struct daemon_ctx *d)
 			log_warn("continuing without the stats socket");
 		on_ready(d);
 	}
-	wait_live(d);
+	if (!o->takeover) /* its parent, `slimfs restart`, asks the ctl socket next */
+		wait_live(d);
 	/* The filler first: the first reads may come at once. */
 	fill_auto = o->fill == SLIMFS_FILL_AUTO;
 	if (fill_auto) /* a trace must see every read */
