@@ -96,7 +96,7 @@ static void scratch_free(void *p)
 	if (!s)
 		return;
 	ZSTD_freeDCtx(s->dctx);
-	free(s->frame);
+	slimfs_huge_free(s->frame, s->cap);
 	free(s);
 }
 
@@ -117,14 +117,21 @@ static struct scratch *scratch_get(struct slimfs_cache *c, size_t need)
 	if (s->cap < need) {
 		/* Grow to the format's bound at once: no repeated reallocations. */
 		size_t cap = MAX(need, (size_t)SLIMFS_CHUNK_MAX);
-		uint8_t *f = realloc(s->frame, cap);
+		uint8_t *f = slimfs_huge_alloc(cap); /* a few faults per thread, not 1k */
 
 		if (!f)
 			return NULL;
+		slimfs_huge_free(s->frame, s->cap);
 		s->frame = f;
 		s->cap = cap;
 	}
 	return s;
+}
+
+static void free_tables(struct slimfs_cache *c)
+{
+	slimfs_huge_free(c->edges, (size_t)c->nedges * sizeof(*c->edges));
+	slimfs_huge_free(c->slots, MAX(c->nchunks, 1u) * sizeof(*c->slots));
 }
 
 int slimfs_cache_new(struct slimfs_image *img, const struct slimfs_cache_opts *o,
@@ -148,13 +155,15 @@ int slimfs_cache_new(struct slimfs_image *img, const struct slimfs_cache_opts *o
 	if (c->nedges < EDGE_LOCKS)
 		c->nedges = 0;
 	edge_bytes = (uint64_t)c->nedges * sizeof(struct edge);
-	/* calloc: the pages of slots never used are never touched. */
-	c->edges = c->nedges ? calloc(c->nedges, sizeof(*c->edges)) : NULL;
-	c->slots = calloc(MAX(c->nchunks, 1u), sizeof(*c->slots));
+	/*
+	 * Mapped, not calloc: the pages of slots never used are never touched
+	 * (calloc clears what it takes from a heap grown ahead, cmd_mount.c).
+	 */
+	c->edges = c->nedges ? slimfs_huge_alloc((size_t)edge_bytes) : NULL;
+	c->slots = slimfs_huge_alloc(MAX(c->nchunks, 1u) * sizeof(*c->slots));
 	if (!c->slots || (c->nedges && !c->edges) ||
 	    pthread_key_create(&c->scratch_key, scratch_free) != 0) {
-		free(c->edges);
-		free(c->slots);
+		free_tables(c);
 		free(c);
 		return -ENOMEM;
 	}
@@ -200,8 +209,7 @@ void slimfs_cache_free(struct slimfs_cache *c)
 	/* The calling thread's scratch; workers' went with their threads. */
 	scratch_free(pthread_getspecific(c->scratch_key));
 	pthread_key_delete(c->scratch_key);
-	free(c->edges);
-	free(c->slots);
+	free_tables(c);
 	free(c);
 }
 

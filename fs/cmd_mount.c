@@ -9,13 +9,19 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <malloc.h>
+#include <poll.h>
+#include <semaphore.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/vfs.h>
 #include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "cache.h"
 #include "cliopt.h"
@@ -482,6 +488,8 @@ struct daemon_ctx {
 	int ready_fd;	 /* --ready-fd, or -1 */
 	int status_fd;	 /* pipe to the waiting parent, or -1 */
 	bool background; /* forked off: logs to syslog once live */
+	pid_t parent;	 /* background: the process waiting for READY */
+	sem_t live;	 /* posted by on_ready */
 };
 
 /* From op_init: the kernel's INIT is being answered, the mount is live. */
@@ -506,6 +514,34 @@ static void on_ready(void *ud)
 		close(d->status_fd);
 		d->status_fd = -1;
 	}
+	sem_post(&d->live);
+}
+
+/*
+ * Until the mount is live (INIT answered by the first worker) and, in the
+ * background, until the parent waiting for it has exited: what the daemon
+ * starts next (the other workers, the watchdog's fork and exec) would compete
+ * with both for the CPU (all of it at RT priority under chrt). Bounded waits.
+ */
+#define LIVE_WAIT_S	    2
+#define PARENT_EXIT_WAIT_MS 200
+static void wait_live(struct daemon_ctx *d)
+{
+	struct timespec ts;
+	struct pollfd pfd = {.events = POLLIN};
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += LIVE_WAIT_S;
+	while (sem_timedwait(&d->live, &ts) < 0 && errno == EINTR)
+		;
+	if (!d->background || d->parent <= 0)
+		return;
+	pfd.fd = (int)syscall(SYS_pidfd_open, d->parent, 0);
+	if (pfd.fd < 0) /* gone already */
+		return;
+	while (poll(&pfd, 1, PARENT_EXIT_WAIT_MS) < 0 && errno == EINTR)
+		;
+	close(pfd.fd);
 }
 
 static int select_view(struct slimfs_image *img, const char *want, uint32_t *view, char **name)
@@ -593,6 +629,85 @@ static void handover_resume(void *ud)
 	}
 }
 
+#ifdef __GLIBC__
+/* Whether the user's GLIBC_TUNABLES set the tunable name: glibc did as told then. */
+static bool user_tunable(const char *name)
+{
+	const char *t = getenv("GLIBC_TUNABLES");
+	size_t n = strlen(name);
+
+	while (t) {
+		if (strncmp(t, name, n) == 0 && t[n] == '=')
+			return true;
+		t = strchr(t, ':');
+		t = t ? t + 1 : NULL;
+	}
+	return false;
+}
+#endif
+
+/*
+ * The daemon's heap, set before it allocates much or starts a thread.
+ *
+ * The memory cache frees and allocates decoded chunks all the time: let malloc
+ * reuse what it freed instead of handing it back to the kernel (glibc's default
+ * trims the heap past ~2x its last mmap threshold, and mmaps buffers above a
+ * threshold that keeps moving) and taking fresh pages again, a page fault per
+ * 4 KiB, each costing 10-40 us in this VM. fio 4 KiB random reads, 256 MiB
+ * file, 5 s, 2 paired rounds: 1 job 43k -> 25k minor faults in the daemon,
+ * 92-95k -> 105-107k IOPS; 4 jobs 171-174k -> 173-212k. Peak RSS after 4 jobs
+ * 119 -> 128 MB.
+ *
+ * One arena, and on transparent huge pages (64 MiB touched: 0.24 s in 4 KiB
+ * pages, 5 ms in 2 MiB ones): a cold full-tree read of the bookworm rootfs
+ * (tar | wc -c) faulted ~27k pages in the daemon, ~300 so. The heap grows once,
+ * by the memory cache's bound and some working room (M_TOP_PAD, which trimming
+ * then keeps too), and that range is advised; the plain index and the decode
+ * buffers are mapped on huge pages of their own (slimfs_huge_alloc). These
+ * used to be glibc tunables, set by executing slimfs again (~3 ms and ~170
+ * page faults of relocations per mount). The user's GLIBC_TUNABLES
+ * glibc.malloc.hugetlb (0: no huge pages) and glibc.malloc.arena_max win.
+ */
+#define HEAP_ROOM_MIN	  (32u << 20)
+#define HEAP_GROWTH_MAX	  (1u << 30)
+#define GLIBC_DEFAULT_PAD (128u << 10)
+static void daemon_heap(uint64_t mem_cache)
+{
+#ifdef __GLIBC__
+	size_t pad = (size_t)MIN(mem_cache + MAX(mem_cache / 2, (uint64_t)HEAP_ROOM_MIN),
+				 (uint64_t)HEAP_GROWTH_MAX),
+	       free_bytes;
+	uint8_t *before, *after;
+	void *volatile p; /* else the compiler drops malloc() and free() */
+
+	if (!user_tunable("glibc.malloc.arena_max"))
+		mallopt(M_ARENA_MAX, 1);
+	mallopt(M_MMAP_THRESHOLD, (int)SLIMFS_CHUNK_MAX);
+	mallopt(M_TRIM_THRESHOLD, (int)MIN(mem_cache, (uint64_t)INT_MAX));
+	if (user_tunable("glibc.malloc.hugetlb"))
+		return;
+	slimfs_huge_pages(true);
+	/*
+	 * An allocation larger than all the heap has free (top and bins) grows
+	 * it by about the pad: that range is advised.
+	 */
+	free_bytes = mallinfo2().fordblks;
+	before = sbrk(0);
+	if (before == (void *)-1 || free_bytes >= SLIMFS_CHUNK_MAX / 2)
+		return;
+	mallopt(M_TOP_PAD, (int)pad);
+	p = malloc(free_bytes + 1);
+	after = sbrk(0);
+	if (after >= before + pad)
+		(void)madvise(before, (size_t)(after - before), MADV_HUGEPAGE);
+	else /* no heap to grow (ASan, no memory): as before, without huge pages */
+		mallopt(M_TOP_PAD, (int)GLIBC_DEFAULT_PAD);
+	free(p);
+#else
+	(void)mem_cache;
+#endif
+}
+
 /* Opens, mounts and serves until unmounted. Returns the exit code. */
 static int run_daemon(struct mount_opts *o, struct daemon_ctx *d)
 {
@@ -625,6 +740,7 @@ static int run_daemon(struct mount_opts *o, struct daemon_ctx *d)
 	uint32_t view;
 	int r, ret = 1;
 
+	daemon_heap(o->mem_cache);
 	mnt_abs = realpath(o->mountpoint, NULL);
 	if (!mnt_abs) {
 		log_error_errno(-errno, "cannot resolve mountpoint '%s'", o->mountpoint);
@@ -649,22 +765,6 @@ static int run_daemon(struct mount_opts *o, struct daemon_ctx *d)
 			dc = NULL;
 		}
 	}
-#ifdef __GLIBC__
-	/*
-	 * The memory cache frees and allocates decoded chunks all the time:
-	 * let malloc reuse what it freed instead of handing it back to the
-	 * kernel (glibc's default trims the heap past ~2x its last mmap
-	 * threshold, and mmaps buffers above a threshold that keeps moving) and
-	 * taking fresh pages again, a page fault per 4 KiB, each costing 10-40
-	 * us in this VM. At most the cache's own bound stays free in the heap.
-	 * fio 4 KiB random reads, 256 MiB file, 5 s, 2 paired rounds: 1 job
-	 * 43k -> 25k minor faults in the daemon, 92-95k -> 105-107k IOPS;
-	 * 4 jobs 171-174k -> 173-212k. Peak RSS after 4 jobs 119 -> 128 MB.
-	 * The heap's arena and huge pages are set at startup (main.c).
-	 */
-	mallopt(M_MMAP_THRESHOLD, (int)SLIMFS_CHUNK_MAX);
-	mallopt(M_TRIM_THRESHOLD, (int)MIN(o->mem_cache, (uint64_t)INT_MAX));
-#endif
 	co = (struct slimfs_cache_opts){.mem_bytes = o->mem_cache, .disk = dc};
 	r = slimfs_cache_new(img, &co, &cache);
 	if (r < 0) {
@@ -708,6 +808,7 @@ static int run_daemon(struct mount_opts *o, struct daemon_ctx *d)
 		.has_disk = dc != NULL,
 		/* remote: also the workers that fetch ahead of misses (--miss-ahead) */
 		.readahead = img->backend->remote || o->readahead != 0,
+		.deferred = true, /* started once the mount is live */
 	};
 	if (o->prefetch_profile) {
 		r = slimfs_profile_read_chunks(o->prefetch_profile, &profile_ids, &po.nprofile_ids);
@@ -817,6 +918,7 @@ static int run_daemon(struct mount_opts *o, struct daemon_ctx *d)
 		.resume = handover_resume,
 		.ud = &hc,
 	};
+	so.first_threads = o->takeover ? 0 : 1;
 	r = slimfs_serve_start(&so, tk, &srv);
 	tk = NULL;
 	if (r < 0) {
@@ -829,6 +931,9 @@ static int run_daemon(struct mount_opts *o, struct daemon_ctx *d)
 			log_warn("continuing without the stats socket");
 		on_ready(d);
 	}
+	if (!o->takeover) /* its parent, `slimfs restart`, asks the ctl socket next */
+		wait_live(d);
+	/* The filler first: the first reads may come at once. */
 	fill_auto = o->fill == SLIMFS_FILL_AUTO;
 	if (fill_auto) /* a trace must see every read */
 		o->fill = o->trace ? SLIMFS_FILL_OFF : SLIMFS_FILL_CHUNK;
@@ -853,6 +958,12 @@ static int run_daemon(struct mount_opts *o, struct daemon_ctx *d)
 			log_warn_errno(r, "continuing without the page cache filler");
 		__atomic_store_n(&fs.notify, notify, __ATOMIC_RELEASE); /* stats reads it */
 	}
+	r = slimfs_serve_more(srv);
+	if (r < 0)
+		log_warn_errno(r, "not all FUSE workers started");
+	if (slimfs_prefetch_run(pf) < 0)
+		log_warn("no prefetch or read-ahead workers");
+	slimfs_diskcache_scan(dc);
 	end = slimfs_serve_run(srv);
 	/* The page cache filler stops first: see slimfs_notify_stop. */
 	if (slimfs_notify_stop(notify) < 0)
@@ -944,11 +1055,13 @@ static int wait_child(pid_t pid, int rfd)
 
 static int do_mount(struct mount_opts *o)
 {
-	struct daemon_ctx d = {.ready_fd = o->ready_fd, .status_fd = -1};
+	struct daemon_ctx d = {.ready_fd = o->ready_fd, .status_fd = -1, .parent = getpid()};
 	int p[2], null;
 	pid_t pid;
 
 	if (check_mountpoint(o->mountpoint) < 0)
+		return 1;
+	if (sem_init(&d.live, 0, 0) < 0)
 		return 1;
 	if (o->foreground)
 		return run_daemon(o, &d);

@@ -253,6 +253,7 @@ int cmd_pull(int argc, char **argv)
 	r = slimfs_diskcache_open(cache_dir, cache_size, &dc);
 	if (r < 0)
 		goto out;
+	slimfs_diskcache_scan(dc);
 	if (img->info->data_size > cache_size)
 		log_warn("the image's data (%s) exceeds the cache bound (%s): the cache will "
 			 "evict what it pulls",

@@ -202,11 +202,17 @@ int slimfs_diskcache_open(const char *dir, uint64_t max_bytes, struct slimfs_dis
 	}
 	pthread_mutex_init(&dc->evict_lock, NULL);
 	dc->max_bytes = max_bytes;
+	*out = dc;
+	return 0;
+}
+
+void slimfs_diskcache_scan(struct slimfs_diskcache *dc)
+{
+	if (!dc || dc->scanner_started)
+		return;
 	dc->scanner_started = pthread_create(&dc->scanner, NULL, scanner_main, dc) == 0;
 	if (!dc->scanner_started)
 		scanner_main(dc); /* no thread: sum it here */
-	*out = dc;
-	return 0;
 }
 
 void slimfs_diskcache_free(struct slimfs_diskcache *dc)

@@ -18,8 +18,12 @@
 
 struct slimfs_diskcache;
 
-/* Creates DIR/chunks if needed; what it holds is summed in the background. 0 or -errno. */
+/* Creates DIR/chunks if needed. 0 or -errno. */
 int slimfs_diskcache_open(const char *dir, uint64_t max_bytes, struct slimfs_diskcache **out);
+/* Sums what the cache holds, in the background (a mount: once it is live, a
+ * walk of 256 directories would compete with its set-up); until then the
+ * bound is not enforced. */
+void slimfs_diskcache_scan(struct slimfs_diskcache *dc);
 void slimfs_diskcache_free(struct slimfs_diskcache *dc);
 
 /* Reads the entry for sha256 into buf; it must be exactly len bytes.

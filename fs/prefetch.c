@@ -315,10 +315,9 @@ int slimfs_prefetch_start(struct slimfs_cache *c, struct slimfs_image *img,
 		r = -ENOMEM;
 		goto fail;
 	}
-	for (; p->nthreads < p->o.threads; p->nthreads++) {
-		r = -pthread_create(&p->threads[p->nthreads], NULL, worker, p);
+	if (!o->deferred) {
+		r = slimfs_prefetch_run(p);
 		if (r < 0) {
-			log_error_errno(r, "cannot start a prefetch thread");
 			slimfs_prefetch_stop(p);
 			return r;
 		}
@@ -331,6 +330,20 @@ int slimfs_prefetch_start(struct slimfs_cache *c, struct slimfs_image *img,
 fail:
 	slimfs_prefetch_stop(p);
 	return r;
+}
+
+int slimfs_prefetch_run(struct slimfs_prefetch *p)
+{
+	int r;
+
+	if (!p || !p->threads)
+		return 0;
+	for (; p->nthreads < p->o.threads; p->nthreads++) {
+		r = -pthread_create(&p->threads[p->nthreads], NULL, worker, p);
+		if (r < 0)
+			return log_error_errno(r, "cannot start a prefetch thread");
+	}
+	return 0;
 }
 
 void slimfs_prefetch_stop(struct slimfs_prefetch *p)

@@ -31,6 +31,7 @@ struct slimfs_prefetch_opts {
 	bool disk_only;	  /* everything to the disk cache only (pull) */
 	bool has_disk;	  /* a disk cache exists (else 'all' stops after the profile) */
 	bool readahead;	  /* accept read-ahead jobs */
+	bool deferred;	  /* the workers start at slimfs_prefetch_run (jobs wait) */
 	/* chunk ids (16 bytes each) to prefetch instead of the image's list
 	 * (--prefetch-profile); borrowed, used only by slimfs_prefetch_start */
 	const uint8_t *profile_ids;
@@ -51,6 +52,8 @@ struct slimfs_prefetch;
 
 int slimfs_prefetch_start(struct slimfs_cache *c, struct slimfs_image *img,
 			  const struct slimfs_prefetch_opts *o, struct slimfs_prefetch **out);
+/* Starts the workers of a deferred start (after the mount is live). 0 or -errno. */
+int slimfs_prefetch_run(struct slimfs_prefetch *p);
 /* Stops the workers (after their requests in flight) and frees p; NULL is a no-op. */
 void slimfs_prefetch_stop(struct slimfs_prefetch *p);
 /* Queues chunks[0, n) for loading in the background; dropped when the queue is full. */

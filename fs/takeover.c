@@ -186,13 +186,16 @@ static void *worker_main(void *arg)
 	return NULL;
 }
 
-static int start_workers(struct slimfs_serve *s)
+/* Starts the workers [0, n) that do not run. */
+static int start_workers(struct slimfs_serve *s, unsigned n)
 {
 	atomic_store(&s->stop, false);
-	for (unsigned i = 0; i < s->o.threads; i++) {
+	for (unsigned i = 0; i < n; i++) {
 		struct worker *w = &s->w[i];
 		int r;
 
+		if (w->running)
+			continue;
 		w->s = s;
 		atomic_store(&w->done, false);
 		r = pthread_create(&w->thread, NULL, worker_main, w);
@@ -409,7 +412,7 @@ static bool hand_over(struct slimfs_serve *s, int c, const char *arg, pid_t peer
 		return true;
 	}
 	log_warn_errno(r, "handover to pid %d failed: serving on", (int)peer);
-	if (start_workers(s) < 0) {
+	if (start_workers(s, s->o.threads) < 0) {
 		fuse_session_exit(s->o.se);
 		worker_end(s, SLIMFS_SERVE_FAILED);
 	}
@@ -477,7 +480,8 @@ int slimfs_serve_start(const struct slimfs_serve_opts *o, struct slimfs_takeover
 		memcpy(s->init, t->rep.init, s->init_len);
 		atomic_store(&s->have_init, true);
 	}
-	r = start_workers(s);
+	r = start_workers(s,
+			  o->first_threads && !t ? MIN(o->first_threads, o->threads) : o->threads);
 	if (r < 0)
 		goto fail;
 	if (t) {
@@ -516,6 +520,11 @@ fail:
 	pthread_mutex_destroy(&s->init_lock);
 	free(s);
 	return r;
+}
+
+int slimfs_serve_more(struct slimfs_serve *s)
+{
+	return start_workers(s, s->o.threads);
 }
 
 enum slimfs_serve_end slimfs_serve_run(struct slimfs_serve *s)

@@ -39,6 +39,9 @@ struct slimfs_daemon_info {
 struct slimfs_serve_opts {
 	struct fuse_session *se;
 	unsigned threads;
+	/* Started by slimfs_serve_start (0: all): the mount needs one to come
+	 * live; slimfs_serve_more starts the rest. */
+	unsigned first_threads;
 	const char *ctl_path;	 /* slimfs_ctl_path of the mountpoint */
 	const uint8_t *digest;	 /* the image's index digest (32 bytes) */
 	const char *no_handover; /* why a handover is refused, or NULL */
@@ -85,6 +88,8 @@ void slimfs_takeover_abort(struct slimfs_takeover *t);
  */
 int slimfs_serve_start(const struct slimfs_serve_opts *o, struct slimfs_takeover *t,
 		       struct slimfs_serve **out);
+/* Starts the workers slimfs_serve_start left (first_threads). 0 or -errno. */
+int slimfs_serve_more(struct slimfs_serve *s);
 /* Serves until unmount, a signal or a handover; the workers are stopped. */
 enum slimfs_serve_end slimfs_serve_run(struct slimfs_serve *s);
 /* Closes the control socket (removes it unless a new daemon has it). */

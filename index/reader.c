@@ -546,9 +546,9 @@ static int inflate_index(const uint8_t *buf, uint64_t isz, uint8_t **out, uint64
 {
 	const uint8_t *frame = buf + SLIMFS_SUPER_SIZE;
 	const size_t flen = (size_t)(isz - SLIMFS_SUPER_SIZE);
-	_cleanup_free_ uint8_t *plain = NULL;
+	uint8_t *plain;
 	unsigned long long csize;
-	size_t n;
+	size_t n, len;
 
 	csize = ZSTD_getFrameContentSize(frame, flen);
 	if (csize == ZSTD_CONTENTSIZE_ERROR || flen < 4 || get_le32(frame) != ZSTD_MAGICNUMBER)
@@ -567,17 +567,21 @@ static int inflate_index(const uint8_t *buf, uint64_t isz, uint8_t **out, uint64
 	if (n != flen)
 		return corrupt("compressed index: the frame ends at %zu, the index at %" PRIu64,
 			       SLIMFS_SUPER_SIZE + n, isz);
-	plain = malloc(SLIMFS_SUPER_SIZE + (size_t)csize);
+	/* On huge pages in the mount daemon: ~300 first touches fewer per MiB. */
+	len = SLIMFS_SUPER_SIZE + (size_t)csize;
+	plain = slimfs_huge_alloc(len);
 	if (!plain)
 		return -ENOMEM;
 	memcpy(plain, buf, SLIMFS_SUPER_SIZE);
 	n = ZSTD_decompress(plain + SLIMFS_SUPER_SIZE, (size_t)csize, frame, flen);
-	if (ZSTD_isError(n))
-		return corrupt("compressed index: %s", ZSTD_getErrorName(n));
-	if (n != csize)
+	if (ZSTD_isError(n) || n != csize) {
+		slimfs_huge_free(plain, len);
+		if (ZSTD_isError(n))
+			return corrupt("compressed index: %s", ZSTD_getErrorName(n));
 		return corrupt("compressed index: %zu bytes, the frame header says %llu", n, csize);
-	*out = steal_ptr(&plain);
-	*out_size = SLIMFS_SUPER_SIZE + csize;
+	}
+	*out = plain;
+	*out_size = len;
 	return 0;
 }
 
@@ -640,14 +644,14 @@ int slimfs_index_open_mem(const void *buf, size_t len, struct slimfs_index **out
 	*out = steal_ptr(&idx);
 	return 0;
 fail:
-	free(idx->plain);
+	slimfs_huge_free(idx->plain, (size_t)idx->size);
 	return r;
 }
 
 void slimfs_index_free(struct slimfs_index *idx)
 {
 	if (idx)
-		free(idx->plain);
+		slimfs_huge_free(idx->plain, (size_t)idx->size);
 	free(idx);
 }
 

@@ -4,7 +4,8 @@
 # source (metadata and bytes), refuse writes, survive kill -9, run in the
 # background and as a mount(8) helper, turn corrupt image data into EIO (never
 # wrong bytes) and heal a corrupt disk cache entry by fetching it again. The
-# daemon runs with its glibc heap settings, the user's own kept after them.
+# daemon's heap is on huge pages without executing itself again; the user's
+# glibc tunables win.
 set -e
 . "$SRCDIR/lib.sh"
 need_fuse
@@ -110,12 +111,25 @@ slimfs_mount "$img" "$mnt"
 compare_trees "$src" "$mnt"
 run pread_check "$src" "$mnt"
 run write_check "$mnt"
-# The daemon's heap is on transparent huge pages (main.c: glibc tunables
-# set by executing itself again, under its own name); the user's own
-# GLIBC_TUNABLES come after and win. glibc advises huge pages only when the
-# system's THP mode is madvise, and not under ASan (its own allocator).
-huge_heap() { grep -q '^VmFlags:.* hg' "/proc/$1/smaps"; }
+# The daemon's heap is on transparent huge pages (cmd_mount.c daemon_heap:
+# the heap grown once and advised, the index mapped on huge pages), set
+# without executing itself again (its environment has no GLIBC_TUNABLES of
+# ours); the user's GLIBC_TUNABLES=glibc.malloc.hugetlb=0 turns all of it
+# off. The advice shows in THP mode madvise, and not under ASan (its own
+# allocator).
+huge_heap() { awk '/^[0-9a-f]+-/ { heap = / \[heap\]$/ } heap && /^VmFlags:.* hg/ { f = 1 } END { exit !f }' "/proc/$1/smaps"; }
+huge_any() { grep -q '^VmFlags:.* hg' "/proc/$1/smaps"; }
 [ "$(cat "/proc/$MOUNT_PID/comm")" = slimfs ] || die "daemon is named $(cat "/proc/$MOUNT_PID/comm")"
+[ -z "${GLIBC_TUNABLES+set}" ] && tr '\0' '\n' <"/proc/$MOUNT_PID/environ" | grep -q '^GLIBC_TUNABLES=' &&
+	die "the daemon runs with GLIBC_TUNABLES it was not given (executed itself again?)"
+# The mount comes live with one FUSE worker; the other 7 (default 8) and the 2
+# read-ahead workers start right after.
+for i in $(seq 50); do
+	[ "$(ls "/proc/$MOUNT_PID/task" | wc -l)" -ge 11 ] && break
+	sleep 0.1
+done
+[ "$(ls "/proc/$MOUNT_PID/task" | wc -l)" -ge 11 ] ||
+	die "the daemon has $(ls "/proc/$MOUNT_PID/task" | wc -l) threads, not all its workers"
 slimfs_umount "$mnt"
 if grep -q __asan_init "$SLIMFS" 2>/dev/null; then
 	log "huge-page heap not checked: ASan build (glibc's malloc is not in use)"
@@ -126,7 +140,7 @@ elif grep -q '\[madvise\]' /sys/kernel/mm/transparent_hugepage/enabled 2>/dev/nu
 	slimfs_umount "$mnt"
 	GLIBC_TUNABLES=glibc.malloc.hugetlb=0 slimfs_mount "$img" "$mnt"
 	cat "$mnt"/files/* >/dev/null
-	huge_heap "$MOUNT_PID" && die "the user's GLIBC_TUNABLES=glibc.malloc.hugetlb=0 lost"
+	huge_any "$MOUNT_PID" && die "the user's GLIBC_TUNABLES=glibc.malloc.hugetlb=0 lost"
 	cmp "$src/files/100k" "$mnt/files/100k" || die "read with the user's GLIBC_TUNABLES"
 	slimfs_umount "$mnt"
 	log "daemon heap on huge pages; the user's glibc tunables win"
