@@ -5,6 +5,8 @@
 #include <limits.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
+#include <semaphore.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -31,6 +33,7 @@ struct in_header {
 };
 _Static_assert(sizeof(struct in_header) == 40, "fuse_in_header");
 #define OP_INIT 26u
+#define OP_READ 15u
 /* Unique of the replayed INIT: no request of the kernel has it, so the
  * kernel drops our reply (ENOENT, which libfuse does not log). */
 #define REPLAY_UNIQUE (1ull << 62)
@@ -69,6 +72,8 @@ struct slimfs_serve {
 	struct slimfs_serve_opts o;
 	struct worker *w;
 	atomic_bool stop;
+	sem_t lead;	  /* 1 when no worker leads: see worker_main */
+	bool nonblock;	  /* we made the device non-blocking */
 	atomic_int ended; /* 0, or 1 + enum slimfs_serve_end of the first worker out */
 	int wake[2];	  /* a worker ended */
 	int ctl;	  /* listening control socket, or -1 */
@@ -140,6 +145,59 @@ static void worker_end(struct slimfs_serve *s, enum slimfs_serve_end e)
 	(void)!write(s->wake[1], "x", 1);
 }
 
+/* Keeps polling an idle device this long before it sleeps in poll(2). */
+#define SPIN_NS (100 * 1000)
+
+static int64_t now_ns(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
+}
+
+/* Only a read may wait for the image: the rest answers from the index. */
+static bool quick_request(const struct fuse_buf *b)
+{
+	const struct in_header *h = b->mem;
+
+	return !(b->flags & FUSE_BUF_IS_FD) && b->size >= sizeof(*h) && h->opcode != OP_READ;
+}
+
+/*
+ * Sleeps in sem_wait or poll with SIGUSR1 open: the signal (stop_workers)
+ * ends the wait, and a pending one is taken before it.
+ */
+static void wait_lead(struct slimfs_serve *s, const sigset_t *usr1, bool *lead)
+{
+	pthread_sigmask(SIG_UNBLOCK, usr1, NULL);
+	if (!atomic_load(&s->stop))
+		*lead = sem_wait(&s->lead) == 0;
+	pthread_sigmask(SIG_BLOCK, usr1, NULL);
+}
+
+static void wait_request(struct slimfs_serve *s, const sigset_t *usr1)
+{
+	struct pollfd p = {.fd = fuse_session_fd(s->o.se), .events = POLLIN};
+
+	pthread_sigmask(SIG_UNBLOCK, usr1, NULL);
+	if (!atomic_load(&s->stop))
+		(void)poll(&p, 1, -1);
+	pthread_sigmask(SIG_BLOCK, usr1, NULL);
+}
+
+/*
+ * One worker leads: it alone reads the device, which start_workers made
+ * non-blocking; the others sleep on s->lead. An idle leader keeps reading
+ * for SPIN_NS before it sleeps in poll(2): a tree walk's next request
+ * (a directory's second READDIRPLUS, which finds its end) then needs no
+ * wake-up, neither of us nor, with no reader asleep on the device, by the
+ * walker's CPU, which costs tens of microseconds each on a small VM.
+ * A leader answers index requests itself and stays the leader; before a
+ * read, which may wait for the image, it hands the lead to a sleeper, so
+ * that reads run in parallel as before. SIGUSR1 (stop_workers) ends any
+ * wait; a request in hand is answered whole.
+ */
 static void *worker_main(void *arg)
 {
 	struct worker *w = arg;
@@ -147,25 +205,41 @@ static void *worker_main(void *arg)
 	struct fuse_session *se = s->o.se;
 	struct fuse_buf buf = {.mem = NULL};
 	sigset_t usr1 = usr1_set();
+	int64_t idle_since = 0;
+	bool lead = false;
 
-	/*
-	 * SIGUSR1 may interrupt the read only: a request in hand is answered
-	 * whole (a pending stop is taken at the next unblock, before reading).
-	 */
 	pthread_sigmask(SIG_BLOCK, &usr1, NULL);
 	for (;;) {
 		int r;
 
-		pthread_sigmask(SIG_UNBLOCK, &usr1, NULL);
 		if (atomic_load(&s->stop) || fuse_session_exited(se)) {
-			pthread_sigmask(SIG_BLOCK, &usr1, NULL);
 			if (fuse_session_exited(se))
 				worker_end(s, SLIMFS_SERVE_STOPPED);
 			break;
 		}
+		if (!lead) {
+			wait_lead(s, &usr1, &lead);
+			idle_since = 0;
+			continue;
+		}
 		r = fuse_session_receive_buf(se, &buf);
-		pthread_sigmask(SIG_BLOCK, &usr1, NULL);
-		if (r == -EINTR || r == -EAGAIN)
+		if (r == -EAGAIN) {
+			int64_t t = now_ns();
+
+			if (!idle_since)
+				idle_since = t;
+			else if (t - idle_since >= SPIN_NS) {
+				wait_request(s, &usr1);
+				idle_since = 0;
+			} else {
+				/* Under SCHED_FIFO nothing else of our priority
+				 * would run on this core while we poll. */
+				sched_yield();
+			}
+			continue;
+		}
+		idle_since = 0;
+		if (r == -EINTR)
 			continue;
 		if (r == 0) { /* ENODEV: unmounted, or the connection aborted */
 			worker_end(s, SLIMFS_SERVE_UNMOUNTED);
@@ -179,29 +253,62 @@ static void *worker_main(void *arg)
 		}
 		if (!atomic_load(&s->have_init))
 			capture_init(s, &buf);
+		if (!quick_request(&buf)) {
+			lead = false;
+			sem_post(&s->lead);
+		}
 		fuse_session_process_buf(se, &buf);
 	}
+	if (lead) /* the next one finds the end too */
+		sem_post(&s->lead);
 	free(buf.mem);
 	atomic_store(&w->done, true);
 	return NULL;
 }
 
+/* Non-blocking for the workers (worker_main); blocking again once they are
+ * stopped, for a daemon that takes the mount over (the file description is
+ * shared), of any version. */
+static int set_nonblock(struct slimfs_serve *s, bool on)
+{
+	int fd, fl;
+
+	if (on == s->nonblock) /* also after the session is gone (slimfs_serve_free) */
+		return 0;
+	fd = fuse_session_fd(s->o.se);
+	fl = fcntl(fd, F_GETFL);
+	if (fl < 0 || fcntl(fd, F_SETFL, on ? fl | O_NONBLOCK : fl & ~O_NONBLOCK) < 0)
+		return -errno;
+	s->nonblock = on;
+	return 0;
+}
+
 /* Starts the workers [0, n) that do not run. */
 static int start_workers(struct slimfs_serve *s, unsigned n)
 {
+	int r = set_nonblock(s, true);
+
+	if (r < 0) {
+		log_error_errno(r, "cannot make the FUSE device non-blocking");
+		return r;
+	}
 	atomic_store(&s->stop, false);
+	if (!s->w[0].running) { /* none runs: one lead (a stopped leader left it) */
+		while (sem_trywait(&s->lead) == 0)
+			;
+		sem_post(&s->lead);
+	}
 	for (unsigned i = 0; i < n; i++) {
 		struct worker *w = &s->w[i];
-		int r;
 
 		if (w->running)
 			continue;
 		w->s = s;
 		atomic_store(&w->done, false);
-		r = pthread_create(&w->thread, NULL, worker_main, w);
-		if (r != 0) {
-			log_error_errno(-r, "cannot start FUSE worker %u", i);
-			return -r;
+		r = -pthread_create(&w->thread, NULL, worker_main, w);
+		if (r < 0) {
+			log_error_errno(r, "cannot start FUSE worker %u", i);
+			return r;
 		}
 		w->running = true;
 	}
@@ -227,7 +334,7 @@ static void stop_workers(struct slimfs_serve *s)
 				w->running = false;
 				continue;
 			}
-			/* Again each tick: a signal just before its read is lost. */
+			/* Again each tick: a signal just before its wait is lost. */
 			pthread_kill(w->thread, SIGUSR1);
 			left = true;
 		}
@@ -235,6 +342,7 @@ static void stop_workers(struct slimfs_serve *s)
 			break;
 		nanosleep(&tick, NULL);
 	}
+	(void)set_nonblock(s, false);
 }
 
 /* ------------------------------------------------------------------ control socket */
@@ -467,6 +575,7 @@ int slimfs_serve_start(const struct slimfs_serve_opts *o, struct slimfs_takeover
 	s->ctl = s->handed_to = -1;
 	s->wake[0] = s->wake[1] = -1;
 	pthread_mutex_init(&s->init_lock, NULL);
+	sem_init(&s->lead, 0, 0);
 	s->w = calloc(o->threads, sizeof(*s->w));
 	/* No SA_RESTART: the signal must end a worker's blocking read. */
 	sigemptyset(&sa.sa_mask);
@@ -518,6 +627,7 @@ fail:
 		close(s->wake[1]);
 	}
 	pthread_mutex_destroy(&s->init_lock);
+	sem_destroy(&s->lead);
 	free(s);
 	return r;
 }
@@ -574,6 +684,7 @@ void slimfs_serve_free(struct slimfs_serve *s)
 	close(s->wake[0]);
 	close(s->wake[1]);
 	pthread_mutex_destroy(&s->init_lock);
+	sem_destroy(&s->lead);
 	free(s->w);
 	free(s);
 }

@@ -45,10 +45,28 @@ for mode in "${modes[@]}"; do
 	i=$((i + 1))
 	f=$(sed -n "${i}p" "$TMP/files")
 	echo "$mode" >"$modefile"
+	if [ "$mode" = stall ]; then
+		# A read stuck on the server holds one worker: the others answer a
+		# listing meanwhile (a worker passes the lead on before a read).
+		(
+			sleep 0.5
+			t=$(date +%s%N)
+			ls -l "$mnt/d" >/dev/null
+			echo $((($(date +%s%N) - t) / 1000000)) >"$TMP/ls_ms"
+		) &
+		lister=$!
+	fi
 	t0=$(date +%s%N)
 	rc=0
 	timeout $((TIMEOUT * 4 + 10)) cat "$mnt/$f" >"$TMP/out" 2>"$TMP/err" || rc=$?
 	ms=$((($(date +%s%N) - t0) / 1000000))
+	if [ "$mode" = stall ]; then
+		wait "$lister" || die "mode stall: listing $mnt/d failed"
+		ls_ms=$(cat "$TMP/ls_ms")
+		[ "$ls_ms" -lt 1500 ] ||
+			die "mode stall: listing $mnt/d took $ls_ms ms while a read waited for the server"
+		log "mode stall: listing $mnt/d took $ls_ms ms while a read waited"
+	fi
 	[ $rc != 124 ] || die "mode $mode: reading $f hung (killed after $((TIMEOUT * 4 + 10)) s)"
 	[ $rc != 0 ] || die "mode $mode: reading $f succeeded"
 	grep -q "Input/output error" "$TMP/err" || die "mode $mode: expected EIO, got: $(cat "$TMP/err")"
