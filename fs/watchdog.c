@@ -20,6 +20,7 @@
 
 struct slimfs_watchdog {
 	pid_t pid;
+	bool dismissed; /* SIGTERM sent */
 };
 
 /* Undoes mountinfo's octal escapes (\040 for a blank, ...) in place. */
@@ -166,11 +167,19 @@ int slimfs_watchdog_start(const char *mountpoint, bool use_syslog, struct slimfs
 	return 0;
 }
 
+void slimfs_watchdog_dismiss(struct slimfs_watchdog *w)
+{
+	if (!w || w->dismissed)
+		return;
+	kill(w->pid, SIGTERM);
+	w->dismissed = true;
+}
+
 void slimfs_watchdog_stop(struct slimfs_watchdog *w)
 {
 	if (!w)
 		return;
-	kill(w->pid, SIGTERM);
+	slimfs_watchdog_dismiss(w);
 	while (waitpid(w->pid, NULL, 0) < 0 && errno == EINTR)
 		;
 	free(w);

@@ -42,6 +42,16 @@ struct slimfs_watchdog;
  */
 int slimfs_watchdog_start(const char *mountpoint, bool use_syslog, struct slimfs_watchdog **out);
 
+/*
+ * Stands the watchdog down without waiting for it: once nothing can get stuck
+ * in the kernel any more (the filler stopped), so that it exits while the
+ * daemon cleans up. slimfs_watchdog_stop must still follow: the daemon's main
+ * thread may end only once the watchdog is gone, or its death signal could
+ * reach a watchdog that has not taken the stand-down yet (a lower signal
+ * number is taken first) and abort a new mount that got the same connection.
+ */
+void slimfs_watchdog_dismiss(struct slimfs_watchdog *w);
+
 /* Stands the watchdog down and reaps it (before a clean exit or a handover). */
 void slimfs_watchdog_stop(struct slimfs_watchdog *w);
 
