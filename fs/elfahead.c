@@ -53,17 +53,15 @@ struct slimfs_elfahead {
 	uint32_t q[EA_QUEUE];
 	unsigned head, len;
 	bool stop;
-	_Atomic uint8_t *seen; /* one bit per inode: queued or examined */
+	slimfs_bits *seen; /* one bit per inode: queued or examined */
 };
 
 /* Sets id's bit; whether it was clear. */
 static bool first_time(struct slimfs_elfahead *e, uint32_t id)
 {
-	uint8_t bit = (uint8_t)(1u << (id & 7));
-
 	if (id >= e->fs->info->inode_count)
 		return false;
-	return !(atomic_fetch_or_explicit(&e->seen[id / 8], bit, memory_order_relaxed) & bit);
+	return slimfs_bits_set(e->seen, id);
 }
 
 void slimfs_elfahead_note(struct slimfs_elfahead *e, uint32_t id)
@@ -303,7 +301,7 @@ int slimfs_elfahead_start(struct slimfs_fs *fs, struct slimfs_elfahead **out)
 	if (!e)
 		return -ENOMEM;
 	e->fs = fs;
-	e->seen = calloc(fs->info->inode_count / 8 + 1, 1);
+	e->seen = slimfs_bits_new(fs->info->inode_count);
 	if (!e->seen) {
 		free(e);
 		return -ENOMEM;

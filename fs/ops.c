@@ -42,8 +42,8 @@ int slimfs_fs_init(struct slimfs_fs *fs, struct slimfs_image *img, struct slimfs
 	fs->timeout = 365.0 * 86400; /* immutable: a year is forever */
 	fs->coalesce = true;
 	fs->kernel_readahead = -1;
-	fs->hidden_logged = calloc(fs->info->dirent_count / 8 + 1, 1);
-	fs->announced = calloc(fs->info->inode_count / 8 + 1, 1);
+	fs->hidden_logged = slimfs_bits_new(fs->info->dirent_count);
+	fs->announced = slimfs_bits_new(fs->info->inode_count);
 	/* calloc: the pages of directories never swept cost nothing */
 	fs->dir_bytes = calloc(fs->info->inode_count + 1, sizeof(*fs->dir_bytes));
 	if (!fs->hidden_logged || !fs->announced || !fs->dir_bytes) {
@@ -206,16 +206,12 @@ static void fill_stat(struct slimfs_fs *fs, const struct slimfs_inode *in, struc
 /* The kernel has an inode for id (until it forgets it: stores then fail). */
 static void announce(struct slimfs_fs *fs, uint32_t id)
 {
-	uint8_t bit = (uint8_t)(1u << (id % 8));
-
-	if (!(atomic_load_explicit(&fs->announced[id / 8], memory_order_relaxed) & bit))
-		atomic_fetch_or_explicit(&fs->announced[id / 8], bit, memory_order_relaxed);
+	slimfs_bits_set(fs->announced, id);
 }
 
 static bool announced(struct slimfs_fs *fs, uint32_t id)
 {
-	return atomic_load_explicit(&fs->announced[id / 8], memory_order_relaxed) &
-	       (1u << (id % 8));
+	return slimfs_bits_test(fs->announced, id);
 }
 
 static void fill_entry(struct slimfs_fs *fs, const struct slimfs_inode *in,
@@ -276,12 +272,10 @@ static void log_hidden(struct slimfs_fs *fs, const struct slimfs_inode *dir, uin
 		       const char *name)
 {
 	char path[PATH_MAX], *old;
-	uint8_t bit = (uint8_t)(1u << (pos & 7));
 	int n;
 
 	atomic_fetch_add_explicit(&fs->stats.hidden_by_view, 1, memory_order_relaxed);
-	if (pos >= fs->info->dirent_count ||
-	    atomic_fetch_or(&fs->hidden_logged[pos / 8], bit) & bit)
+	if (pos >= fs->info->dirent_count || !slimfs_bits_set(fs->hidden_logged, pos))
 		return; /* said once already */
 	atomic_fetch_add_explicit(&fs->stats.hidden_paths, 1, memory_order_relaxed);
 	n = slimfs_index_path(fs->idx, dir->id, path, sizeof(path));

@@ -16,6 +16,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "bits.h"
 #include "cache.h"
 #include "image.h"
 #include "prefetch.h"
@@ -64,7 +65,7 @@ struct slimfs_fs {
 	bool inherit_want;
 	unsigned want;
 	struct slimfs_fs_stats stats;
-	_Atomic uint8_t *hidden_logged; /* one bit per dirent: "hidden by view" said */
+	slimfs_bits *hidden_logged; /* one bit per dirent: "hidden by view" said */
 	/* Optional parts, set by the caller after slimfs_fs_init (NULL: off). */
 	struct slimfs_trace *trace;	  /* borrowed: --trace */
 	struct slimfs_prefetch *prefetch; /* borrowed: read-ahead goes there */
@@ -85,7 +86,7 @@ struct slimfs_fs {
 	uint32_t data_last_miss, data_ra_end;
 	unsigned data_streak;
 	/* One bit per inode: handed to the kernel (lookup, readdirplus). */
-	_Atomic uint8_t *announced;
+	slimfs_bits *announced;
 	/* Push-ahead of whole files into the page cache (ops.c, push_ahead). */
 	pthread_mutex_t push_lock;
 	uint32_t push_last, push_end; /* last first read; first inode not pushed */
