@@ -907,7 +907,7 @@ static int run_daemon(struct mount_opts *o, struct daemon_ctx *d)
 		.se = se,
 		.threads = o->threads,
 		.ctl_path = ctl_path,
-		.digest = slimfs_index_digest(img->idx),
+		.idx = img->idx,
 		.no_handover = o->fuse_opts && strstr(o->fuse_opts, "auto_unmount")
 				       ? "the mount has -o auto_unmount: fusermount3 would "
 					 "unmount it when this daemon exits"

@@ -40,7 +40,8 @@ static int open_index(struct slimfs_image *img, const uint8_t *digest, const cha
 			goto fail;
 		}
 	}
-	r = slimfs_index_open_mem(img->index_buf, img->index_len, &img->idx);
+	r = slimfs_index_open_mem_hashed(img->index_buf, img->index_len, digest ? sum : NULL,
+					 &img->idx);
 	if (r < 0) {
 		log_error_errno(r, "'%s': bad %s", name, what);
 		goto fail;

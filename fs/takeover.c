@@ -480,17 +480,18 @@ static void answer_info(struct slimfs_serve *s, int c)
 static bool hand_over(struct slimfs_serve *s, int c, const char *arg, pid_t peer)
 {
 	struct ctl_reply rep = {.magic = REPLY_MAGIC, .version = REPLY_VERSION};
+	const uint8_t *have = slimfs_index_digest(s->o.idx);
 	uint8_t digest[32];
 	char line[32], ours[72], *p = ours;
 	int r;
 
 	memcpy(p, "sha256:", 7);
-	slimfs_hex(s->o.digest, 32, p + 7);
+	slimfs_hex(have, 32, p + 7);
 	if (s->o.no_handover) {
 		refuse(c, EPERM, "%s", s->o.no_handover);
 		return false;
 	}
-	if (slimfs_parse_digest(arg, digest) < 0 || memcmp(digest, s->o.digest, 32) != 0) {
+	if (slimfs_parse_digest(arg, digest) < 0 || memcmp(digest, have, 32) != 0) {
 		refuse(c, EXDEV,
 		       "the new image's index (%s) is not the mounted one (%s): inode numbers "
 		       "would mean other files",

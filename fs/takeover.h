@@ -42,8 +42,9 @@ struct slimfs_serve_opts {
 	/* Started by slimfs_serve_start (0: all): the mount needs one to come
 	 * live; slimfs_serve_more starts the rest. */
 	unsigned first_threads;
-	const char *ctl_path;	 /* slimfs_ctl_path of the mountpoint */
-	const uint8_t *digest;	 /* the image's index digest (32 bytes) */
+	const char *ctl_path; /* slimfs_ctl_path of the mountpoint */
+	/* the image's index: its digest (computed when first asked for) names it */
+	const struct slimfs_index *idx;
 	const char *no_handover; /* why a handover is refused, or NULL */
 	const unsigned *want;	 /* capabilities op_init settled on */
 	const struct slimfs_daemon_info *info;
