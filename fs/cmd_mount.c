@@ -485,11 +485,12 @@ static void fuse_log_cb(enum fuse_log_level level, const char *fmt, va_list ap)
 }
 
 struct daemon_ctx {
-	int ready_fd;	 /* --ready-fd, or -1 */
-	int status_fd;	 /* pipe to the waiting parent, or -1 */
-	bool background; /* forked off: logs to syslog once live */
-	pid_t parent;	 /* background: the process waiting for READY */
-	sem_t live;	 /* posted by on_ready */
+	int ready_fd;	     /* --ready-fd, or -1 */
+	int status_fd;	     /* pipe to the waiting parent, or -1 */
+	bool fork_when_live; /* to the background once live (go_background) */
+	bool background;     /* forked off: logs to syslog once live */
+	pid_t parent;	     /* background: the process waiting for READY */
+	sem_t live;	     /* posted by on_ready */
 };
 
 /* From op_init: the kernel's INIT is being answered, the mount is live. */
@@ -515,6 +516,42 @@ static void on_ready(void *ud)
 		d->status_fd = -1;
 	}
 	sem_post(&d->live);
+}
+
+/*
+ * A mount in the background: this process, the one its caller waits for,
+ * opened the image, mounted and answered the kernel's INIT itself (the mount
+ * is live), and now forks: it exits 0 and the child goes on as the daemon.
+ * Forking first and waiting for the child to say READY through a pipe put
+ * the child's copy-on-write faults and the parent's wake-up on the mount's
+ * critical path (3-5 ms of a ~25 ms cold mount on a VM); errors before now
+ * go straight to the caller's stderr. Returns in the child, 0 or -errno (no
+ * fork: the caller unmounts and fails).
+ */
+static int go_background(struct daemon_ctx *d)
+{
+	pid_t pid;
+	int null;
+
+	fflush(NULL);
+	pid = fork();
+	if (pid < 0)
+		return log_error_errno(-errno, "cannot fork");
+	if (pid > 0)
+		_exit(0); /* nothing to clean: the child holds it all */
+	setsid();
+	null = open("/dev/null", O_RDWR | O_CLOEXEC);
+	if (null >= 0) {
+		dup2(null, STDIN_FILENO);
+		dup2(null, STDOUT_FILENO);
+		dup2(null, STDERR_FILENO);
+		close(null);
+	}
+	slimfs_log_use_syslog(true);
+	d->background = true;
+	if (chdir("/") < 0)
+		log_warn_errno(-errno, "cannot chdir to /");
+	return 0;
 }
 
 /*
@@ -592,10 +629,13 @@ struct handover_ctx {
 	struct slimfs_notify *stopped; /* by a failed handover; workers may hold it */
 };
 
-static int start_stats(struct handover_ctx *h)
+/* run: answer at once; else once slimfs_stats_run() (a mount not live yet). */
+static int start_stats(struct handover_ctx *h, bool run)
 {
 	int r = slimfs_stats_serve(h->o->stats_socket, h->src, &h->stats);
 
+	if (r == 0 && run)
+		r = slimfs_stats_run(h->stats);
 	if (r < 0 && !h->o->stats_socket) {
 		log_warn("continuing without a stats socket");
 		r = 0;
@@ -618,7 +658,7 @@ static void handover_resume(void *ud)
 {
 	struct handover_ctx *h = ud;
 
-	(void)start_stats(h);
+	(void)start_stats(h, true);
 	if (*h->notify) {
 		/* The workers were all stopped since the previous one stopped. */
 		slimfs_notify_free(h->stopped);
@@ -667,11 +707,31 @@ static bool user_tunable(const char *name)
  * used to be glibc tunables, set by executing slimfs again (~3 ms and ~170
  * page faults of relocations per mount). The user's GLIBC_TUNABLES
  * glibc.malloc.hugetlb (0: no huge pages) and glibc.malloc.arena_max win.
+ *
+ * daemon_heap() sets the arena and thresholds, first thing; daemon_heap_grow()
+ * grows and advises the heap once the mount is live: what is allocated before
+ * is small, and a huge page taken then (~0.1-1 ms each in a VM, the first
+ * after the page cache was dropped the slowest) would delay the mount.
  */
-#define HEAP_ROOM_MIN	  (32u << 20)
-#define HEAP_GROWTH_MAX	  (1u << 30)
-#define GLIBC_DEFAULT_PAD (128u << 10)
+#define HEAP_ROOM_MIN	       (32u << 20)
+#define HEAP_GROWTH_MAX	       (1u << 30)
+#define GLIBC_DEFAULT_PAD      (128u << 10)
+#define GLIBC_DEFAULT_MMAP_MAX 65536
 static void daemon_heap(uint64_t mem_cache)
+{
+#ifdef __GLIBC__
+	if (!user_tunable("glibc.malloc.arena_max"))
+		mallopt(M_ARENA_MAX, 1);
+	mallopt(M_MMAP_THRESHOLD, (int)SLIMFS_CHUNK_MAX);
+	mallopt(M_TRIM_THRESHOLD, (int)MIN(mem_cache, (uint64_t)INT_MAX));
+	if (!user_tunable("glibc.malloc.hugetlb"))
+		slimfs_huge_pages(true);
+#else
+	(void)mem_cache;
+#endif
+}
+
+static void daemon_heap_grow(uint64_t mem_cache)
 {
 #ifdef __GLIBC__
 	size_t pad = (size_t)MIN(mem_cache + MAX(mem_cache / 2, (uint64_t)HEAP_ROOM_MIN),
@@ -680,23 +740,20 @@ static void daemon_heap(uint64_t mem_cache)
 	uint8_t *before, *after;
 	void *volatile p; /* else the compiler drops malloc() and free() */
 
-	if (!user_tunable("glibc.malloc.arena_max"))
-		mallopt(M_ARENA_MAX, 1);
-	mallopt(M_MMAP_THRESHOLD, (int)SLIMFS_CHUNK_MAX);
-	mallopt(M_TRIM_THRESHOLD, (int)MIN(mem_cache, (uint64_t)INT_MAX));
-	if (user_tunable("glibc.malloc.hugetlb"))
+	if (!slimfs_huge_pages_on())
 		return;
-	slimfs_huge_pages(true);
 	/*
 	 * An allocation larger than all the heap has free (top and bins) grows
 	 * it by about the pad: that range is advised.
 	 */
 	free_bytes = mallinfo2().fordblks;
 	before = sbrk(0);
-	if (before == (void *)-1 || free_bytes >= SLIMFS_CHUNK_MAX / 2)
+	if (before == (void *)-1 || free_bytes >= pad)
 		return;
 	mallopt(M_TOP_PAD, (int)pad);
+	mallopt(M_MMAP_MAX, 0); /* from the heap, however large */
 	p = malloc(free_bytes + 1);
+	mallopt(M_MMAP_MAX, GLIBC_DEFAULT_MMAP_MAX);
 	after = sbrk(0);
 	if (after >= before + pad)
 		(void)madvise(before, (size_t)(after - before), MADV_HUGEPAGE);
@@ -844,7 +901,7 @@ static int run_daemon(struct mount_opts *o, struct daemon_ctx *d)
 		fs.elfahead = ea;
 	}
 	/* Taking over: once the old daemon (and its socket) is gone. */
-	if (!o->takeover && start_stats(&hc) < 0)
+	if (!o->takeover && start_stats(&hc, false) < 0)
 		goto out;
 
 	fsname = escape_opt(o->image);
@@ -907,7 +964,7 @@ static int run_daemon(struct mount_opts *o, struct daemon_ctx *d)
 		.se = se,
 		.threads = o->threads,
 		.ctl_path = ctl_path,
-		.digest = slimfs_index_digest(img->idx),
+		.idx = img->idx,
 		.no_handover = o->fuse_opts && strstr(o->fuse_opts, "auto_unmount")
 				       ? "the mount has -o auto_unmount: fusermount3 would "
 					 "unmount it when this daemon exits"
@@ -919,20 +976,41 @@ static int run_daemon(struct mount_opts *o, struct daemon_ctx *d)
 		.ud = &hc,
 	};
 	so.first_threads = o->takeover ? 0 : 1;
+	so.caller_inits = d->fork_when_live;
 	r = slimfs_serve_start(&so, tk, &srv);
 	tk = NULL;
 	if (r < 0) {
 		log_error_errno(r, "cannot start the FUSE workers");
 		goto out_unmount;
 	}
+	if (d->fork_when_live) {
+		r = slimfs_serve_init(srv, LIVE_WAIT_S * 1000);
+		if (r < 0) {
+			log_error_errno(r, "the kernel's INIT of '%s' was not answered", mnt_abs);
+			goto out_unmount;
+		}
+		if (go_background(d) < 0)
+			goto out_unmount;
+		/* The first requests (a stat of the mountpoint) come at once. */
+		r = slimfs_serve_first(srv);
+		if (r < 0) {
+			log_error_errno(r, "cannot start the FUSE workers");
+			goto out_unmount;
+		}
+	}
 	if (o->takeover) {
 		log_debug("took over '%s'", mnt_abs);
-		if (start_stats(&hc) < 0)
+		if (start_stats(&hc, true) < 0)
 			log_warn("continuing without the stats socket");
 		on_ready(d);
 	}
 	if (!o->takeover) /* its parent, `slimfs restart`, asks the ctl socket next */
 		wait_live(d);
+	if (slimfs_stats_run(hc.stats) < 0) { /* no socket rather than one never answered */
+		slimfs_stats_stop(hc.stats);
+		hc.stats = NULL;
+	}
+	daemon_heap_grow(o->mem_cache);
 	/* The filler first: the first reads may come at once. */
 	fill_auto = o->fill == SLIMFS_FILL_AUTO;
 	if (fill_auto) /* a trace must see every read */
@@ -1068,7 +1146,12 @@ static int do_mount(struct mount_opts *o)
 		return 1;
 	if (o->foreground)
 		return run_daemon(o, &d);
+	if (!o->takeover) {
+		d.fork_when_live = true;
+		return run_daemon(o, &d);
+	}
 
+	/* Taking over: its caller, `slimfs restart`, goes on once the child serves. */
 	if (pipe2(p, O_CLOEXEC) < 0) {
 		log_error_errno(-errno, "cannot create a pipe");
 		return 1;

@@ -29,6 +29,11 @@ static struct slimfs_fs *fs_of(fuse_req_t req)
 	return fuse_req_userdata(req);
 }
 
+static size_t dir_bytes_len(const struct slimfs_fs *fs)
+{
+	return (size_t)(fs->info->inode_count + 1) * sizeof(*fs->dir_bytes);
+}
+
 int slimfs_fs_init(struct slimfs_fs *fs, struct slimfs_image *img, struct slimfs_cache *cache,
 		   uint32_t view, const char *view_name)
 {
@@ -44,12 +49,13 @@ int slimfs_fs_init(struct slimfs_fs *fs, struct slimfs_image *img, struct slimfs
 	fs->kernel_readahead = -1;
 	fs->hidden_logged = slimfs_bits_new(fs->info->dirent_count);
 	fs->announced = slimfs_bits_new(fs->info->inode_count);
-	/* calloc: the pages of directories never swept cost nothing */
-	fs->dir_bytes = calloc(fs->info->inode_count + 1, sizeof(*fs->dir_bytes));
+	/* Mapped: the pages of directories never swept are never touched (a
+	 * calloc'd 80 KiB of the bookworm rootfs was 20 page faults at mount). */
+	fs->dir_bytes = slimfs_zmap(dir_bytes_len(fs));
 	if (!fs->hidden_logged || !fs->announced || !fs->dir_bytes) {
 		free((void *)fs->hidden_logged);
 		free((void *)fs->announced);
-		free((void *)fs->dir_bytes);
+		slimfs_zmap_free((void *)fs->dir_bytes, dir_bytes_len(fs));
 		return -ENOMEM;
 	}
 	pthread_mutex_init(&fs->hints_lock, NULL);
@@ -66,7 +72,7 @@ void slimfs_fs_fini(struct slimfs_fs *fs)
 	fs->hidden_logged = NULL;
 	free((void *)fs->announced);
 	fs->announced = NULL;
-	free((void *)fs->dir_bytes);
+	slimfs_zmap_free((void *)fs->dir_bytes, dir_bytes_len(fs));
 	fs->dir_bytes = NULL;
 	pthread_mutex_destroy(&fs->push_lock);
 	for (unsigned i = 0; i < SLIMFS_HINTS; i++) {

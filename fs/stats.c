@@ -404,6 +404,7 @@ struct slimfs_stats_server {
 	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 	char link[PATH_MAX]; /* the symlink at the default path, or "" */
 	pthread_t thread;
+	bool running; /* thread started */
 };
 
 static void serve_one(struct slimfs_stats_server *s, int c)
@@ -568,9 +569,6 @@ int slimfs_stats_serve(const char *path, const struct slimfs_stats_src *src,
 		r = -errno;
 		goto fail;
 	}
-	r = -pthread_create(&s->thread, NULL, server_main, s);
-	if (r < 0)
-		goto fail;
 	log_debug("stats on '%s'", path);
 	*out = s;
 	return 0;
@@ -585,12 +583,27 @@ fail:
 	return r;
 }
 
+int slimfs_stats_run(struct slimfs_stats_server *s)
+{
+	int r;
+
+	if (!s || s->running)
+		return 0;
+	r = -pthread_create(&s->thread, NULL, server_main, s);
+	if (r < 0)
+		return log_error_errno(r, "cannot start the stats thread");
+	s->running = true;
+	return 0;
+}
+
 void slimfs_stats_stop(struct slimfs_stats_server *s)
 {
 	if (!s)
 		return;
-	(void)slimfs_write_all(s->stop[1], "x", 1);
-	pthread_join(s->thread, NULL);
+	if (s->running) {
+		(void)slimfs_write_all(s->stop[1], "x", 1);
+		pthread_join(s->thread, NULL);
+	}
 	close(s->fd);
 	close(s->stop[0]);
 	close(s->stop[1]);

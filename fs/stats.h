@@ -41,9 +41,16 @@ char *slimfs_stats_render(const struct slimfs_stats_src *src, enum slimfs_stats_
 char *slimfs_stats_summary(const struct slimfs_stats_src *src);
 
 struct slimfs_stats_server;
-/* Listens on path (NULL: the default); src must outlive the server. */
+/*
+ * Listens on path (NULL: the default); src must outlive the server. Clients
+ * wait in the listen queue until slimfs_stats_run() starts the thread that
+ * answers them: a mount binds the socket before it is live (`slimfs stats`
+ * right after `slimfs mount` finds it) and starts the thread after.
+ */
 int slimfs_stats_serve(const char *path, const struct slimfs_stats_src *src,
 		       struct slimfs_stats_server **out);
+/* Starts answering (once; NULL is a no-op). 0 or -errno. */
+int slimfs_stats_run(struct slimfs_stats_server *s);
 /* Stops serving, removes the socket (and the symlink). NULL is a no-op. */
 void slimfs_stats_stop(struct slimfs_stats_server *s);
 

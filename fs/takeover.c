@@ -480,17 +480,18 @@ static void answer_info(struct slimfs_serve *s, int c)
 static bool hand_over(struct slimfs_serve *s, int c, const char *arg, pid_t peer)
 {
 	struct ctl_reply rep = {.magic = REPLY_MAGIC, .version = REPLY_VERSION};
+	const uint8_t *have = slimfs_index_digest(s->o.idx);
 	uint8_t digest[32];
 	char line[32], ours[72], *p = ours;
 	int r;
 
 	memcpy(p, "sha256:", 7);
-	slimfs_hex(s->o.digest, 32, p + 7);
+	slimfs_hex(have, 32, p + 7);
 	if (s->o.no_handover) {
 		refuse(c, EPERM, "%s", s->o.no_handover);
 		return false;
 	}
-	if (slimfs_parse_digest(arg, digest) < 0 || memcmp(digest, s->o.digest, 32) != 0) {
+	if (slimfs_parse_digest(arg, digest) < 0 || memcmp(digest, have, 32) != 0) {
 		refuse(c, EXDEV,
 		       "the new image's index (%s) is not the mounted one (%s): inode numbers "
 		       "would mean other files",
@@ -589,8 +590,9 @@ int slimfs_serve_start(const struct slimfs_serve_opts *o, struct slimfs_takeover
 		memcpy(s->init, t->rep.init, s->init_len);
 		atomic_store(&s->have_init, true);
 	}
-	r = start_workers(s,
-			  o->first_threads && !t ? MIN(o->first_threads, o->threads) : o->threads);
+	r = start_workers(s, o->caller_inits && !t    ? 0
+			     : o->first_threads && !t ? MIN(o->first_threads, o->threads)
+						      : o->threads);
 	if (r < 0)
 		goto fail;
 	if (t) {
@@ -635,6 +637,52 @@ fail:
 int slimfs_serve_more(struct slimfs_serve *s)
 {
 	return start_workers(s, s->o.threads);
+}
+
+int slimfs_serve_first(struct slimfs_serve *s)
+{
+	return start_workers(s, s->o.first_threads ? MIN(s->o.first_threads, s->o.threads)
+						   : s->o.threads);
+}
+
+int slimfs_serve_init(struct slimfs_serve *s, int timeout_ms)
+{
+	struct fuse_session *se = s->o.se;
+	struct fuse_buf buf = {.mem = NULL};
+	struct pollfd p = {.fd = fuse_session_fd(se), .events = POLLIN};
+	int r;
+
+	/* The device is non-blocking (start_workers): wait in poll. */
+	while (!atomic_load(&s->have_init)) {
+		if (fuse_session_exited(se)) {
+			r = -EINTR;
+			goto out;
+		}
+		r = poll(&p, 1, timeout_ms);
+		if (r == 0) {
+			r = -ETIMEDOUT;
+			goto out;
+		}
+		if (r < 0 && errno != EINTR) {
+			r = -errno;
+			goto out;
+		}
+		r = fuse_session_receive_buf(se, &buf);
+		if (r == -EAGAIN || r == -EINTR)
+			continue;
+		if (r == 0) {
+			r = -ENODEV;
+			goto out;
+		}
+		if (r < 0)
+			goto out;
+		capture_init(s, &buf);
+		fuse_session_process_buf(se, &buf);
+	}
+	r = 0;
+out:
+	free(buf.mem);
+	return r;
 }
 
 enum slimfs_serve_end slimfs_serve_run(struct slimfs_serve *s)

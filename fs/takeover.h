@@ -42,8 +42,11 @@ struct slimfs_serve_opts {
 	/* Started by slimfs_serve_start (0: all): the mount needs one to come
 	 * live; slimfs_serve_more starts the rest. */
 	unsigned first_threads;
-	const char *ctl_path;	 /* slimfs_ctl_path of the mountpoint */
-	const uint8_t *digest;	 /* the image's index digest (32 bytes) */
+	/* None started: the caller answers INIT with slimfs_serve_init. */
+	bool caller_inits;
+	const char *ctl_path; /* slimfs_ctl_path of the mountpoint */
+	/* the image's index: its digest (computed when first asked for) names it */
+	const struct slimfs_index *idx;
 	const char *no_handover; /* why a handover is refused, or NULL */
 	const unsigned *want;	 /* capabilities op_init settled on */
 	const struct slimfs_daemon_info *info;
@@ -90,6 +93,16 @@ int slimfs_serve_start(const struct slimfs_serve_opts *o, struct slimfs_takeover
 		       struct slimfs_serve **out);
 /* Starts the workers slimfs_serve_start left (first_threads). 0 or -errno. */
 int slimfs_serve_more(struct slimfs_serve *s);
+/*
+ * With caller_inits: reads the kernel's INIT and answers it in the calling
+ * thread (op_init runs), so that the mount is live with no thread started:
+ * a daemon that forks to the background then forks a single thread. 0,
+ * -ETIMEDOUT after timeout_ms, -EINTR (a signal ended the session), -ENODEV
+ * (unmounted meanwhile) or another -errno.
+ */
+int slimfs_serve_init(struct slimfs_serve *s, int timeout_ms);
+/* Then (caller_inits): starts the first_threads workers. 0 or -errno. */
+int slimfs_serve_first(struct slimfs_serve *s);
 /* Serves until unmount, a signal or a handover; the workers are stopped. */
 enum slimfs_serve_end slimfs_serve_run(struct slimfs_serve *s);
 /* Closes the control socket (removes it unless a new daemon has it). */

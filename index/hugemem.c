@@ -45,6 +45,20 @@ void *slimfs_huge_alloc(size_t len)
 	return p;
 }
 
+void *slimfs_zmap(size_t len)
+{
+	void *p = mmap(NULL, len ? len : 1, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1,
+		       0);
+
+	return p == MAP_FAILED ? NULL : p;
+}
+
+void slimfs_zmap_free(void *p, size_t len)
+{
+	if (p)
+		munmap(p, len ? len : 1);
+}
+
 void slimfs_huge_free(void *p, size_t len)
 {
 	if (p)

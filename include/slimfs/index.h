@@ -100,10 +100,18 @@ int slimfs_index_peek(const void *buf, size_t len, uint64_t *index_size, uint64_
  * decompressed into memory the index owns. *out is set only on success.
  */
 int slimfs_index_open_mem(const void *buf, size_t len, struct slimfs_index **out);
+/*
+ * The same, from a caller that has computed the SHA-256 of buf[0, len) already
+ * (to check a pinned digest before anything is parsed): sha256, if not NULL,
+ * becomes the index's digest when len is the index size.
+ */
+int slimfs_index_open_mem_hashed(const void *buf, size_t len, const uint8_t *sha256,
+				 struct slimfs_index **out);
 void slimfs_index_free(struct slimfs_index *idx);
 
 const struct slimfs_info *slimfs_index_info(const struct slimfs_index *idx);
-/* SHA-256 of the stored index bytes (computed at open), and as "sha256:<64 hex>". */
+/* SHA-256 of the stored index bytes (computed on the first call; thread-safe),
+ * and as "sha256:<64 hex>". */
 const uint8_t *slimfs_index_digest(const struct slimfs_index *idx);
 void slimfs_index_digest_str(const struct slimfs_index *idx, char out[72]);
 

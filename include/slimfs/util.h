@@ -156,6 +156,13 @@ void slimfs_huge_pages(bool on);
 bool slimfs_huge_pages_on(void);
 void *slimfs_huge_alloc(size_t len);
 void slimfs_huge_free(void *p, size_t len);
+/*
+ * Zeroed memory of its own mapping, in 4 KiB pages taken on first touch: for
+ * tables mostly never written (per inode, per chunk), where calloc would clear
+ * them whole from a reused heap. Freed with slimfs_zmap_free and the same len.
+ */
+void *slimfs_zmap(size_t len);
+void slimfs_zmap_free(void *p, size_t len);
 
 int slimfs_grow(void **v, size_t *cap, size_t need, size_t elem, size_t min);
 #define SLIMFS_GROW(arr, cap, need, min)                                                           \

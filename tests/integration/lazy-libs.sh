@@ -4,7 +4,9 @@
 # a local mount does not read ~40 libraries from disk (issue #3):
 #   - slimfs does not link them (no DT_NEEDED), nor libcrypto/libssl (SHA-256
 #     and base64 are its own: libcrypto's relocations cost every exec; it
-#     comes in only with libcurl, for TLS);
+#     comes in only with libcurl, for TLS); built with -Dstatic_libs=true (the
+#     default), libzstd, libxxhash and libjansson are linked in, so the daemon
+#     maps no shared object but libfuse3 and libc's;
 #   - a mounted local image, read through, has none of them in the daemon's
 #     maps; `slimfs ls`/`cat`/`inspect` of it do not load them (LD_DEBUG);
 #   - building from a tar loads libarchive, an --entrypoint closure libelf;
@@ -27,6 +29,10 @@ if grep -Eq "NEEDED.*$lazy" <<<"$needed"; then
 fi
 if grep -Eq 'NEEDED.*lib(crypto|ssl)\.so' <<<"$needed"; then
 	die "slimfs links OpenSSL: $(grep -E 'lib(crypto|ssl)\.so' <<<"$needed")"
+fi
+static='lib(zstd|xxhash|jansson)\.so'
+if [ "${SLIMFS_STATIC_LIBS:-0}" = 1 ] && grep -Eq "NEEDED.*$static" <<<"$needed"; then
+	die "slimfs links shared what -Dstatic_libs links in: $(grep -E "$static" <<<"$needed")"
 fi
 
 src=$TMP/src img=$TMP/img.slimfs mnt=$TMP/mnt
@@ -71,6 +77,13 @@ compare_trees "$src" "$mnt"
 maps=$(cat "/proc/$MOUNT_PID/maps")
 if grep -Eq "/$lazy" <<<"$maps"; then
 	die "the mount daemon mapped: $(grep -Eo "/[^ ]*$lazy[.0-9]*" <<<"$maps" | sort -u)"
+fi
+if grep -Eq 'NEEDED.*lib(asan|ubsan)\.so' <<<"$needed"; then
+	log "shared objects of the daemon not checked: sanitizer build"
+elif [ "${SLIMFS_STATIC_LIBS:-0}" = 1 ]; then
+	so=$(grep -Eo '/[^ ]*\.so[.0-9]*$' <<<"$maps" | sort -u |
+		grep -Ev '/(ld-linux[^/]*|libc\.so\.6|libfuse3\.so[.0-9]*)$' || true)
+	[ -z "$so" ] || die "the mount daemon mapped more than libfuse3 and libc: $so"
 fi
 slimfs_umount "$mnt"
 

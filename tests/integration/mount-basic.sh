@@ -165,6 +165,15 @@ grep -qF " $mnt fuse.slimfs ro," /proc/self/mounts || die "mount type/options: $
 compare_trees "$src" "$mnt" --no-hash
 pid=$(daemon_pids "$mnt")
 [ -n "$pid" ] || die "no background daemon found"
+# The mount command answered the kernel's INIT itself, then forked: the daemon
+# is its child, in a session of its own, with /dev/null as its standard
+# streams and / as its directory.
+[ "$(ps -o sid= -p "$pid" | tr -d ' ')" = "$pid" ] || die "daemon $pid leads no session"
+for f in 0 1 2; do
+	[ "$(readlink "/proc/$pid/fd/$f")" = /dev/null ] ||
+		die "daemon fd $f is $(readlink "/proc/$pid/fd/$f")"
+done
+[ "$(readlink "/proc/$pid/cwd")" = / ] || die "daemon cwd is $(readlink "/proc/$pid/cwd")"
 umount "$mnt" || die "umount failed"
 for _ in $(seq 100); do kill -0 $pid 2>/dev/null || break; sleep 0.1; done
 kill -0 $pid 2>/dev/null && die "daemon $pid still running after umount"
@@ -181,7 +190,13 @@ done
 for _ in $(seq 100); do [ -z "$(daemon_pids "$mnt")" ] && break; sleep 0.1; done
 run_fails "$SLIMFS" mount -q "$img" "$TMP/no-such-dir"
 run_fails "$SLIMFS" mount -q --view no-such-view "$img" "$mnt"
-run_fails "$SLIMFS" mount -q --digest sha256:$(printf '0%.0s' $(seq 64)) "$img" "$mnt"
+# Errors before the mount is live reach the caller's stderr, exit status 1.
+rc=0
+"$SLIMFS" mount -q --digest sha256:$(printf '0%.0s' $(seq 64)) "$img" "$mnt" 2>"$TMP/digest.err" ||
+	rc=$?
+[ "$rc" = 1 ] || die "mount with a wrong --digest: exit status $rc"
+grep -q "index digest is sha256:[0-9a-f]\{64\}, expected sha256:0\{64\}" "$TMP/digest.err" ||
+	die "mount with a wrong --digest says: $(cat "$TMP/digest.err")"
 grep -qF " $mnt " /proc/self/mounts && die "a failed mount left a mount behind"
 
 # ---- mount(8): mount -t fuse.slimfs runs /sbin/mount.fuse, which runs 'slimfs
