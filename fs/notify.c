@@ -233,13 +233,6 @@ static bool queue_whole_file(struct slimfs_notify *n, fuse_ino_t ino, uint64_t s
 	       whole_file_job(n, ino, size, skip_from, skip_to, false) != -EINVAL;
 }
 
-int slimfs_notify_file(struct slimfs_notify *n, fuse_ino_t ino, uint64_t size)
-{
-	if (!n || n->mode == SLIMFS_FILL_OFF)
-		return -EINVAL;
-	return whole_file_job(n, ino, size, 0, 0, true);
-}
-
 void slimfs_notify_walk_at(struct slimfs_notify *n, fuse_ino_t ino)
 {
 	if (n)
@@ -471,6 +464,36 @@ static void fill_file(struct slimfs_notify *n, const struct job *j)
 	}
 	if (r == 0 && run < in.size)
 		store_run(n, j, run, in.size, n->filebuf + run);
+}
+
+/*
+ * A whole small file stored from the calling thread when it is one extent
+ * (most are), unless it was queued or stored before; others are queued.
+ */
+static int file_now(struct slimfs_notify *n, fuse_ino_t ino, uint64_t size)
+{
+	uint64_t id = ino - 1;
+	uint8_t bit = (uint8_t)(1u << (id % 8));
+	struct job j = {.ino = ino, .size = size, .to = size, .whole_file = true, .ahead = true};
+	struct slimfs_inode in;
+
+	if (size > SLIMFS_FILL_FILE_MAX || id >= n->fs->info->inode_count ||
+	    slimfs_index_inode(n->fs->idx, (uint32_t)id, &in) < 0 || !S_ISREG(in.mode) ||
+	    in.size != size)
+		return -EINVAL;
+	if (atomic_fetch_or(&n->filled[id / 8], bit) & bit)
+		return 0;
+	if (fill_one_extent(n, &j, &in))
+		return 1;
+	atomic_fetch_and(&n->filled[id / 8], (uint8_t)~bit);
+	return whole_file_job(n, ino, size, 0, 0, true);
+}
+
+int slimfs_notify_file(struct slimfs_notify *n, fuse_ino_t ino, uint64_t size, bool now)
+{
+	if (!n || n->mode == SLIMFS_FILL_OFF)
+		return -EINVAL;
+	return now ? file_now(n, ino, size) : whole_file_job(n, ino, size, 0, 0, true);
 }
 
 static void *filler(void *arg)

@@ -79,11 +79,13 @@ void slimfs_notify_read(struct slimfs_notify *n, fuse_ino_t ino, uint64_t size, 
 /*
  * Push-ahead (ops.c): queues all of inode ino, a regular file of size bytes
  * (at most SLIMFS_FILL_FILE_MAX), decoding the chunks not in memory, unless
- * it was queued before. Any mode but off. 1 when queued now, 0 when before,
- * -ENOBUFS when the queue is full, -EINVAL when the filler is off (NULL) or
- * the file too large.
+ * it was queued before. With now, a file of one extent (most small files) is
+ * stored from the calling thread instead, before this returns (a reader is
+ * about to want it). Any mode but off. 1 when queued or stored now, 0 when
+ * before, -ENOBUFS when the queue is full, -EINVAL when the filler is off
+ * (NULL) or the file too large.
  */
-int slimfs_notify_file(struct slimfs_notify *n, fuse_ino_t ino, uint64_t size);
+int slimfs_notify_file(struct slimfs_notify *n, fuse_ino_t ino, uint64_t size, bool now);
 /*
  * The walk that files are pushed ahead of has just read ino itself: queued
  * push-ahead jobs for ino and the files before it are dropped (counted in

@@ -429,6 +429,8 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	fuse_reply_open(req, fi);
 }
 
+static void push_listed(struct slimfs_fs *fs, const struct slimfs_inode *dir);
+
 /*
  * Offsets: position p is ".", "..", then entry p - 2; the offset given with
  * each entry is p + 1, where the next call resumes. Hidden entries keep
@@ -504,6 +506,8 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, b
 			announce(fs, child.id);
 		used += ent;
 	}
+	if (plus && used == 0 && (off < 0 || (uint64_t)off >= total))
+		push_listed(fs, &dir);
 	fuse_reply_buf(req, buf, used);
 }
 
@@ -1003,6 +1007,8 @@ int slimfs_fs_read_file(struct slimfs_fs *fs, const struct slimfs_inode *in, uin
 /* Files and inodes one push looks at (the filler's queue holds 64 jobs). */
 #define PUSH_FILES 32u
 #define PUSH_SCAN  512u
+/* Bytes of a listed directory's first files stored before the listing ends. */
+#define PUSH_NOW (64u << 10)
 
 /*
  * Push-ahead (local images, page-cache filler on): a reader that walks the
@@ -1018,14 +1024,83 @@ int slimfs_fs_read_file(struct slimfs_fs *fs, const struct slimfs_inode *in, uin
  * bytes, at most PUSH_FILES files). A push stops at a file larger than
  * SLIMFS_FILL_FILE_MAX (the kernel's read-ahead does well on those) and at
  * one the kernel has no inode for yet (a directory the reader has not
- * listed: a store would fail). Chunks are verified on the way into the
- * memory cache, as for any read.
+ * listed: a store would fail), where push_listed takes over once it is
+ * listed; the chunks of the files past that one, up to the window, are
+ * decoded ahead all the same, so that they are in memory by then. Chunks
+ * are verified on the way into the memory cache, as for any read.
+ *
+ * push_ahead pushes the files from inode from on, the first now_bytes of
+ * them (at least the first file) stored from the calling thread before it
+ * returns.
  */
-static void push_ahead(struct slimfs_fs *fs, const struct slimfs_inode *in)
+static void push_ahead(struct slimfs_fs *fs, uint32_t from, uint64_t window, uint64_t now_bytes)
 {
-	uint32_t ids[PUSH_FILES], want[WANT_MAX], from, end, id;
-	uint64_t sizes[PUSH_FILES], window = 0, bytes = 0;
-	size_t files = 0, n = 0;
+	uint32_t ids[PUSH_FILES], want[WANT_MAX], end, id;
+	uint64_t sizes[PUSH_FILES], bytes = 0;
+	size_t files = 0, nnow = 0, n = 0;
+	bool past = false; /* past the frontier: decoded ahead, not pushed */
+
+	end = from;
+	for (id = from; id - from < PUSH_SCAN && files < PUSH_FILES && n < WANT_MAX; id++) {
+		struct slimfs_inode f;
+
+		if (slimfs_index_inode(fs->idx, id, &f) < 0)
+			break;
+		if (!past)
+			end = id;
+		if (!slimfs_inode_in_view(&f, fs->view) || !S_ISREG(f.mode) || f.size == 0)
+			continue;
+		if (f.size > SLIMFS_FILL_FILE_MAX || ((files || past) && bytes + f.size > window))
+			break;
+		if (!past && !announced(fs, id))
+			past = true;
+		if (!past) {
+			if (files == 0 ? now_bytes > 0 : bytes + f.size <= now_bytes)
+				nnow++;
+			ids[files] = id;
+			sizes[files++] = f.size;
+			end = id + 1;
+		}
+		bytes += f.size;
+		for (uint32_t i = 0; i < f.count && n < WANT_MAX; i++) {
+			struct slimfs_extent x;
+
+			if (slimfs_index_extent(fs->idx, &f, i, &x) < 0)
+				break;
+			if ((!n || want[n - 1] != x.chunk) && !slimfs_cache_has(fs->cache, x.chunk))
+				want[n++] = x.chunk;
+		}
+	}
+	/* The first nnow files are stored at once, their chunks decoded here
+	 * (a worker would read and decode its whole job first); then the
+	 * workers decode the rest while the filler stores. */
+	for (size_t k = 0; k <= files; k++) {
+		int r;
+
+		if (k == nnow && n && fs->prefetch)
+			slimfs_prefetch_readahead(fs->prefetch, want, n);
+		if (k == files)
+			break;
+		r = slimfs_notify_file(fs->notify, (fuse_ino_t)ids[k] + 1, sizes[k], k < nnow);
+		if (r < 0) {
+			end = ids[k]; /* queue full: the frontier is here */
+			if (k < nnow && n && fs->prefetch)
+				slimfs_prefetch_readahead(fs->prefetch, want, n);
+			break;
+		}
+		if (r > 0)
+			atomic_fetch_add_explicit(&fs->stats.pushed_files, 1, memory_order_relaxed);
+	}
+	pthread_mutex_lock(&fs->push_lock);
+	fs->push_window = window;
+	fs->push_end = MAX(fs->push_end, end);
+	pthread_mutex_unlock(&fs->push_lock);
+}
+
+/* A first read of in: pushes the files after it when it walks on. */
+static void push_after_read(struct slimfs_fs *fs, const struct slimfs_inode *in)
+{
+	uint64_t window = 0;
 
 	pthread_mutex_lock(&fs->push_lock);
 	if (in->id >= fs->push_end && in->id - fs->push_end <= PUSH_GAP && fs->push_window)
@@ -1039,51 +1114,34 @@ static void push_ahead(struct slimfs_fs *fs, const struct slimfs_inode *in)
 		slimfs_notify_walk_at(fs->notify, (fuse_ino_t)in->id + 1); /* overtook the filler */
 	fs->push_last = in->id;
 	pthread_mutex_unlock(&fs->push_lock);
-	if (!window)
+	if (window)
+		push_ahead(fs, in->id + 1, window, 0);
+}
+
+/*
+ * The end of a READDIRPLUS listing of dir (the kernel's last call, which
+ * finds no more entries): the kernel now has an inode for each of its
+ * entries, and a walk lists a directory right before it reads its files.
+ * When dir is where the walk's push stopped (its first entry is the
+ * frontier), its files are pushed now, the first PUSH_NOW bytes of them
+ * stored before the reply (the walk wants those at once), the rest queued.
+ * A walk then reads no file at a directory's start.
+ */
+static void push_listed(struct slimfs_fs *fs, const struct slimfs_inode *dir)
+{
+	uint64_t window = 0;
+	uint32_t first = dir->id + 1;
+
+	if (!fs->notify || fs->trace || fs->img->backend->remote ||
+	    !slimfs_prefetch_planned_done(fs->prefetch))
 		return;
-	from = in->id + 1;
-	end = from;
-	for (id = from; id - from < PUSH_SCAN && files < PUSH_FILES; id++) {
-		struct slimfs_inode f;
-
-		if (slimfs_index_inode(fs->idx, id, &f) < 0)
-			break;
-		end = id;
-		if (!slimfs_inode_in_view(&f, fs->view) || !S_ISREG(f.mode) || f.size == 0)
-			continue;
-		if (f.size > SLIMFS_FILL_FILE_MAX || !announced(fs, id) ||
-		    (files && bytes + f.size > window))
-			break;
-		ids[files] = id;
-		sizes[files++] = f.size;
-		bytes += f.size;
-		for (uint32_t i = 0; i < f.count && n < WANT_MAX; i++) {
-			struct slimfs_extent x;
-
-			if (slimfs_index_extent(fs->idx, &f, i, &x) < 0)
-				break;
-			if ((!n || want[n - 1] != x.chunk) && !slimfs_cache_has(fs->cache, x.chunk))
-				want[n++] = x.chunk;
-		}
-		end = id + 1;
-	}
-	/* The workers decode while the filler stores the first files. */
-	if (n && fs->prefetch)
-		slimfs_prefetch_readahead(fs->prefetch, want, n);
-	for (size_t k = 0; k < files; k++) {
-		int r = slimfs_notify_file(fs->notify, (fuse_ino_t)ids[k] + 1, sizes[k]);
-
-		if (r < 0) {
-			end = ids[k]; /* queue full: the frontier is here */
-			break;
-		}
-		if (r > 0)
-			atomic_fetch_add_explicit(&fs->stats.pushed_files, 1, memory_order_relaxed);
-	}
 	pthread_mutex_lock(&fs->push_lock);
-	fs->push_window = window;
-	fs->push_end = MAX(fs->push_end, end);
+	if (fs->push_window && first >= fs->push_end && first - fs->push_end <= PUSH_GAP &&
+	    dir->id > fs->push_last)
+		window = MIN(fs->push_window * 2, (uint64_t)PUSH_MAX);
 	pthread_mutex_unlock(&fs->push_lock);
+	if (window)
+		push_ahead(fs, first, window, PUSH_NOW);
 }
 
 static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
@@ -1174,7 +1232,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		slimfs_notify_read(fs->notify, ino, in.size, (uint64_t)off, len, s.refs, s.nrefs);
 		read_state_release(fs, &s);
 		if (off == 0 && guess && fs->notify && !fs->trace && !fs->img->backend->remote)
-			push_ahead(fs, &in);
+			push_after_read(fs, &in);
 		return;
 	}
 	read_state_release(fs, &s);

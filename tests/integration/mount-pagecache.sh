@@ -27,6 +27,13 @@ head -c 70000 /dev/urandom | dd of="$src/sparse" bs=1 seek=$(((4 << 20) + 100)) 
 head -c 3000 /dev/urandom | dd of="$src/sparse" bs=1 seek=$(((6 << 20) - 3000)) \
 	conv=notrunc status=none
 for i in $(seq 150); do head -c $((i * 4999)) "$src/big" | tail -c $((i * 1999)) >"$src/many/f$i"; done
+# 40 directories of 6 small files, for a walk that lists each before reading it.
+for d in $(seq 10 49); do
+	mkdir -p "$src/walk/d$d"
+	for i in $(seq 6); do
+		head -c $((d * 9000 + i * 1777)) "$src/odd" | tail -c $((1000 + i * 313)) >"$src/walk/d$d/f$i"
+	done
+done
 run "$SLIMFS" build -q -o "$img" "$src"
 
 # stat_in SECTION KEY: SECTION.KEY from `slimfs stats --json`; stat_of KEY: pagecache.KEY.
@@ -137,11 +144,13 @@ fs_stat() {
 	js=$("$SLIMFS" stats --json "$mnt") || die "slimfs stats failed"
 	"$PYTHON" -c 'import json, sys; print(json.load(sys.stdin)["fs"][sys.argv[1]])' "$1" <<<"$js"
 }
+# walk_many LABEL [DIR]: tar of DIR (default many) equals the source.
 walk_many() {
+	local dir=${2:-many}
 	rm -rf "$TMP/out"
 	mkdir -p "$TMP/out"
-	tar -cf - -C "$mnt" many | tar -xf - -C "$TMP/out" || die "tar of many/ failed"
-	diff -r "$src/many" "$TMP/out/many" >/dev/null || die "$1: tar of many/ differs from the source"
+	tar -cf - -C "$mnt" "$dir" | tar -xf - -C "$TMP/out" || die "tar of $dir/ failed"
+	diff -r "$src/$dir" "$TMP/out/$dir" >/dev/null || die "$1: tar of $dir/ differs from the source"
 }
 # In directory order, a little slower than tar so that a loaded machine's
 # filler keeps ahead.
@@ -152,20 +161,32 @@ walk_slowly() {
 		sleep 0.01
 	done
 }
-for attempt in 1 2 3; do
+# walk_counted WALK DIR: on a fresh mount, WALK, then PUSHED and READS from
+# the counters and a tar of DIR checked against the source.
+walk_counted() {
 	slimfs_mount --page-cache-fill chunk "$img" "$mnt"
-	walk_slowly
+	"$1"
 	settle
 	pushed=$(stat_of pushed_files) reads=$(fs_stat reads)
-	walk_many chunk
-	check_all push-ahead
-	slimfs_umount "$mnt"
-	log "walk of 150 files: $pushed pushed ahead, $reads read requests"
-	[ "$pushed" -gt 0 ] || die "a walk over 150 small files pushed none ahead"
-	# Another process may drop the page cache meanwhile: a few attempts.
-	[ "$reads" -lt 150 ] && break
-	[ $attempt -lt 3 ] || die "push-ahead: $reads read requests for 150 files"
-done
+	walk_many "$1" "$2"
+}
+# pushes_walk WALK DIR MIN_PUSHED MAX_READS WHAT: WALK gets more than
+# MIN_PUSHED files pushed ahead and costs fewer than MAX_READS read requests,
+# and every file reads right. Another process may drop the page cache
+# meanwhile: a few attempts.
+pushes_walk() {
+	local attempt
+	for attempt in 1 2 3; do
+		walk_counted "$1" "$2"
+		check_all push-ahead
+		slimfs_umount "$mnt"
+		log "$5: $pushed pushed ahead, $reads read requests"
+		[ "$pushed" -gt "$3" ] || die "$5: only $pushed files pushed ahead"
+		[ "$reads" -lt "$4" ] && return 0
+	done
+	die "$5: $reads read requests"
+}
+pushes_walk walk_slowly many 0 150 "walk of 150 files"
 slimfs_mount --page-cache-fill off "$img" "$mnt"
 walk_many off
 pushed=$(stat_of pushed_files)
@@ -182,6 +203,20 @@ pushed=$(stat_of pushed_files)
 slimfs_umount "$mnt"
 [ "$pushed" = 0 ] || die "reads in reverse inode order pushed $pushed files"
 log "push-ahead: off and backwards push nothing"
+
+# Push at a listing: a walk that lists each directory before it reads the
+# files in it (tar, cp -r) finds them pushed when it lists the directory,
+# the first ones stored before the listing returns: far fewer read requests
+# than directories (without, the first file of each one costs a read).
+walk_dirs() {
+	local d f
+	for d in $(ls "$mnt/walk"); do
+		ls -f "$mnt/walk/$d" >/dev/null
+		sleep 0.02
+		for f in $(ls "$mnt/walk/$d"); do cat "$mnt/walk/$d/$f" >/dev/null; done
+	done
+}
+pushes_walk walk_dirs walk 200 20 "walk of 40 directories, each listed before read"
 
 # Seams: the page an extent shares with the next chunk's (chunk boundaries
 # fall anywhere in a page) or with a hole is stored too, assembled from both
