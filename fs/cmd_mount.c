@@ -741,13 +741,15 @@ static int run_daemon(struct mount_opts *o, struct daemon_ctx *d)
 	int r, ret = 1;
 
 	daemon_heap(o->mem_cache);
+	slimfs_backend_preload(o->image); /* remote: libcurl loads meanwhile */
 	mnt_abs = realpath(o->mountpoint, NULL);
 	if (!mnt_abs) {
 		log_error_errno(-errno, "cannot resolve mountpoint '%s'", o->mountpoint);
 		goto out;
 	}
-	r = slimfs_image_open_cached(o->image, &o->fetch, o->have_digest ? o->digest : NULL,
-				     use_cache ? o->cache_dir : NULL, &img);
+	r = slimfs_image_open_cached_deferred(o->image, &o->fetch,
+					      o->have_digest ? o->digest : NULL,
+					      use_cache ? o->cache_dir : NULL, &img);
 	if (r < 0) {
 		log_error_errno(r, "cannot open image '%s'", o->image);
 		goto out;

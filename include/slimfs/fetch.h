@@ -77,6 +77,12 @@ int slimfs_oci_push(const char *path, const char *ref, const uint8_t index_diges
 int slimfs_backend_open(const char *src, const struct slimfs_fetch_opts *o,
 			struct slimfs_backend **out);
 int slimfs_backend_open_file(const char *path, struct slimfs_backend **out);
+/*
+ * What slimfs_backend_open(src) will need, started now on a thread of its own
+ * (libcurl for a remote src): call it as early as possible in the process that
+ * will open src, after its heap settings; the open then waits for it.
+ */
+void slimfs_backend_preload(const char *src);
 static inline int slimfs_backend_read(struct slimfs_backend *b, uint64_t off, void *buf, size_t len)
 {
 	return b->ops->read(b, off, buf, len);
