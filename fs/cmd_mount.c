@@ -966,6 +966,8 @@ static int run_daemon(struct mount_opts *o, struct daemon_ctx *d)
 	if (slimfs_prefetch_run(pf) < 0)
 		log_warn("no prefetch or read-ahead workers");
 	slimfs_diskcache_scan(dc);
+	/* After the prefetch's start: the next mount offline finds the index. */
+	slimfs_image_store_index(img, use_cache ? o->cache_dir : NULL);
 	end = slimfs_serve_run(srv);
 	/* The page cache filler stops first: see slimfs_notify_stop. */
 	if (slimfs_notify_stop(notify) < 0)
