@@ -162,8 +162,14 @@ static void shaped_free(struct slimfs_backend *b)
 	pthread_mutex_destroy(&s->lock);
 }
 
+static int shaped_wait(struct slimfs_backend *b)
+{
+	return slimfs_backend_wait(((struct shaped_backend *)b)->inner);
+}
+
 static const struct slimfs_backend_ops shaped_ops = {
 	.read = shaped_read,
+	.wait = shaped_wait,
 	.free = shaped_free,
 };
 
@@ -222,6 +228,11 @@ int slimfs_backend_open(const char *src, const struct slimfs_fetch_opts *o,
 		return shape(b, o, out);
 	*out = b;
 	return 0;
+}
+
+int slimfs_backend_wait(struct slimfs_backend *b)
+{
+	return b->ops->wait ? b->ops->wait(b) : 0;
 }
 
 void slimfs_backend_free(struct slimfs_backend *b)

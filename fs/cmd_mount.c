@@ -872,6 +872,9 @@ static int run_daemon(struct mount_opts *o, struct daemon_ctx *d)
 		log_error_errno(r, "cannot derive the control socket of '%s'", mnt_abs);
 		goto out_signals;
 	}
+	/* Remote: the index may have come without libcurl, still loading (backend_http.c). */
+	if (slimfs_backend_wait(img->backend) < 0)
+		goto out_signals;
 	if (o->takeover) {
 		char dev[32];
 		int fd;

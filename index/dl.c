@@ -82,8 +82,9 @@ static void *preload_main(void *arg)
 }
 
 /* posix_fadvise(WILLNEED) of each file in "PATH:PATH...": the reads are queued at once. */
-static void read_ahead(const char *files)
+static void *read_ahead(void *arg)
 {
+	const char *files = arg;
 	char path[PATH_MAX];
 
 	while (files && *files) {
@@ -103,24 +104,36 @@ static void read_ahead(const char *files)
 		}
 		files = *end ? end + 1 : end;
 	}
+	return NULL;
 }
 
-void slimfs_dl_preload(struct slimfs_dl_lib *lib)
+static int spawn_detached(void *(*fn)(void *), void *arg)
 {
 	pthread_attr_t attr;
 	pthread_t t;
 	int r;
 
+	if (pthread_attr_init(&attr) != 0)
+		return -ENOMEM;
+	(void)pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	r = pthread_create(&t, &attr, fn, arg);
+	pthread_attr_destroy(&attr);
+	return -r;
+}
+
+bool slimfs_dl_loaded(struct slimfs_dl_lib *lib)
+{
+	return atomic_load_explicit(&lib->state, memory_order_acquire) > 0;
+}
+
+void slimfs_dl_preload(struct slimfs_dl_lib *lib)
+{
 	if (atomic_load_explicit(&lib->state, memory_order_acquire) != 0 ||
 	    atomic_exchange(&lib->preloading, true))
 		return;
-	if (pthread_attr_init(&attr) != 0)
-		return;
-	(void)pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	r = pthread_create(&t, &attr, preload_main, lib);
-	pthread_attr_destroy(&attr);
-	if (r == 0)
-		read_ahead(lib->files);
+	/* The caller goes on at once: its first requests need no library. */
+	if (spawn_detached(preload_main, lib) == 0 && lib->files && *lib->files)
+		(void)spawn_detached(read_ahead, (void *)lib->files);
 }
 
 /* The table of one library: its symbols' names and slots, its loader. */
@@ -138,6 +151,10 @@ void slimfs_dl_preload(struct slimfs_dl_lib *lib)
 	void slimfs_dl_##name##_preload(void)                                                      \
 	{                                                                                          \
 		slimfs_dl_preload(&name##_lib);                                                    \
+	}                                                                                          \
+	bool slimfs_dl_##name##_loaded(void)                                                       \
+	{                                                                                          \
+		return slimfs_dl_loaded(&name##_lib);                                              \
 	}
 
 #define archive_SYM(sym) SYM_ENTRY(slimfs_dl_archive, sym)

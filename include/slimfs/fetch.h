@@ -17,6 +17,9 @@ struct slimfs_backend_ops {
 	/* Reads exactly len bytes at off into buf. 0, or -EIO (short, HTTP
 	 * error, timeout), -ERANGE (past the end), -errno. */
 	int (*read)(struct slimfs_backend *b, uint64_t off, void *buf, size_t len);
+	/* Optional: waits until what every later read needs is there (libcurl
+	 * for HTTP, whose first reads may do without); 0, or -errno (logged). */
+	int (*wait)(struct slimfs_backend *b);
 	void (*free)(struct slimfs_backend *b);
 };
 
@@ -88,6 +91,9 @@ static inline int slimfs_backend_read(struct slimfs_backend *b, uint64_t off, vo
 	return b->ops->read(b, off, buf, len);
 }
 void slimfs_backend_free(struct slimfs_backend *b);
+/* ops->wait, if any: a mount calls it before it goes live, so that a missing
+ * libcurl fails the mount as before, not its reads. */
+int slimfs_backend_wait(struct slimfs_backend *b);
 /* The local file descriptor of a file backend (to mmap the index), else -1. */
 int slimfs_backend_local_fd(struct slimfs_backend *b);
 

@@ -73,9 +73,10 @@ int main(void)
 	struct slimfs_dl_lib nosym = {"libc.so.6", bad_syms, 2, &t2, NULL, NULL, 0, false};
 	/* preloaded: files to read ahead that exist or not, one path too long */
 	static char files[PATH_MAX + 64] = "/nonexistent/libslimfs.so:/proc/self/exe::";
-	struct libc_fns t3 = {0}, t4 = {0};
-	struct slimfs_dl_lib pre = {"libc.so.6", libc_syms, 2, &t3, NULL, files, 0, false};
-	struct slimfs_dl_lib pre_missing = {
+	/* static: the preload threads may outlive main's frame */
+	static struct libc_fns t3, t4;
+	static struct slimfs_dl_lib pre = {"libc.so.6", libc_syms, 2, &t3, NULL, files, 0, false};
+	static struct slimfs_dl_lib pre_missing = {
 		"libslimfs-no-such-library.so.0", libc_syms, 2, &t4, NULL, NULL, 0, false};
 	pthread_t th[8];
 	int r1, r2;
