@@ -161,8 +161,9 @@ static int plain_read(struct http_backend *hb, uint64_t off, void *buf, size_t *
 {
 	int r = -ENOTCONN;
 
+	/* once libcurl is loaded, it does the rest (ensure_curl is cheap then) */
 	if (atomic_load_explicit(&hb->curl_ready, memory_order_acquire) ||
-	    pthread_mutex_trylock(&hb->plain_lock) != 0)
+	    slimfs_dl_curl_loaded() || pthread_mutex_trylock(&hb->plain_lock) != 0)
 		return r;
 	if (hb->plain) {
 		r = slimfs_plain_http_get(hb->plain, off, buf, len, up_to_end,
@@ -377,8 +378,13 @@ static int http_wait(struct slimfs_backend *b)
 	int r = ensure_curl(hb);
 
 	if (r < 0)
-		log_error_errno(r, "'%s': cannot fetch without libcurl", hb->url);
-	return r;
+		return log_error_errno(r, "'%s': cannot fetch without libcurl", hb->url);
+	/* libcurl's from now on: no idle connection to the server left behind */
+	pthread_mutex_lock(&hb->plain_lock);
+	slimfs_plain_http_free(hb->plain);
+	hb->plain = NULL;
+	pthread_mutex_unlock(&hb->plain_lock);
+	return 0;
 }
 
 static const struct slimfs_backend_ops http_ops = {
@@ -424,10 +430,11 @@ int slimfs_backend_open_http(const char *url, const struct slimfs_fetch_opts *o,
 	}
 	/*
 	 * Learn the size from the head's Content-Range (and that Range works):
-	 * over plain HTTP while libcurl is still loading (slimfs_backend_preload),
-	 * and then the index too; libcurl from the first answer that is not plain.
+	 * over plain HTTP while libcurl is still loading (slimfs_backend_preload:
+	 * the mount), and then the index too; libcurl from the first answer that
+	 * is not plain, or once loaded.
 	 */
-	if (!auth_header && !slimfs_dl_curl_loaded() &&
+	if (!auth_header && slimfs_dl_curl_preloaded() && !slimfs_dl_curl_loaded() &&
 	    slimfs_plain_http_new(url, USER_AGENT, &hb->plain) == 0 &&
 	    plain_read(hb, 0, x.buf, &x.len, true, hb->timeout_ms, &x.total) == 0 && x.total) {
 		r = 0;

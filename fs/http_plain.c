@@ -44,8 +44,7 @@ static bool proxied(void)
 	return false;
 }
 
-int slimfs_plain_http_new(const char *url, const char *user_agent,
-			  struct slimfs_plain_http **out)
+int slimfs_plain_http_new(const char *url, const char *user_agent, struct slimfs_plain_http **out)
 {
 	struct slimfs_plain_http *p;
 	const char *a, *end, *host, *hend, *port = NULL;

@@ -19,8 +19,7 @@
 struct slimfs_plain_http;
 
 /* No I/O. -ENOTSUP when url is not one it takes (see above), or -ENOMEM. */
-int slimfs_plain_http_new(const char *url, const char *user_agent,
-			  struct slimfs_plain_http **out);
+int slimfs_plain_http_new(const char *url, const char *user_agent, struct slimfs_plain_http **out);
 
 /*
  * GET bytes [off, off + *len) into buf within timeout_ms (connecting first

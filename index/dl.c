@@ -126,6 +126,11 @@ bool slimfs_dl_loaded(struct slimfs_dl_lib *lib)
 	return atomic_load_explicit(&lib->state, memory_order_acquire) > 0;
 }
 
+bool slimfs_dl_preloaded(struct slimfs_dl_lib *lib)
+{
+	return atomic_load(&lib->preloading);
+}
+
 void slimfs_dl_preload(struct slimfs_dl_lib *lib)
 {
 	if (atomic_load_explicit(&lib->state, memory_order_acquire) != 0 ||
@@ -155,6 +160,10 @@ void slimfs_dl_preload(struct slimfs_dl_lib *lib)
 	bool slimfs_dl_##name##_loaded(void)                                                       \
 	{                                                                                          \
 		return slimfs_dl_loaded(&name##_lib);                                              \
+	}                                                                                          \
+	bool slimfs_dl_##name##_preloaded(void)                                                    \
+	{                                                                                          \
+		return slimfs_dl_preloaded(&name##_lib);                                           \
 	}
 
 #define archive_SYM(sym) SYM_ENTRY(slimfs_dl_archive, sym)

@@ -58,8 +58,9 @@ int slimfs_dl_load(struct slimfs_dl_lib *lib);
  */
 void slimfs_dl_preload(struct slimfs_dl_lib *lib);
 
-/* The library is loaded (a cheap check, no waiting). */
+/* The library is loaded / a preload was started (cheap checks, no waiting). */
 bool slimfs_dl_loaded(struct slimfs_dl_lib *lib);
+bool slimfs_dl_preloaded(struct slimfs_dl_lib *lib);
 
 /* One slot of a table: `X(archive_read_new)` -> a pointer of its exact type. */
 #define SLIMFS_DL_SLOT(sym) __typeof__(sym) *sym;

@@ -37,6 +37,7 @@ int slimfs_dl_elf_load(void);
 /* Starts that load on a thread of its own (dl.h: slimfs_dl_preload()). */
 void slimfs_dl_elf_preload(void);
 bool slimfs_dl_elf_loaded(void);
+bool slimfs_dl_elf_preloaded(void);
 
 #ifndef SLIMFS_DL_NO_REDIRECT
 #define elf_end		     (slimfs_dl_elf.elf_end)

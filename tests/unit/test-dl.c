@@ -110,6 +110,8 @@ int main(void)
 	slimfs_dl_preload(&pre);
 	slimfs_dl_preload(&pre);
 	CHECK_EQ(slimfs_dl_load(&pre), 0);
+	CHECK(slimfs_dl_preloaded(&pre) && slimfs_dl_loaded(&pre));
+	CHECK(!slimfs_dl_preloaded(&libc_lib));
 	CHECK(t3.atoi && t3.abs);
 	if (t3.atoi)
 		CHECK_EQ(t3.atoi("17"), 17);

@@ -170,8 +170,8 @@ int main(void)
 			 false, -EPROTO},
 			{H206 "Content-Range: bytes 1-4/10\r\nContent-Length: 4\r\n\r\nbcde", false,
 			 -EPROTO},
-			{H206 "Content-Range: bytes 0-3/10\r\nContent-Length: 5\r\n\r\nabcde", false,
-			 -EPROTO},
+			{H206 "Content-Range: bytes 0-3/10\r\nContent-Length: 5\r\n\r\nabcde",
+			 false, -EPROTO},
 			{H206 "Content-Range: bytes 0-3/10\r\n\r\nabcd", false, -EPROTO},
 			{H206 "Content-Range: bytes 0-3/10\r\nContent-Length: 4\r\n"
 			      "Connection: close\r\n\r\nab",
@@ -181,8 +181,8 @@ int main(void)
 			/* fewer bytes, but not where the resource ends */
 			{H206 "Content-Range: bytes 0-1/10\r\nContent-Length: 2\r\n\r\nab", true,
 			 -EPROTO},
-			{"HTTP/1.1 302 Found\r\nLocation: /other\r\nContent-Length: 0\r\n\r\n", false,
-			 -EPROTO},
+			{"HTTP/1.1 302 Found\r\nLocation: /other\r\nContent-Length: 0\r\n\r\n",
+			 false, -EPROTO},
 			{"HANG", false, -ETIMEDOUT},
 		};
 #undef H206
