@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "dl_curl.h"
 #include "slimfs/fetch.h"
 #include "slimfs/util.h"
 
@@ -161,8 +162,14 @@ static void shaped_free(struct slimfs_backend *b)
 	pthread_mutex_destroy(&s->lock);
 }
 
+static int shaped_wait(struct slimfs_backend *b)
+{
+	return slimfs_backend_wait(((struct shaped_backend *)b)->inner);
+}
+
 static const struct slimfs_backend_ops shaped_ops = {
 	.read = shaped_read,
+	.wait = shaped_wait,
 	.free = shaped_free,
 };
 
@@ -187,15 +194,31 @@ static int shape(struct slimfs_backend *inner, const struct slimfs_fetch_opts *o
 	return 0;
 }
 
+static bool is_http(const char *src)
+{
+	return strncmp(src, "http://", 7) == 0 || strncmp(src, "https://", 8) == 0;
+}
+
+static bool is_oci(const char *src)
+{
+	return strncmp(src, "oci://", 6) == 0;
+}
+
+void slimfs_backend_preload(const char *src)
+{
+	if (is_http(src) || is_oci(src))
+		slimfs_dl_curl_preload();
+}
+
 int slimfs_backend_open(const char *src, const struct slimfs_fetch_opts *o,
 			struct slimfs_backend **out)
 {
 	struct slimfs_backend *b;
 	int r;
 
-	if (strncmp(src, "http://", 7) == 0 || strncmp(src, "https://", 8) == 0)
+	if (is_http(src))
 		r = slimfs_backend_open_http(src, o, NULL, &b);
-	else if (strncmp(src, "oci://", 6) == 0)
+	else if (is_oci(src))
 		r = slimfs_backend_open_oci(src, o, &b);
 	else
 		r = slimfs_backend_open_file(src, &b);
@@ -205,6 +228,11 @@ int slimfs_backend_open(const char *src, const struct slimfs_fetch_opts *o,
 		return shape(b, o, out);
 	*out = b;
 	return 0;
+}
+
+int slimfs_backend_wait(struct slimfs_backend *b)
+{
+	return b->ops->wait ? b->ops->wait(b) : 0;
 }
 
 void slimfs_backend_free(struct slimfs_backend *b)

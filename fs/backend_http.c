@@ -18,6 +18,7 @@
 #include <time.h>
 
 #include "dl_curl.h"
+#include "http_plain.h"
 #include "http_range.h"
 #include "slimfs/fetch.h"
 #include "slimfs/util.h"
@@ -32,10 +33,20 @@
 #define HEAD_SIZE	   4096u
 #define DEFAULT_TIMEOUT_MS 10000u
 #define DEFAULT_RETRIES	   4u
+/* A plain request (http_plain.h) waits at most this, then libcurl gets the rest. */
+#define PLAIN_TIMEOUT_MS 2000u
+#define USER_AGENT	 "slimfs/" SLIMFS_VERSION
 
 struct http_backend {
 	struct slimfs_backend b;
 	char *url;
+	char *auth_header; /* owned, or NULL */
+	/* Until libcurl is loaded: reads go here if they can (http_plain.h). */
+	pthread_mutex_t plain_lock;
+	struct slimfs_plain_http *plain; /* under plain_lock; NULL once unused */
+	/* libcurl's part, set up on first use (ensure_curl) */
+	pthread_mutex_t curl_lock;
+	_Atomic bool curl_ready;
 	struct curl_slist *headers;
 	CURLSH *share;
 	pthread_mutex_t share_lock[CURL_LOCK_DATA_LAST];
@@ -106,6 +117,69 @@ static size_t on_header(char *ptr, size_t size, size_t nmemb, void *ud)
 	return n;
 }
 
+/* Loads libcurl (once per process) and sets up this backend's share and headers. */
+static int ensure_curl(struct http_backend *hb)
+{
+	int r = 0;
+
+	if (atomic_load_explicit(&hb->curl_ready, memory_order_acquire))
+		return 0;
+	pthread_mutex_lock(&hb->curl_lock);
+	if (!atomic_load_explicit(&hb->curl_ready, memory_order_relaxed)) {
+		r = slimfs_dl_curl_load(); /* and curl_global_init(), once */
+		if (r == 0 && !hb->share) {
+			hb->share = curl_share_init();
+			if (hb->share) {
+				curl_share_setopt(hb->share, CURLSHOPT_LOCKFUNC, share_lock);
+				curl_share_setopt(hb->share, CURLSHOPT_UNLOCKFUNC, share_unlock);
+				curl_share_setopt(hb->share, CURLSHOPT_USERDATA, hb);
+				curl_share_setopt(hb->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
+				curl_share_setopt(hb->share, CURLSHOPT_SHARE,
+						  CURL_LOCK_DATA_SSL_SESSION);
+				curl_share_setopt(hb->share, CURLSHOPT_SHARE,
+						  CURL_LOCK_DATA_CONNECT);
+			}
+		}
+		if (r == 0 && hb->auth_header && !hb->headers)
+			hb->headers = curl_slist_append(NULL, hb->auth_header);
+		if (r == 0 && (!hb->share || (hb->auth_header && !hb->headers)))
+			r = -ENOMEM;
+		if (r == 0)
+			atomic_store_explicit(&hb->curl_ready, true, memory_order_release);
+	}
+	pthread_mutex_unlock(&hb->curl_lock);
+	return r;
+}
+
+/*
+ * Before libcurl is set up: bytes [off, off + *len) over the plain connection,
+ * if there is one and it is free. 0, or -errno: ask libcurl. A failed plain
+ * request ends the plain connection: libcurl says why, and retries.
+ */
+static int plain_read(struct http_backend *hb, uint64_t off, void *buf, size_t *len, bool up_to_end,
+		      uint64_t budget_ms, uint64_t *total)
+{
+	int r = -ENOTCONN;
+
+	/* once libcurl is loaded, it does the rest (ensure_curl is cheap then) */
+	if (atomic_load_explicit(&hb->curl_ready, memory_order_acquire) ||
+	    slimfs_dl_curl_loaded() || pthread_mutex_trylock(&hb->plain_lock) != 0)
+		return r;
+	if (hb->plain) {
+		r = slimfs_plain_http_get(hb->plain, off, buf, len, up_to_end,
+					  (unsigned)MIN(budget_ms, PLAIN_TIMEOUT_MS), total);
+		if (r < 0) {
+			log_debug("'%s': bytes %" PRIu64 "-%" PRIu64 " over plain HTTP: %s; "
+				  "asking libcurl",
+				  hb->url, off, off + *len - 1, strerror(-r));
+			slimfs_plain_http_free(hb->plain);
+			hb->plain = NULL;
+		}
+	}
+	pthread_mutex_unlock(&hb->plain_lock);
+	return r;
+}
+
 static CURL *get_handle(struct http_backend *hb)
 {
 	CURL *h = NULL;
@@ -127,7 +201,7 @@ static CURL *get_handle(struct http_backend *hb)
 	curl_easy_setopt(h, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
 	curl_easy_setopt(h, CURLOPT_TCP_NODELAY, 1L);
 	curl_easy_setopt(h, CURLOPT_ACCEPT_ENCODING, NULL); /* identity: ranges of raw bytes */
-	curl_easy_setopt(h, CURLOPT_USERAGENT, "slimfs/" SLIMFS_VERSION);
+	curl_easy_setopt(h, CURLOPT_USERAGENT, USER_AGENT);
 	if (hb->insecure) {
 		curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 0L);
 		curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 0L);
@@ -226,6 +300,18 @@ static int http_read(struct slimfs_backend *b, uint64_t off, void *buf, size_t l
 		x.len = len;
 		x.want_off = off;
 	}
+	if (!atomic_load_explicit(&hb->curl_ready, memory_order_acquire)) {
+		size_t got = len;
+		uint64_t total;
+
+		if (plain_read(hb, off, x.buf, &got, false, hb->timeout_ms, &total) == 0) {
+			slimfs_fetch_stats_add(&b->stats, len, slimfs_now_ns() - start);
+			return 0;
+		}
+		r = ensure_curl(hb);
+		if (r < 0)
+			return r;
+	}
 	h = get_handle(hb);
 	if (!h)
 		return -ENOMEM;
@@ -275,14 +361,35 @@ static void http_free(struct slimfs_backend *b)
 	for (unsigned i = 0; i < CURL_LOCK_DATA_LAST; i++)
 		pthread_mutex_destroy(&hb->share_lock[i]);
 	pthread_mutex_destroy(&hb->pool_lock);
-	curl_slist_free_all(hb->headers);
+	pthread_mutex_destroy(&hb->plain_lock);
+	pthread_mutex_destroy(&hb->curl_lock);
+	if (hb->headers) /* set only once libcurl is loaded, like share and the pool */
+		curl_slist_free_all(hb->headers);
+	slimfs_plain_http_free(hb->plain);
+	free(hb->auth_header);
 	free(hb->url);
 	free(hb->ca_file);
 	free(hb->head);
 }
 
+static int http_wait(struct slimfs_backend *b)
+{
+	struct http_backend *hb = (struct http_backend *)b;
+	int r = ensure_curl(hb);
+
+	if (r < 0)
+		return log_error_errno(r, "'%s': cannot fetch without libcurl", hb->url);
+	/* libcurl's from now on: no idle connection to the server left behind */
+	pthread_mutex_lock(&hb->plain_lock);
+	slimfs_plain_http_free(hb->plain);
+	hb->plain = NULL;
+	pthread_mutex_unlock(&hb->plain_lock);
+	return 0;
+}
+
 static const struct slimfs_backend_ops http_ops = {
 	.read = http_read,
+	.wait = http_wait,
 	.free = http_free,
 };
 
@@ -296,9 +403,6 @@ int slimfs_backend_open_http(const char *url, const struct slimfs_fetch_opts *o,
 	CURL *h;
 	int r;
 
-	r = slimfs_dl_curl_load(); /* and curl_global_init(), once */
-	if (r < 0)
-		return r;
 	hb = calloc(1, sizeof(*hb));
 	if (!hb)
 		return -ENOMEM;
@@ -308,33 +412,38 @@ int slimfs_backend_open_http(const char *url, const struct slimfs_fetch_opts *o,
 	hb->retries = o && o->retries ? o->retries : DEFAULT_RETRIES;
 	hb->insecure = o && o->insecure;
 	pthread_mutex_init(&hb->pool_lock, NULL);
+	pthread_mutex_init(&hb->plain_lock, NULL);
+	pthread_mutex_init(&hb->curl_lock, NULL);
 	for (unsigned i = 0; i < CURL_LOCK_DATA_LAST; i++)
 		pthread_mutex_init(&hb->share_lock[i], NULL);
 	hb->url = strdup(url);
 	hb->b.name = strdup(url);
-	hb->share = curl_share_init();
 	hb->head = x.buf = malloc(HEAD_SIZE);
 	if (o && o->ca_file)
 		hb->ca_file = strdup(o->ca_file);
-	if (!hb->url || !hb->b.name || !hb->share || !hb->head ||
-	    (o && o->ca_file && !hb->ca_file)) {
+	if (auth_header)
+		hb->auth_header = strdup(auth_header);
+	if (!hb->url || !hb->b.name || !hb->head || (o && o->ca_file && !hb->ca_file) ||
+	    (auth_header && !hb->auth_header)) {
 		r = -ENOMEM;
 		goto fail;
 	}
-	curl_share_setopt(hb->share, CURLSHOPT_LOCKFUNC, share_lock);
-	curl_share_setopt(hb->share, CURLSHOPT_UNLOCKFUNC, share_unlock);
-	curl_share_setopt(hb->share, CURLSHOPT_USERDATA, hb);
-	curl_share_setopt(hb->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
-	curl_share_setopt(hb->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
-	curl_share_setopt(hb->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_CONNECT);
-	if (auth_header) {
-		hb->headers = curl_slist_append(NULL, auth_header);
-		if (!hb->headers) {
-			r = -ENOMEM;
-			goto fail;
-		}
+	/*
+	 * Learn the size from the head's Content-Range (and that Range works):
+	 * over plain HTTP while libcurl is still loading (slimfs_backend_preload:
+	 * the mount), and then the index too; libcurl from the first answer that
+	 * is not plain, or once loaded.
+	 */
+	if (!auth_header && slimfs_dl_curl_preloaded() && !slimfs_dl_curl_loaded() &&
+	    slimfs_plain_http_new(url, USER_AGENT, &hb->plain) == 0 &&
+	    plain_read(hb, 0, x.buf, &x.len, true, hb->timeout_ms, &x.total) == 0 && x.total) {
+		r = 0;
+		goto done;
 	}
-	/* Learn the size from the head's Content-Range (and that Range works). */
+	r = ensure_curl(hb);
+	if (r < 0)
+		goto fail;
+	x.len = HEAD_SIZE;
 	h = get_handle(hb);
 	if (!h) {
 		r = -ENOMEM;
@@ -351,6 +460,7 @@ int slimfs_backend_open_http(const char *url, const struct slimfs_fetch_opts *o,
 		r = r == -EAGAIN ? -EIO : r;
 		goto fail;
 	}
+done:
 	hb->b.size = x.total;
 	hb->head_len = x.len;
 	slimfs_fetch_stats_add(&hb->b.stats, x.len, slimfs_now_ns() - start);

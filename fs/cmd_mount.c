@@ -798,13 +798,15 @@ static int run_daemon(struct mount_opts *o, struct daemon_ctx *d)
 	int r, ret = 1;
 
 	daemon_heap(o->mem_cache);
+	slimfs_backend_preload(o->image); /* remote: libcurl loads meanwhile */
 	mnt_abs = realpath(o->mountpoint, NULL);
 	if (!mnt_abs) {
 		log_error_errno(-errno, "cannot resolve mountpoint '%s'", o->mountpoint);
 		goto out;
 	}
-	r = slimfs_image_open_cached(o->image, &o->fetch, o->have_digest ? o->digest : NULL,
-				     use_cache ? o->cache_dir : NULL, &img);
+	r = slimfs_image_open_cached_deferred(o->image, &o->fetch,
+					      o->have_digest ? o->digest : NULL,
+					      use_cache ? o->cache_dir : NULL, &img);
 	if (r < 0) {
 		log_error_errno(r, "cannot open image '%s'", o->image);
 		goto out;
@@ -927,6 +929,9 @@ static int run_daemon(struct mount_opts *o, struct daemon_ctx *d)
 		log_error_errno(r, "cannot derive the control socket of '%s'", mnt_abs);
 		goto out_signals;
 	}
+	/* Remote: the index may have come without libcurl, still loading (backend_http.c). */
+	if (slimfs_backend_wait(img->backend) < 0)
+		goto out_signals;
 	if (o->takeover) {
 		char dev[32];
 		int fd;
@@ -1042,6 +1047,8 @@ static int run_daemon(struct mount_opts *o, struct daemon_ctx *d)
 	if (slimfs_prefetch_run(pf) < 0)
 		log_warn("no prefetch or read-ahead workers");
 	slimfs_diskcache_scan(dc);
+	/* After the prefetch's start: the next mount offline finds the index. */
+	slimfs_image_store_index(img, use_cache ? o->cache_dir : NULL);
 	end = slimfs_serve_run(srv);
 	/* The page cache filler stops first: see slimfs_notify_stop. */
 	if (slimfs_notify_stop(notify) < 0)

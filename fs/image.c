@@ -390,17 +390,22 @@ fail:
 	return r;
 }
 
-int slimfs_image_open_cached(const char *src, const struct slimfs_fetch_opts *fo,
-			     const uint8_t *digest, const char *cache_dir,
-			     struct slimfs_image **out)
+void slimfs_image_store_index(struct slimfs_image *img, const char *cache_dir)
+{
+	if (cache_dir && img->backend->remote && !img->offline)
+		index_cache_store(img, cache_dir);
+}
+
+static int open_cached(const char *src, const struct slimfs_fetch_opts *fo, const uint8_t *digest,
+		       const char *cache_dir, bool store, struct slimfs_image **out)
 {
 	struct slimfs_image *img;
 	int r, o;
 
 	r = slimfs_image_open(src, fo, digest, &img);
 	if (r == 0) {
-		if (cache_dir && img->backend->remote)
-			index_cache_store(img, cache_dir);
+		if (store)
+			slimfs_image_store_index(img, cache_dir);
 		*out = img;
 		return 0;
 	}
@@ -417,6 +422,20 @@ int slimfs_image_open_cached(const char *src, const struct slimfs_fetch_opts *fo
 	log_warn("'%s' is unreachable: serving what the cache holds (offline)", src);
 	*out = img;
 	return 0;
+}
+
+int slimfs_image_open_cached(const char *src, const struct slimfs_fetch_opts *fo,
+			     const uint8_t *digest, const char *cache_dir,
+			     struct slimfs_image **out)
+{
+	return open_cached(src, fo, digest, cache_dir, true, out);
+}
+
+int slimfs_image_open_cached_deferred(const char *src, const struct slimfs_fetch_opts *fo,
+				      const uint8_t *digest, const char *cache_dir,
+				      struct slimfs_image **out)
+{
+	return open_cached(src, fo, digest, cache_dir, false, out);
 }
 
 /* --- option values */

@@ -49,6 +49,16 @@ void slimfs_image_close(struct slimfs_image *img);
 int slimfs_image_open_cached(const char *src, const struct slimfs_fetch_opts *fo,
 			     const uint8_t *digest, const char *cache_dir,
 			     struct slimfs_image **out);
+/*
+ * The same, but a fetched index is stored in cache_dir only by
+ * slimfs_image_store_index(img, cache_dir), which the caller calls later:
+ * the mount does once it is live (mkdir, write, rename: ~3 ms of a cold
+ * remote mount's critical path). A no-op for a local or offline image.
+ */
+int slimfs_image_open_cached_deferred(const char *src, const struct slimfs_fetch_opts *fo,
+				      const uint8_t *digest, const char *cache_dir,
+				      struct slimfs_image **out);
+void slimfs_image_store_index(struct slimfs_image *img, const char *cache_dir);
 
 /* "100mbit", "1gbit", "8Mbps" (bits/s, decimal); "12.5MB/s", "500K", "2MiB/s",
  * "1000" (bytes/s; k/M/G decimal, Ki/Mi/Gi binary) -> bytes per second. */

@@ -6,8 +6,11 @@
  */
 #include <dlfcn.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <pthread.h>
 #include <string.h>
+#include <unistd.h>
 
 #define SLIMFS_DL_NO_REDIRECT
 #include "dl.h"
@@ -72,16 +75,95 @@ int slimfs_dl_load(struct slimfs_dl_lib *lib)
 	return s > 0 ? 0 : s;
 }
 
+static void *preload_main(void *arg)
+{
+	(void)slimfs_dl_load(arg); /* its entry point's own call returns the result */
+	return NULL;
+}
+
+/* posix_fadvise(WILLNEED) of each file in "PATH:PATH...": the reads are queued at once. */
+static void *read_ahead(void *arg)
+{
+	const char *files = arg;
+	char path[PATH_MAX];
+
+	while (files && *files) {
+		const char *end = strchrnul(files, ':');
+		size_t n = (size_t)(end - files);
+
+		if (n < sizeof(path)) {
+			int fd;
+
+			memcpy(path, files, n);
+			path[n] = '\0';
+			fd = open(path, O_RDONLY | O_CLOEXEC);
+			if (fd >= 0) {
+				(void)posix_fadvise(fd, 0, 0, POSIX_FADV_WILLNEED);
+				close(fd);
+			}
+		}
+		files = *end ? end + 1 : end;
+	}
+	return NULL;
+}
+
+static int spawn_detached(void *(*fn)(void *), void *arg)
+{
+	pthread_attr_t attr;
+	pthread_t t;
+	int r;
+
+	if (pthread_attr_init(&attr) != 0)
+		return -ENOMEM;
+	(void)pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	r = pthread_create(&t, &attr, fn, arg);
+	pthread_attr_destroy(&attr);
+	return -r;
+}
+
+bool slimfs_dl_loaded(struct slimfs_dl_lib *lib)
+{
+	return atomic_load_explicit(&lib->state, memory_order_acquire) > 0;
+}
+
+bool slimfs_dl_preloaded(struct slimfs_dl_lib *lib)
+{
+	return atomic_load(&lib->preloading);
+}
+
+void slimfs_dl_preload(struct slimfs_dl_lib *lib)
+{
+	if (atomic_load_explicit(&lib->state, memory_order_acquire) != 0 ||
+	    atomic_exchange(&lib->preloading, true))
+		return;
+	/* The caller goes on at once: its first requests need no library. */
+	if (spawn_detached(preload_main, lib) == 0 && lib->files && *lib->files)
+		(void)spawn_detached(read_ahead, (void *)lib->files);
+}
+
 /* The table of one library: its symbols' names and slots, its loader. */
 #define SYM_ENTRY(tab, sym) {#sym, offsetof(struct tab, sym)},
-#define DEFINE_LIB(name, soname, syms, after_fn)                                                   \
+#define DEFINE_LIB(name, soname, files, syms, after_fn)                                            \
 	struct slimfs_dl_##name slimfs_dl_##name;                                                  \
 	static const struct slimfs_dl_sym name##_syms[] = {syms(name##_SYM)};                      \
 	static struct slimfs_dl_lib name##_lib = {                                                 \
-		soname, name##_syms, ARRAY_SIZE(name##_syms), &slimfs_dl_##name, after_fn, 0};     \
+		soname, name##_syms, ARRAY_SIZE(name##_syms), &slimfs_dl_##name, after_fn, files,  \
+		0,	false};                                                                    \
 	int slimfs_dl_##name##_load(void)                                                          \
 	{                                                                                          \
 		return slimfs_dl_load(&name##_lib);                                                \
+	}                                                                                          \
+	void slimfs_dl_##name##_preload(void)                                                      \
+	{                                                                                          \
+		slimfs_dl_preload(&name##_lib);                                                    \
+	}                                                                                          \
+	bool slimfs_dl_##name##_loaded(void)                                                       \
+	{                                                                                          \
+		return slimfs_dl_loaded(&name##_lib);                                              \
+	}                                                                                          \
+	bool slimfs_dl_##name##_preloaded(void)                                                    \
+	{                                                                                          \
+		return slimfs_dl_preloaded(&name##_lib);                                           \
 	}
 
 #define archive_SYM(sym) SYM_ENTRY(slimfs_dl_archive, sym)
@@ -94,6 +176,16 @@ static void curl_after_load(void)
 	slimfs_dl_curl.curl_global_init(CURL_GLOBAL_DEFAULT);
 }
 
-DEFINE_LIB(archive, SLIMFS_SONAME_ARCHIVE, SLIMFS_DL_ARCHIVE_SYMS, NULL)
-DEFINE_LIB(curl, SLIMFS_SONAME_CURL, SLIMFS_DL_CURL_SYMS, curl_after_load)
-DEFINE_LIB(elf, SLIMFS_SONAME_ELF, SLIMFS_DL_ELF_SYMS, NULL)
+#ifndef SLIMFS_FILES_ARCHIVE /* meson defines them; an empty list reads nothing ahead */
+#define SLIMFS_FILES_ARCHIVE ""
+#endif
+#ifndef SLIMFS_FILES_CURL
+#define SLIMFS_FILES_CURL ""
+#endif
+#ifndef SLIMFS_FILES_ELF
+#define SLIMFS_FILES_ELF ""
+#endif
+
+DEFINE_LIB(archive, SLIMFS_SONAME_ARCHIVE, SLIMFS_FILES_ARCHIVE, SLIMFS_DL_ARCHIVE_SYMS, NULL)
+DEFINE_LIB(curl, SLIMFS_SONAME_CURL, SLIMFS_FILES_CURL, SLIMFS_DL_CURL_SYMS, curl_after_load)
+DEFINE_LIB(elf, SLIMFS_SONAME_ELF, SLIMFS_FILES_ELF, SLIMFS_DL_ELF_SYMS, NULL)

@@ -19,6 +19,7 @@
 #define SLIMFS_DL_H
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 struct slimfs_dl_sym {
@@ -32,7 +33,9 @@ struct slimfs_dl_lib {
 	size_t nsyms;
 	void *table;	     /* struct of function pointers, filled once */
 	void (*after)(void); /* run once after a successful load, or NULL */
+	const char *files;   /* "PATH:PATH...": what a load maps (meson), or NULL */
 	_Atomic int state;   /* 0 not tried, 1 loaded, -errno failed */
+	_Atomic bool preloading;
 };
 
 /* Loads lib once (thread-safe; the first failure is logged, once:
@@ -40,6 +43,24 @@ struct slimfs_dl_lib {
  * Returns 0, -ELIBACC (library not found or not loadable) or -ELIBBAD (a
  * symbol is missing). */
 int slimfs_dl_load(struct slimfs_dl_lib *lib);
+
+/*
+ * Starts loading lib on a thread of its own, so that the caller's next steps
+ * overlap the load (libcurl: ~20 ms of relocations and constructors warm,
+ * ~40 ms with the page cache dropped, before a remote mount can send its
+ * first request), and meanwhile asks the kernel to read lib->files ahead: a
+ * cold load otherwise reads ~30 files one after another (~10 ms less). The
+ * first slimfs_dl_load() waits for that thread; a failure is logged by it as
+ * usual. Call it in the process that will use the library (no thread crosses
+ * a fork) and after its heap settings (the threads allocate). The read-ahead
+ * requests are made by a second thread (opening ~30 cold files takes ~10 ms):
+ * the caller goes on at once. Without a thread, loads on first use as before.
+ */
+void slimfs_dl_preload(struct slimfs_dl_lib *lib);
+
+/* The library is loaded / a preload was started (cheap checks, no waiting). */
+bool slimfs_dl_loaded(struct slimfs_dl_lib *lib);
+bool slimfs_dl_preloaded(struct slimfs_dl_lib *lib);
 
 /* One slot of a table: `X(archive_read_new)` -> a pointer of its exact type. */
 #define SLIMFS_DL_SLOT(sym) __typeof__(sym) *sym;

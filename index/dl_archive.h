@@ -73,6 +73,10 @@ extern struct slimfs_dl_archive slimfs_dl_archive;
 
 /* 0, or -ELIBACC/-ELIBBAD after logging "cannot load libarchive.so.13: ...". */
 int slimfs_dl_archive_load(void);
+/* Starts that load on a thread of its own (dl.h: slimfs_dl_preload()). */
+void slimfs_dl_archive_preload(void);
+bool slimfs_dl_archive_loaded(void);
+bool slimfs_dl_archive_preloaded(void);
 
 #ifndef SLIMFS_DL_NO_REDIRECT
 #define archive_entry_filetype		  (slimfs_dl_archive.archive_entry_filetype)

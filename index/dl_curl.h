@@ -49,6 +49,10 @@ extern struct slimfs_dl_curl slimfs_dl_curl;
 
 /* 0, or -ELIBACC/-ELIBBAD after logging "cannot load libcurl.so.4: ...". */
 int slimfs_dl_curl_load(void);
+/* Starts that load on a thread of its own (dl.h: slimfs_dl_preload()). */
+void slimfs_dl_curl_preload(void);
+bool slimfs_dl_curl_loaded(void);
+bool slimfs_dl_curl_preloaded(void);
 
 #ifndef SLIMFS_DL_NO_REDIRECT
 #define curl_easy_cleanup   (slimfs_dl_curl.curl_easy_cleanup)

@@ -34,6 +34,10 @@ extern struct slimfs_dl_elf slimfs_dl_elf;
 
 /* 0, or -ELIBACC/-ELIBBAD after logging "cannot load libelf.so.1: ...". */
 int slimfs_dl_elf_load(void);
+/* Starts that load on a thread of its own (dl.h: slimfs_dl_preload()). */
+void slimfs_dl_elf_preload(void);
+bool slimfs_dl_elf_loaded(void);
+bool slimfs_dl_elf_preloaded(void);
 
 #ifndef SLIMFS_DL_NO_REDIRECT
 #define elf_end		     (slimfs_dl_elf.elf_end)

@@ -17,6 +17,9 @@ struct slimfs_backend_ops {
 	/* Reads exactly len bytes at off into buf. 0, or -EIO (short, HTTP
 	 * error, timeout), -ERANGE (past the end), -errno. */
 	int (*read)(struct slimfs_backend *b, uint64_t off, void *buf, size_t len);
+	/* Optional: waits until what every later read needs is there (libcurl
+	 * for HTTP, whose first reads may do without); 0, or -errno (logged). */
+	int (*wait)(struct slimfs_backend *b);
 	void (*free)(struct slimfs_backend *b);
 };
 
@@ -77,11 +80,20 @@ int slimfs_oci_push(const char *path, const char *ref, const uint8_t index_diges
 int slimfs_backend_open(const char *src, const struct slimfs_fetch_opts *o,
 			struct slimfs_backend **out);
 int slimfs_backend_open_file(const char *path, struct slimfs_backend **out);
+/*
+ * What slimfs_backend_open(src) will need, started now on a thread of its own
+ * (libcurl for a remote src): call it as early as possible in the process that
+ * will open src, after its heap settings; the open then waits for it.
+ */
+void slimfs_backend_preload(const char *src);
 static inline int slimfs_backend_read(struct slimfs_backend *b, uint64_t off, void *buf, size_t len)
 {
 	return b->ops->read(b, off, buf, len);
 }
 void slimfs_backend_free(struct slimfs_backend *b);
+/* ops->wait, if any: a mount calls it before it goes live, so that a missing
+ * libcurl fails the mount as before, not its reads. */
+int slimfs_backend_wait(struct slimfs_backend *b);
 /* The local file descriptor of a file backend (to mmap the index), else -1. */
 int slimfs_backend_local_fd(struct slimfs_backend *b);
 

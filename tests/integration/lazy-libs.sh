@@ -13,8 +13,11 @@
 #   - with the three hidden (bind-mounted /dev/null in a private mount
 #     namespace), a local image still builds from a directory, mounts and
 #     reads; a tar build and an http:// mount fail cleanly, saying which
-#     library could not be loaded.
+#     library could not be loaded, also when the server is up (the size probe
+#     and the index come over plain HTTP while libcurl loads: the mount still
+#     waits for it before it goes live).
 . "${SRCDIR:-$(dirname "$0")/..}/lib.sh"
+. "$SRCDIR/servers.sh"
 
 need_fuse
 need_slimfs
@@ -108,15 +111,29 @@ echo "tar build: $rc"
 rc=0
 "$SLIMFS" mount -q http://127.0.0.1:9/img.slimfs "$MNT" 2>"$TMP/http.err" || rc=$?
 echo "http mount: $rc"
+rc=0
+"$SLIMFS" mount -q --cache none "$URL/img.slimfs" "$MNT" 2>"$TMP/http-up.err" || rc=$?
+echo "http mount, server up: $rc"
 EOF
-out=$(HIDE="${hide[*]}" SLIMFS=$SLIMFS SRC=$src MNT=$mnt TMP=$TMP \
+mkdir -p "$TMP/www"
+cp "$img" "$TMP/www/img.slimfs"
+start_nginx "$TMP/www" >"$TMP/url" # not in $(...): its stop hook would be lost
+out=$(HIDE="${hide[*]}" SLIMFS=$SLIMFS SRC=$src MNT=$mnt TMP=$TMP URL=$(cat "$TMP/url") \
 	unshare -m bash "$TMP/hidden.sh" 2>&1) ||
 	die "with the libraries hidden, a local build+mount failed: $out"
 grep -qx 'tar build: [1-9][0-9]\{0,1\}' <<<"$out" || die "tar build without libarchive: $out"
 grep -qx 'http mount: [1-9][0-9]\{0,1\}' <<<"$out" || die "http mount without libcurl: $out"
+grep -qx 'http mount, server up: [1-9][0-9]\{0,1\}' <<<"$out" ||
+	die "http mount without libcurl, server up: $out"
 grep -q "cannot load $archive_so: " "$TMP/tar.err" || die "tar build error: $(cat "$TMP/tar.err")"
 grep -q "cannot load libcurl[a-z-]*\.so\.4: " "$TMP/http.err" ||
 	die "http mount error: $(cat "$TMP/http.err")"
 log "hidden: $(sed -n 1p "$TMP/tar.err")"
 log "hidden: $(sed -n 1p "$TMP/http.err")"
+grep -q "cannot load libcurl[a-z-]*\.so\.4: " "$TMP/http-up.err" ||
+	die "http mount error, server up: $(cat "$TMP/http-up.err")"
+log "hidden, server up: $(tr '\n' ' ' <"$TMP/http-up.err")"
+if mountpoint -q "$mnt"; then
+	die "a failed http mount left a mount at '$mnt'"
+fi
 log "OK"

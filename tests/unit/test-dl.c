@@ -3,6 +3,7 @@
  * documented errno and one log line, a good one fills the table once, also
  * when many threads ask at the same time. */
 #include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -55,7 +56,8 @@ static int count_logged(struct slimfs_dl_lib *lib, int *r1, int *r2)
 }
 
 static struct libc_fns libc_table;
-static struct slimfs_dl_lib libc_lib = {"libc.so.6", libc_syms, 2, &libc_table, NULL, 0};
+static struct slimfs_dl_lib libc_lib = {"libc.so.6", libc_syms, 2, &libc_table,
+					NULL,	     NULL,	0, false};
 
 static void *load_thread(void *ud)
 {
@@ -67,8 +69,15 @@ int main(void)
 {
 	struct libc_fns t1 = {0}, t2 = {0};
 	struct slimfs_dl_lib missing = {
-		"libslimfs-no-such-library.so.0", libc_syms, 2, &t1, NULL, 0};
-	struct slimfs_dl_lib nosym = {"libc.so.6", bad_syms, 2, &t2, NULL, 0};
+		"libslimfs-no-such-library.so.0", libc_syms, 2, &t1, NULL, NULL, 0, false};
+	struct slimfs_dl_lib nosym = {"libc.so.6", bad_syms, 2, &t2, NULL, NULL, 0, false};
+	/* preloaded: files to read ahead that exist or not, one path too long */
+	static char files[PATH_MAX + 64] = "/nonexistent/libslimfs.so:/proc/self/exe::";
+	/* static: the preload threads may outlive main's frame */
+	static struct libc_fns t3, t4;
+	static struct slimfs_dl_lib pre = {"libc.so.6", libc_syms, 2, &t3, NULL, files, 0, false};
+	static struct slimfs_dl_lib pre_missing = {
+		"libslimfs-no-such-library.so.0", libc_syms, 2, &t4, NULL, NULL, 0, false};
 	pthread_t th[8];
 	int r1, r2;
 
@@ -95,5 +104,22 @@ int main(void)
 		CHECK_EQ(libc_table.abs(-7), 7);
 	}
 	CHECK_EQ(slimfs_dl_load(&libc_lib), 0);
+
+	/* A preload: the thread loads, the first load waits for it; twice is once. */
+	memset(files + strlen(files), 'x', PATH_MAX + 8);
+	slimfs_dl_preload(&pre);
+	slimfs_dl_preload(&pre);
+	CHECK_EQ(slimfs_dl_load(&pre), 0);
+	CHECK(slimfs_dl_preloaded(&pre) && slimfs_dl_loaded(&pre));
+	CHECK(!slimfs_dl_preloaded(&libc_lib));
+	CHECK(t3.atoi && t3.abs);
+	if (t3.atoi)
+		CHECK_EQ(t3.atoi("17"), 17);
+	slimfs_dl_preload(&pre); /* loaded: nothing to do */
+	/* A failed preload fails the load the same way. */
+	slimfs_dl_preload(&pre_missing);
+	CHECK_EQ(slimfs_dl_load(&pre_missing), -ELIBACC);
+	CHECK_EQ(slimfs_dl_load(&pre_missing), -ELIBACC);
+	CHECK(t4.atoi == NULL);
 	return tap_done();
 }
