@@ -19,6 +19,7 @@ struct slimfs_cache_entry {
 	uint32_t chunk, len;
 	_Atomic uint32_t refs; /* the table holds one while the entry is in it */
 	int state;	       /* under the shard lock */
+	uint32_t uses;	       /* reads that got it since it was loaded (shard lock) */
 	int err;	       /* ENTRY_FAILED: the -errno waiters get */
 };
 
@@ -28,7 +29,7 @@ struct shard {
 	struct slimfs_cache_entry *head, *tail;
 	uint64_t bytes, entries, cap;
 	/* Counted under the lock: no shared cache line on the hit path. */
-	uint64_t requests, hits, waits, evictions;
+	uint64_t requests, hits, waits, evictions, demoted;
 } __attribute__((aligned(64)));
 
 /* Remembered failures: few at a time, so a small table replaced LRU. */
@@ -239,6 +240,17 @@ static void lru_push_front(struct shard *sh, struct slimfs_cache_entry *e)
 	else
 		sh->tail = e;
 	sh->head = e;
+}
+
+static void lru_push_back(struct shard *sh, struct slimfs_cache_entry *e)
+{
+	e->next = NULL;
+	e->prev = sh->tail;
+	if (sh->tail)
+		sh->tail->next = e;
+	else
+		sh->head = e;
+	sh->tail = e;
 }
 
 /* The remembered failure of chunk i, or NULL; under bad_lock. */
@@ -568,6 +580,7 @@ static void finish(struct slimfs_cache *c, struct slimfs_cache_entry *e, int r, 
 		atomic_fetch_sub_explicit(&e->refs, 1, memory_order_acq_rel); /* ours remains */
 	} else {
 		e->state = ENTRY_READY;
+		e->uses += ref != NULL; /* a reader's own load */
 		lru_push_front(sh, e);
 		sh->bytes += e->len;
 		sh->entries++;
@@ -628,6 +641,7 @@ int slimfs_cache_get(struct slimfs_cache *c, uint32_t i, struct slimfs_cache_ent
 		return 0;
 	}
 	atomic_fetch_add_explicit(&e->refs, 1, memory_order_relaxed);
+	e->uses++;
 	if (e->state == ENTRY_LOADING) {
 		sh->waits++;
 		while (e->state == ENTRY_LOADING)
@@ -651,7 +665,8 @@ int slimfs_cache_get(struct slimfs_cache *c, uint32_t i, struct slimfs_cache_ent
 	return 0;
 }
 
-bool slimfs_cache_has(struct slimfs_cache *c, uint32_t i)
+/* Whether chunk i is in the table (ready: and loaded). */
+static bool in_table(struct slimfs_cache *c, uint32_t i, bool ready)
 {
 	struct shard *sh;
 	bool has;
@@ -660,9 +675,32 @@ bool slimfs_cache_has(struct slimfs_cache *c, uint32_t i)
 		return false;
 	sh = shard_of(c, i);
 	pthread_mutex_lock(&sh->lock);
-	has = c->slots[i] != NULL;
+	has = c->slots[i] && (!ready || c->slots[i]->state == ENTRY_READY);
 	pthread_mutex_unlock(&sh->lock);
 	return has;
+}
+
+void slimfs_cache_stored(struct slimfs_cache *c, struct slimfs_cache_entry *e)
+{
+	struct shard *sh = shard_of(c, e->chunk);
+
+	pthread_mutex_lock(&sh->lock);
+	if (c->slots[e->chunk] == e && e->state == ENTRY_READY && e->uses <= 1 && sh->tail != e) {
+		lru_unlink(sh, e);
+		lru_push_back(sh, e);
+		sh->demoted++;
+	}
+	pthread_mutex_unlock(&sh->lock);
+}
+
+bool slimfs_cache_has(struct slimfs_cache *c, uint32_t i)
+{
+	return in_table(c, i, false);
+}
+
+bool slimfs_cache_ready(struct slimfs_cache *c, uint32_t i)
+{
+	return in_table(c, i, true);
 }
 
 int slimfs_cache_peek(struct slimfs_cache *c, uint32_t i, uint32_t off, uint32_t len, void *out)
@@ -857,6 +895,7 @@ void slimfs_cache_stats(struct slimfs_cache *c, struct slimfs_cache_stats *out)
 		out->hits += sh->hits;
 		out->waits += sh->waits;
 		out->evictions += sh->evictions;
+		out->demoted += sh->demoted;
 		out->mem_bytes += sh->bytes;
 		out->mem_entries += sh->entries;
 		pthread_mutex_unlock(&sh->lock);

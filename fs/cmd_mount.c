@@ -913,6 +913,7 @@ static int run_daemon(struct mount_opts *o, struct daemon_ctx *d)
 					 "unmount it when this daemon exits"
 				       : NULL,
 		.want = &fs.want,
+		.fs = &fs,
 		.info = &o->info,
 		.pause = handover_pause,
 		.resume = handover_resume,

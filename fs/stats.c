@@ -150,6 +150,8 @@ static void collect(const struct slimfs_stats_src *src, struct snapshot *s)
 	add(s, "cache", "mem_bytes", G, "decoded bytes held in memory", (double)cs.mem_bytes);
 	add(s, "cache", "mem_entries", G, "chunks held in memory", (double)cs.mem_entries);
 	add(s, "cache", "mem_evictions", C, "chunks dropped from memory", (double)cs.evictions);
+	add(s, "cache", "mem_demoted", C,
+	    "chunks read once and stored in the page cache, evicted first", (double)cs.demoted);
 	add(s, "cache", "disk_hits", C, "chunks read from the disk cache", (double)cs.disk_hits);
 	add(s, "cache", "disk_misses", C, "chunks not in the disk cache", (double)cs.disk_misses);
 	add(s, "cache", "disk_stores", C, "chunks stored in the disk cache",

@@ -206,6 +206,42 @@ for attempt in 1 2 3; do
 	[ $attempt -lt 3 ] || die "no seam stored from the ends of evicted chunks"
 done
 
+# Passes of 4 KiB reads in random order over a file larger than the memory
+# cache, its page cache dropped before each (fio --invalidate=1): a chunk
+# read once and then stored in the page cache whole is evicted first
+# (mem_demoted), so later passes find the chunks read again in memory; with
+# plain LRU each new chunk pushed out one the pass had not read yet, and
+# passes found almost none. Every byte read is right.
+passes() {
+	"$PYTHON" - "$src/big" "$mnt/big" "$1" <<'EOF'
+import os, random, sys
+want = open(sys.argv[1], "rb").read()
+fd = os.open(sys.argv[2], os.O_RDONLY)
+rnd = random.Random(7)
+pages = list(range(len(want) // 4096))
+for _ in range(int(sys.argv[3])):
+    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    rnd.shuffle(pages)
+    for p in pages:
+        if os.pread(fd, 4096, p * 4096) != want[p * 4096:(p + 1) * 4096]:
+            sys.exit("page %d differs" % p)
+EOF
+}
+for attempt in 1 2 3; do
+	slimfs_mount --page-cache-fill chunk --mem-cache 4M "$img" "$mnt"
+	passes 1 || die "random passes: wrong bytes"
+	settle
+	loads=$(stat_in cache mem_misses) hits=$(stat_in cache mem_hits)
+	passes 3 || die "random passes: wrong bytes"
+	settle
+	hits=$(($(stat_in cache mem_hits) - hits)) demoted=$(stat_in cache mem_demoted)
+	loads=$(($(stat_in cache mem_misses) - loads))
+	slimfs_umount "$mnt"
+	log "3 random passes over big (4M cache): $hits chunks found in memory, $loads loaded, $demoted demoted"
+	[ "$demoted" -gt 0 ] && [ $((hits * 4)) -ge "$loads" ] && break
+	[ $attempt -lt 3 ] || die "random passes: $hits chunks found in memory for $loads loaded"
+done
+
 # Unmount with the filler busy: many files read, then at once unmounted.
 slimfs_mount --page-cache-fill file "$img" "$mnt"
 for i in $(seq 150); do
