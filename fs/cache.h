@@ -56,6 +56,7 @@ struct slimfs_cache_stats {
 	uint64_t peek_hits;		 /* slimfs_cache_peek answered from a decoded chunk */
 	uint64_t edge_hits;		 /* ... from the edges kept of an evicted one */
 	uint64_t peek_misses;		 /* ... not at all */
+	uint64_t frames_reused;		 /* frames not hashed again (local image, leased) */
 };
 
 int slimfs_cache_new(struct slimfs_image *img, const struct slimfs_cache_opts *o,

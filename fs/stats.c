@@ -168,6 +168,9 @@ static void collect(const struct slimfs_stats_src *src, struct snapshot *s)
 	    (double)cs.edge_hits);
 	add(s, "cache", "peek_misses", C, "... not in memory", (double)cs.peek_misses);
 	add(s, "verify", "ok", C, "chunks that passed verification", (double)cs.verified);
+	add(s, "verify", "frames_reused", C,
+	    "... of them frames of a leased local image that had matched their SHA-256",
+	    (double)cs.frames_reused);
 	add(s, "verify", "failed", C, "chunks that failed verification",
 	    (double)cs.verify_failures);
 	add(s, "prefetch", "planned_chunks", G, "chunks the prefetcher plans to load",

@@ -46,7 +46,10 @@ int slimfs_chunk_decode_flags(const struct slimfs_chunk *c, const void *frame, s
 
 	if (c->usize == 0 || c->usize > SLIMFS_CHUNK_MAX)
 		return -EUCLEAN;
-	r = slimfs_chunk_verify_frame(c, frame, frame_len);
+	if (!(flags & SLIMFS_DECODE_FRAME_KNOWN))
+		r = slimfs_chunk_verify_frame(c, frame, frame_len);
+	else
+		r = frame_len == c->csize ? 0 : -EBADMSG;
 	if (r < 0)
 		return r;
 	fcs = ZSTD_getFrameContentSize(frame, frame_len);
@@ -61,7 +64,7 @@ int slimfs_chunk_decode_flags(const struct slimfs_chunk *c, const void *frame, s
 			  ZSTD_isError(n) ? ZSTD_getErrorName(n) : "short frame");
 		return -EBADMSG;
 	}
-	if (flags & SLIMFS_DECODE_ID_KNOWN)
+	if ((flags & SLIMFS_DECODE_ID_KNOWN) && !(flags & SLIMFS_DECODE_FRAME_KNOWN))
 		return 0;
 	XXH128_canonicalFromHash(&canon, XXH3_128bits(out, c->usize));
 	if (memcmp(canon.digest, c->id, sizeof(canon.digest)) != 0) {
