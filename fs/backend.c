@@ -1,11 +1,15 @@
 // SPDX-License-Identifier: MIT
 /* Backend dispatch and the local-file backend. */
 #include <fcntl.h>
+#include <linux/magic.h>
 #include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <time.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 
 #include "dl_curl.h"
 #include "slimfs/fetch.h"
@@ -14,7 +18,13 @@
 struct file_backend {
 	struct slimfs_backend b;
 	int fd;
+	bool leased;	     /* slimfs_backend_lease took one on fd */
+	_Atomic bool broken; /* ... and slimfs_backend_unchanged saw it break */
 };
+
+/* The descriptor whose lease the SIGIO handler gives up (one per process; a
+ * global: a signal handler has no other way in). */
+static _Atomic int lease_fd = -1;
 
 void slimfs_fetch_stats_add(struct slimfs_fetch_stats *s, uint64_t bytes, uint64_t ns)
 {
@@ -66,6 +76,8 @@ static void file_free(struct slimfs_backend *b)
 {
 	struct file_backend *f = (struct file_backend *)b;
 
+	if (f->leased) /* the handler must not touch a number reused later */
+		atomic_store(&lease_fd, -1);
 	close(f->fd);
 }
 
@@ -248,4 +260,65 @@ void slimfs_backend_free(struct slimfs_backend *b)
 int slimfs_backend_local_fd(struct slimfs_backend *b)
 {
 	return b->ops == &file_ops ? ((struct file_backend *)b)->fd : -1;
+}
+
+/* A writer opens the leased file: give the lease up at once (fcntl is
+ * async-signal-safe), so that it need not wait for lease-break-time. */
+static void on_lease_break(int sig)
+{
+	int fd = atomic_load(&lease_fd), saved = errno;
+
+	(void)sig;
+	if (fd >= 0)
+		(void)fcntl(fd, F_SETLEASE, F_UNLCK);
+	errno = saved;
+}
+
+/* File systems where every change of a file's bytes goes through this
+ * kernel's VFS, which breaks leases. */
+static bool lease_fs(long type)
+{
+	return type == EXT4_SUPER_MAGIC || type == XFS_SUPER_MAGIC || type == BTRFS_SUPER_MAGIC ||
+	       type == F2FS_SUPER_MAGIC || type == TMPFS_MAGIC;
+}
+
+int slimfs_backend_lease(struct slimfs_backend *b)
+{
+	struct sigaction sa = {.sa_handler = on_lease_break, .sa_flags = SA_RESTART};
+	struct file_backend *f;
+	struct statfs st;
+	int none = -1, r;
+
+	if (b->ops != &file_ops)
+		return -EOPNOTSUPP;
+	f = (struct file_backend *)b;
+	if (fstatfs(f->fd, &st) < 0)
+		return -errno;
+	if (!lease_fs((long)st.f_type))
+		return -EOPNOTSUPP;
+	if (!atomic_compare_exchange_strong(&lease_fd, &none, f->fd))
+		return -EBUSY;
+	/* The break is signalled with SIGIO, whose default action ends us. */
+	sigemptyset(&sa.sa_mask);
+	if (sigaction(SIGIO, &sa, NULL) < 0 || fcntl(f->fd, F_SETLEASE, F_RDLCK) < 0) {
+		r = -errno;
+		atomic_store(&lease_fd, -1);
+		return r;
+	}
+	f->leased = true;
+	return 0;
+}
+
+bool slimfs_backend_unchanged(struct slimfs_backend *b)
+{
+	struct file_backend *f = (struct file_backend *)b;
+
+	if (b->ops != &file_ops || !f->leased ||
+	    atomic_load_explicit(&f->broken, memory_order_relaxed))
+		return false;
+	/* F_GETLEASE says F_UNLCK as soon as a break has begun (and after). */
+	if (fcntl(f->fd, F_GETLEASE) == F_RDLCK)
+		return true;
+	atomic_store(&f->broken, true); /* never taken again */
+	return false;
 }

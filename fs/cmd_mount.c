@@ -811,6 +811,12 @@ static int run_daemon(struct mount_opts *o, struct daemon_ctx *d)
 		log_error_errno(r, "cannot open image '%s'", o->image);
 		goto out;
 	}
+	/* Before any chunk is read: frames are then hashed once while nobody can
+	 * write the file (fetch.h). */
+	r = slimfs_backend_lease(img->backend);
+	if (r < 0 && r != -EOPNOTSUPP)
+		log_debug("no lease on '%s' (%s): every frame read is hashed", o->image,
+			  strerror(-r));
 	r = select_view(img, o->view, &view, &view_name);
 	if (r < 0)
 		goto out;
@@ -975,6 +981,7 @@ static int run_daemon(struct mount_opts *o, struct daemon_ctx *d)
 					 "unmount it when this daemon exits"
 				       : NULL,
 		.want = &fs.want,
+		.fs = &fs,
 		.info = &o->info,
 		.pause = handover_pause,
 		.resume = handover_resume,

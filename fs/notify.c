@@ -50,7 +50,8 @@ struct job {
 	const uint8_t *data;	     /* bytes [from, to), held by ref */
 	struct slimfs_cache_entry *ref;
 	bool whole_file;
-	bool ahead; /* pushed ahead of a walk (slimfs_notify_file) */
+	bool ahead;	  /* pushed ahead of a walk (slimfs_notify_file) */
+	bool whole_chunk; /* data is all of ref's chunk */
 };
 
 struct slimfs_notify {
@@ -265,7 +266,8 @@ void slimfs_notify_read(struct slimfs_notify *n, fuse_ino_t ino, uint64_t size, 
 				.skip_from = skip_from,
 				.skip_to = skip_to,
 				.data = p->data,
-				.ref = p->ref};
+				.ref = p->ref,
+				.whole_chunk = p->whole_chunk};
 
 		uint64_t key = done_key(ino, p->file_off), a, b;
 
@@ -310,11 +312,13 @@ static int store(struct slimfs_notify *n, fuse_ino_t ino, uint64_t p, uint64_t e
 	return 0;
 }
 
-/* Stores bytes [from, to) of ino, given in data, less the skipped pages. */
-static void store_run(struct slimfs_notify *n, const struct job *j, uint64_t from, uint64_t to,
+/* Stores bytes [from, to) of ino, given in data, less the skipped pages:
+ * true when the kernel took them all. */
+static bool store_run(struct slimfs_notify *n, const struct job *j, uint64_t from, uint64_t to,
 		      const uint8_t *data)
 {
 	uint64_t a, b, part[2][2];
+	bool all = true;
 
 	storable(j->size, from, to, &a, &b);
 	part[0][0] = a;
@@ -322,8 +326,10 @@ static void store_run(struct slimfs_notify *n, const struct job *j, uint64_t fro
 	part[1][0] = MAX(a, j->skip_to);
 	part[1][1] = b;
 	for (unsigned k = 0; k < 2; k++)
-		if (part[k][0] < part[k][1])
-			store(n, j->ino, part[k][0], part[k][1], data + (part[k][0] - from));
+		if (part[k][0] < part[k][1] &&
+		    store(n, j->ino, part[k][0], part[k][1], data + (part[k][0] - from)) < 0)
+			all = false;
+	return all;
 }
 
 /*
@@ -369,19 +375,19 @@ static bool assemble_page(struct slimfs_notify *n, const struct job *j,
  * that were evicted since (fio, 1 job, 256 MiB file, 64M memory cache:
  * 45% of the FUSE reads, 2.8 chunk decodes per chunk and pass of the file).
  */
-static void store_seams(struct slimfs_notify *n, const struct job *j)
+static bool store_seams(struct slimfs_notify *n, const struct job *j)
 {
 	uint64_t seam[2] = {round_down(j->from), round_down(j->to)};
 	uint8_t page[PAGE];
 	struct slimfs_inode in;
 
 	/* The last page of the file is stored whole by store_run (up to EOF). */
-	bool want[2] = {j->from % PAGE != 0, j->to % PAGE != 0 && j->to < j->size};
+	bool want[2] = {j->from % PAGE != 0, j->to % PAGE != 0 && j->to < j->size}, all = true;
 
 	if (!want[0] && !want[1])
-		return;
+		return true;
 	if (slimfs_index_inode(n->fs->idx, (uint32_t)(j->ino - 1), &in) < 0 || in.size != j->size)
-		return;
+		return false;
 	if (want[0] && want[1] && seam[0] == seam[1])
 		want[1] = false; /* an extent within one page */
 	for (unsigned k = 0; k < 2; k++) {
@@ -391,11 +397,15 @@ static void store_seams(struct slimfs_notify *n, const struct job *j)
 			continue;
 		if (!assemble_page(n, j, &in, p, page)) {
 			atomic_fetch_add_explicit(&n->seams_missed, 1, memory_order_relaxed);
+			all = false;
 			continue;
 		}
 		if (store(n, j->ino, p, MIN(p + PAGE, j->size), page) == 0)
 			atomic_fetch_add_explicit(&n->seam_pages, 1, memory_order_relaxed);
+		else
+			all = false;
 	}
+	return all;
 }
 
 /*
@@ -520,9 +530,13 @@ static void *filler(void *arg)
 			fill_file(n, &j);
 		} else {
 			uint64_t key = done_key(j.ino, j.from);
+			bool all = store_run(n, &j, j.from, j.to, j.data);
 
-			store_run(n, &j, j.from, j.to, j.data);
-			store_seams(n, &j);
+			/* Both: the seams are stored even when a run failed. */
+			all = store_seams(n, &j) && all;
+			/* All of the chunk is in the page cache: see slimfs_cache_stored. */
+			if (all && j.whole_chunk)
+				slimfs_cache_stored(n->fs->cache, j.ref);
 			atomic_store_explicit(done_slot(n, key), key, memory_order_relaxed);
 		}
 		job_drop(n, &j);

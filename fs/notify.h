@@ -47,6 +47,7 @@ struct slimfs_notify_piece {
 	uint32_t len;
 	const uint8_t *data;
 	struct slimfs_cache_entry *ref; /* owned by whoever holds the piece */
+	bool whole_chunk;		/* data is all of ref's chunk (file_off: its start) */
 };
 
 struct slimfs_notify_stats {

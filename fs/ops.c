@@ -641,7 +641,8 @@ static int read_range(struct slimfs_fs *fs, const struct slimfs_inode *in, uint6
 			slimfs_cache_put(fs->cache, ref);
 		} else {
 			s->refs[s->nrefs++] = (struct slimfs_notify_piece){
-				it.x.file_off, it.x.len, data + it.x.chunk_off, ref};
+				it.x.file_off, it.x.len, data + it.x.chunk_off, ref,
+				it.x.chunk_off == 0 && it.x.len == clen};
 			s->iov[s->niov++] =
 				(struct iovec){(void *)(data + it.chunk_from), it.to - it.from};
 		}
@@ -1255,6 +1256,22 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	if (r != -ENOMEM && r != -EBADMSG && r != -EUCLEAN)
 		r = -EIO;
 	reply_err(req, r, "read", ino);
+}
+
+bool slimfs_fs_read_ready(struct slimfs_fs *fs, fuse_ino_t ino, uint64_t off, uint64_t size)
+{
+	struct slimfs_extent_iter it;
+	struct slimfs_inode in;
+	int r;
+
+	/* Errors and reads at or past the end are answered at once too. */
+	if (get_inode(fs, ino, &in) < 0 || !S_ISREG(in.mode) || off >= in.size)
+		return true;
+	slimfs_extent_iter_init(&it, fs->idx, &in, off, off + MIN(size, in.size - off), 0);
+	while ((r = slimfs_extent_next(&it)) > 0)
+		if (!slimfs_cache_ready(fs->cache, it.x.chunk))
+			return false;
+	return r == 0;
 }
 
 static void op_statfs(fuse_req_t req, fuse_ino_t ino)

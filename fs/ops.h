@@ -116,6 +116,11 @@ int slimfs_fs_read_file(struct slimfs_fs *fs, const struct slimfs_inode *in, uin
 size_t slimfs_fs_window(struct slimfs_fs *fs, const struct slimfs_inode *in, uint64_t budget,
 			uint32_t *out, size_t max, uint64_t *bytes);
 
+/* Whether a read of ino's bytes [off, off + size) would be answered without
+ * waiting: their chunks decoded in memory, or an error (a hint; a chunk may be
+ * evicted meanwhile). */
+bool slimfs_fs_read_ready(struct slimfs_fs *fs, fuse_ino_t ino, uint64_t off, uint64_t size);
+
 extern const struct fuse_lowlevel_ops slimfs_fuse_ops;
 
 #endif

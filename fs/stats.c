@@ -150,6 +150,8 @@ static void collect(const struct slimfs_stats_src *src, struct snapshot *s)
 	add(s, "cache", "mem_bytes", G, "decoded bytes held in memory", (double)cs.mem_bytes);
 	add(s, "cache", "mem_entries", G, "chunks held in memory", (double)cs.mem_entries);
 	add(s, "cache", "mem_evictions", C, "chunks dropped from memory", (double)cs.evictions);
+	add(s, "cache", "mem_demoted", C,
+	    "chunks read once and stored in the page cache, evicted first", (double)cs.demoted);
 	add(s, "cache", "disk_hits", C, "chunks read from the disk cache", (double)cs.disk_hits);
 	add(s, "cache", "disk_misses", C, "chunks not in the disk cache", (double)cs.disk_misses);
 	add(s, "cache", "disk_stores", C, "chunks stored in the disk cache",
@@ -166,6 +168,9 @@ static void collect(const struct slimfs_stats_src *src, struct snapshot *s)
 	    (double)cs.edge_hits);
 	add(s, "cache", "peek_misses", C, "... not in memory", (double)cs.peek_misses);
 	add(s, "verify", "ok", C, "chunks that passed verification", (double)cs.verified);
+	add(s, "verify", "frames_reused", C,
+	    "... of them frames of a leased local image that had matched their SHA-256",
+	    (double)cs.frames_reused);
 	add(s, "verify", "failed", C, "chunks that failed verification",
 	    (double)cs.verify_failures);
 	add(s, "prefetch", "planned_chunks", G, "chunks the prefetcher plans to load",

@@ -32,6 +32,11 @@ struct in_header {
 	uint16_t total_extlen, padding;
 };
 _Static_assert(sizeof(struct in_header) == 40, "fuse_in_header");
+/* What follows it in a READ (fuse_read_in), up to the fields used here. */
+struct read_in {
+	uint64_t fh, offset;
+	uint32_t size, read_flags;
+};
 #define OP_INIT 26u
 #define OP_READ 15u
 /* Unique of the replayed INIT: no request of the kernel has it, so the
@@ -156,12 +161,25 @@ static int64_t now_ns(void)
 	return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
 }
 
-/* Only a read may wait for the image: the rest answers from the index. */
-static bool quick_request(const struct fuse_buf *b)
+/*
+ * Only a read may wait for the image: the rest answers from the index, and
+ * so does a read whose chunks are decoded in memory (each handover wakes a
+ * worker; fio's 4 KiB random reads of a file 4x the memory cache: 15-20% of
+ * its FUSE reads).
+ */
+static bool quick_request(const struct slimfs_serve *s, const struct fuse_buf *b)
 {
 	const struct in_header *h = b->mem;
+	struct read_in in;
 
-	return !(b->flags & FUSE_BUF_IS_FD) && b->size >= sizeof(*h) && h->opcode != OP_READ;
+	if ((b->flags & FUSE_BUF_IS_FD) || b->size < sizeof(*h))
+		return false;
+	if (h->opcode != OP_READ)
+		return true;
+	if (!s->o.fs || b->size < sizeof(*h) + sizeof(in))
+		return false;
+	memcpy(&in, (const uint8_t *)b->mem + sizeof(*h), sizeof(in));
+	return slimfs_fs_read_ready(s->o.fs, h->nodeid, in.offset, in.size);
 }
 
 /*
@@ -253,7 +271,7 @@ static void *worker_main(void *arg)
 		}
 		if (!atomic_load(&s->have_init))
 			capture_init(s, &buf);
-		if (!quick_request(&buf)) {
+		if (!quick_request(s, &buf)) {
 			lead = false;
 			sem_post(&s->lead);
 		}

@@ -49,6 +49,9 @@ struct slimfs_serve_opts {
 	const struct slimfs_index *idx;
 	const char *no_handover; /* why a handover is refused, or NULL */
 	const unsigned *want;	 /* capabilities op_init settled on */
+	/* A leader answers a read itself when slimfs_fs_read_ready says it
+	 * need not wait (NULL: every read is handed to another worker). */
+	struct slimfs_fs *fs;
 	const struct slimfs_daemon_info *info;
 	/* Around a handover: stop what two daemons must not both run (the
 	 * stats socket), and start it again if the handover fails. */

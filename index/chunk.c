@@ -33,6 +33,12 @@ int slimfs_chunk_verify_frame(const struct slimfs_chunk *c, const void *frame, s
 int slimfs_chunk_decode(const struct slimfs_chunk *c, const void *frame, size_t frame_len,
 			void *out, struct ZSTD_DCtx_s *dctx)
 {
+	return slimfs_chunk_decode_flags(c, frame, frame_len, out, dctx, 0);
+}
+
+int slimfs_chunk_decode_flags(const struct slimfs_chunk *c, const void *frame, size_t frame_len,
+			      void *out, struct ZSTD_DCtx_s *dctx, unsigned flags)
+{
 	XXH128_canonical_t canon;
 	unsigned long long fcs;
 	size_t n;
@@ -40,7 +46,10 @@ int slimfs_chunk_decode(const struct slimfs_chunk *c, const void *frame, size_t 
 
 	if (c->usize == 0 || c->usize > SLIMFS_CHUNK_MAX)
 		return -EUCLEAN;
-	r = slimfs_chunk_verify_frame(c, frame, frame_len);
+	if (!(flags & SLIMFS_DECODE_FRAME_KNOWN))
+		r = slimfs_chunk_verify_frame(c, frame, frame_len);
+	else
+		r = frame_len == c->csize ? 0 : -EBADMSG;
 	if (r < 0)
 		return r;
 	fcs = ZSTD_getFrameContentSize(frame, frame_len);
@@ -55,6 +64,8 @@ int slimfs_chunk_decode(const struct slimfs_chunk *c, const void *frame, size_t 
 			  ZSTD_isError(n) ? ZSTD_getErrorName(n) : "short frame");
 		return -EBADMSG;
 	}
+	if ((flags & SLIMFS_DECODE_ID_KNOWN) && !(flags & SLIMFS_DECODE_FRAME_KNOWN))
+		return 0;
 	XXH128_canonicalFromHash(&canon, XXH3_128bits(out, c->usize));
 	if (memcmp(canon.digest, c->id, sizeof(canon.digest)) != 0) {
 		log_debug("chunk at %llu: XXH3-128 id mismatch", (unsigned long long)c->off);

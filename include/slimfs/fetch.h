@@ -97,4 +97,26 @@ int slimfs_backend_wait(struct slimfs_backend *b);
 /* The local file descriptor of a file backend (to mmap the index), else -1. */
 int slimfs_backend_local_fd(struct slimfs_backend *b);
 
+/*
+ * A read lease (fcntl F_SETLEASE) on a local image file: nobody can open the
+ * file for writing or truncate it without the kernel telling the lease
+ * holder first, and waiting for it. The daemon takes one (a process holds
+ * one at most) so that a frame whose SHA-256 it checked once need not be
+ * hashed again while the file cannot have changed (slimfs_backend_unchanged);
+ * on a break (a writer opens the file) a signal handler gives the lease up at
+ * once, the writer goes on, and every frame read from then on is verified
+ * again. Only on local disk file systems (ext2/3/4, XFS, Btrfs, F2FS, tmpfs):
+ * on network, FUSE or overlay file systems a file can change without an open
+ * on this host. 0, or -EOPNOTSUPP (not a local file there), -EBUSY (this
+ * process holds one), -EAGAIN (the file is open for writing), -errno.
+ */
+int slimfs_backend_lease(struct slimfs_backend *b);
+/*
+ * True when b holds its lease and no break has begun: no byte of the file can
+ * have changed since the lease was taken. Ask after reading: bytes read
+ * while this is still true after the read are those of the file at lease
+ * time. One fcntl; false at once for other backends and unleased files.
+ */
+bool slimfs_backend_unchanged(struct slimfs_backend *b);
+
 #endif

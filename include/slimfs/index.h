@@ -222,6 +222,24 @@ static inline bool slimfs_inode_in_view(const struct slimfs_inode *ino, uint32_t
 struct ZSTD_DCtx_s;
 int slimfs_chunk_decode(const struct slimfs_chunk *c, const void *frame, size_t frame_len,
 			void *out, struct ZSTD_DCtx_s *dctx);
+/*
+ * With SLIMFS_DECODE_ID_KNOWN, as slimfs_chunk_decode without the id check:
+ * for a chunk whose decoding passed it before, in the same process. The frame
+ * still has to match its SHA-256, so it is the same frame, and zstd decodes
+ * the same frame to the same bytes: the id would match again. A memory cache
+ * that decodes a chunk again after evicting it saves hashing every byte again.
+ */
+#define SLIMFS_DECODE_ID_KNOWN 0x1u
+/*
+ * With SLIMFS_DECODE_FRAME_KNOWN, without the SHA-256 check of the frame, and
+ * always with the id check (SLIMFS_DECODE_ID_KNOWN then does nothing): for
+ * bytes that are known to be those of a frame whose SHA-256 matched before
+ * (a local image file under a lease that never broke, fetch.h). The id
+ * still catches what a disk may do to them.
+ */
+#define SLIMFS_DECODE_FRAME_KNOWN 0x2u
+int slimfs_chunk_decode_flags(const struct slimfs_chunk *c, const void *frame, size_t frame_len,
+			      void *out, struct ZSTD_DCtx_s *dctx, unsigned flags);
 /* Only the SHA-256 check of a compressed frame (for caches). */
 int slimfs_chunk_verify_frame(const struct slimfs_chunk *c, const void *frame, size_t frame_len);
 

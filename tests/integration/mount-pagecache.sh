@@ -241,6 +241,43 @@ for attempt in 1 2 3; do
 	[ $attempt -lt 3 ] || die "no seam stored from the ends of evicted chunks"
 done
 
+# Passes of 4 KiB reads in random order over a file larger than the memory
+# cache, its page cache dropped before each (fio --invalidate=1): a chunk
+# read once and then stored in the page cache whole is evicted first
+# (mem_demoted), so that chunks read again stay in memory. Every byte read
+# is right. A 64 MiB file and a 16M cache: each shard holds a few chunks and
+# every chunk keeps its ends (seams are stored, so chunks are stored whole).
+head -c $((64 << 20)) /dev/urandom >"$TMP/rand"
+mkdir -p "$TMP/rsrc"
+mv "$TMP/rand" "$TMP/rsrc/rand"
+run "$SLIMFS" build -q -o "$TMP/rimg" "$TMP/rsrc"
+passes() {
+	"$PYTHON" - "$TMP/rsrc/rand" "$mnt/rand" "$1" <<'EOF'
+import os, random, sys
+want = open(sys.argv[1], "rb").read()
+fd = os.open(sys.argv[2], os.O_RDONLY)
+rnd = random.Random(7)
+pages = list(range(len(want) // 4096))
+for _ in range(int(sys.argv[3])):
+    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    rnd.shuffle(pages)
+    for p in pages:
+        if os.pread(fd, 4096, p * 4096) != want[p * 4096:(p + 1) * 4096]:
+            sys.exit("page %d differs" % p)
+EOF
+}
+for attempt in 1 2 3; do
+	slimfs_mount --page-cache-fill chunk --mem-cache 16M "$TMP/rimg" "$mnt"
+	passes 3 || die "random passes: wrong bytes"
+	settle
+	hits=$(stat_in cache mem_hits) demoted=$(stat_in cache mem_demoted)
+	loads=$(stat_in cache mem_misses)
+	slimfs_umount "$mnt"
+	log "3 random passes over 64 MiB (16M cache): $hits chunks found in memory, $loads loaded, $demoted demoted"
+	[ "$demoted" -gt 0 ] && [ "$hits" -gt 0 ] && break
+	[ $attempt -lt 3 ] || die "random passes: $demoted chunks demoted, $hits found in memory"
+done
+
 # Unmount with the filler busy: many files read, then at once unmounted.
 slimfs_mount --page-cache-fill file "$img" "$mnt"
 for i in $(seq 150); do

@@ -876,6 +876,18 @@ static void test_chunk(void)
 		id[3] ^= 1;
 		w.id = id;
 		CHECK_EQ(slimfs_chunk_decode(&w, frame, frame_len, out, dctx), -EBADMSG);
+		/* SLIMFS_DECODE_ID_KNOWN skips the id check, and only that */
+		memset(out, 0, sizeof(out));
+		CHECK_EQ(slimfs_chunk_decode_flags(&w, frame, frame_len, out, dctx,
+						   SLIMFS_DECODE_ID_KNOWN),
+			 0);
+		CHECK(memcmp(out, plain, sizeof(plain)) == 0);
+		CHECK_EQ(slimfs_chunk_decode_flags(&w, bad, frame_len, out, dctx,
+						   SLIMFS_DECODE_ID_KNOWN),
+			 -EBADMSG);
+		CHECK_EQ(slimfs_chunk_decode_flags(&w, frame, frame_len - 1, out, dctx,
+						   SLIMFS_DECODE_ID_KNOWN),
+			 -EBADMSG);
 	}
 	/* a frame whose declared size differs from usize */
 	{
