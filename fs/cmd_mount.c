@@ -901,11 +901,9 @@ static int run_daemon(struct mount_opts *o, struct daemon_ctx *d)
 	/* Without a profile, the libraries of an ELF file ahead of ld.so (not
 	 * while tracing: its reads would join the trace). */
 	if (fs.miss_ahead_bytes && fs.coalesce && !o->trace && !slimfs_prefetch_profiled(pf)) {
-		r = slimfs_elfahead_start(&fs, &ea);
-		if (r < 0) {
-			log_error_errno(r, "cannot start the ELF-ahead thread");
+		r = slimfs_elfahead_new(&fs, &ea);
+		if (r < 0)
 			goto out;
-		}
 		fs.elfahead = ea;
 	}
 	/* Taking over: once the old daemon (and its socket) is gone. */
@@ -1053,6 +1051,12 @@ static int run_daemon(struct mount_opts *o, struct daemon_ctx *d)
 		log_warn_errno(r, "not all FUSE workers started");
 	if (slimfs_prefetch_run(pf) < 0)
 		log_warn("no prefetch or read-ahead workers");
+	/* Threads start here, not before the mount: a daemon in the background
+	 * forked once live, and a thread does not cross a fork. */
+	if (ea && (r = slimfs_elfahead_run(ea)) < 0)
+		log_warn_errno(r, "no ELF-ahead thread");
+	if (trace && (r = slimfs_trace_run(trace)) < 0)
+		log_warn_errno(r, "no trace flusher: the trace is written when its buffer fills");
 	slimfs_diskcache_scan(dc);
 	/* After the prefetch's start: the next mount offline finds the index. */
 	slimfs_image_store_index(img, use_cache ? o->cache_dir : NULL);

@@ -53,6 +53,7 @@ struct slimfs_elfahead {
 	uint32_t q[EA_QUEUE];
 	unsigned head, len;
 	bool stop;
+	bool running;	   /* the thread was started (slimfs_elfahead_run) */
 	slimfs_bits *seen; /* one bit per inode: queued or examined */
 };
 
@@ -293,10 +294,9 @@ static void *worker(void *arg)
 	return NULL;
 }
 
-int slimfs_elfahead_start(struct slimfs_fs *fs, struct slimfs_elfahead **out)
+int slimfs_elfahead_new(struct slimfs_fs *fs, struct slimfs_elfahead **out)
 {
 	struct slimfs_elfahead *e = calloc(1, sizeof(*e));
-	int r;
 
 	if (!e)
 		return -ENOMEM;
@@ -308,16 +308,16 @@ int slimfs_elfahead_start(struct slimfs_fs *fs, struct slimfs_elfahead **out)
 	}
 	pthread_mutex_init(&e->lock, NULL);
 	pthread_cond_init(&e->cond, NULL);
-	r = -pthread_create(&e->thread, NULL, worker, e);
-	if (r < 0) {
-		pthread_cond_destroy(&e->cond);
-		pthread_mutex_destroy(&e->lock);
-		free((void *)e->seen);
-		free(e);
-		return r;
-	}
 	*out = e;
 	return 0;
+}
+
+int slimfs_elfahead_run(struct slimfs_elfahead *e)
+{
+	int r = -pthread_create(&e->thread, NULL, worker, e);
+
+	e->running = r == 0;
+	return r;
 }
 
 void slimfs_elfahead_stop(struct slimfs_elfahead *e)
@@ -328,7 +328,8 @@ void slimfs_elfahead_stop(struct slimfs_elfahead *e)
 	e->stop = true;
 	pthread_cond_signal(&e->cond);
 	pthread_mutex_unlock(&e->lock);
-	pthread_join(e->thread, NULL);
+	if (e->running)
+		pthread_join(e->thread, NULL);
 	pthread_cond_destroy(&e->cond);
 	pthread_mutex_destroy(&e->lock);
 	free((void *)e->seen);

@@ -15,8 +15,15 @@
 struct slimfs_fs;
 struct slimfs_elfahead;
 
-/* Starts the thread for fs (fs->prefetch and fs->miss_ahead_bytes set). 0 or -errno. */
-int slimfs_elfahead_start(struct slimfs_fs *fs, struct slimfs_elfahead **out);
+/*
+ * Sets up ELF-ahead for fs (fs->prefetch and fs->miss_ahead_bytes set): notes
+ * are queued from now on. 0 or -errno. Its thread starts with
+ * slimfs_elfahead_run, once the daemon has forked to the background (a
+ * thread does not cross a fork).
+ */
+int slimfs_elfahead_new(struct slimfs_fs *fs, struct slimfs_elfahead **out);
+/* Starts the thread that works the queue. 0 or -errno (then notes wait unheard). */
+int slimfs_elfahead_run(struct slimfs_elfahead *e);
 /* Stops the thread (after the job at hand) and frees e; NULL is a no-op. */
 void slimfs_elfahead_stop(struct slimfs_elfahead *e);
 /* Inode id's first bytes are an ELF header: queue it, once per file (never

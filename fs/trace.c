@@ -106,16 +106,18 @@ int slimfs_trace_open(const char *path, const struct slimfs_index *idx, const ch
 		snprintf(ra, sizeof(ra), "%" PRId64, kernel_readahead);
 	fprintf(t->f, "# slimfs-trace %d\timage=%s\tview=%s\tkernel_readahead=%s\n",
 		SLIMFS_TRACE_VERSION, digest, view_name, ra);
-	r = -pthread_create(&t->flusher, NULL, flusher, t);
-	if (r < 0) {
-		log_error_errno(r, "cannot start the trace flusher");
-		goto fail;
-	}
-	t->has_flusher = true;
 	*out = t;
 	return 0;
 fail:
 	slimfs_trace_close(t);
+	return r;
+}
+
+int slimfs_trace_run(struct slimfs_trace *t)
+{
+	int r = -pthread_create(&t->flusher, NULL, flusher, t);
+
+	t->has_flusher = r == 0;
 	return r;
 }
 

@@ -30,6 +30,13 @@ enum slimfs_trace_kind {
  */
 int slimfs_trace_open(const char *path, const struct slimfs_index *idx, const char *view_name,
 		      int64_t kernel_readahead, uint64_t start_ns, struct slimfs_trace **out);
+/*
+ * Starts the thread that flushes the trace every second, so that it can be
+ * read while the mount lives; once the daemon has forked to the background (a
+ * thread does not cross a fork). 0 or -errno: the trace is then written when
+ * its buffer fills and at close.
+ */
+int slimfs_trace_run(struct slimfs_trace *t);
 /* Flushes and closes; 0 or the first write error. NULL is a no-op. */
 int slimfs_trace_close(struct slimfs_trace *t);
 

@@ -163,6 +163,7 @@ settle_loads() {
 # (in the background of this shell), waits for READY on its ready fd, checks
 # that MNT is a FUSE mount. Sets MOUNT_PID. Timeout: SLIMFS_MOUNT_TIMEOUT (30 s).
 declare -A _mount_pids=()
+declare -A _mount_bg=()
 slimfs_mount() {
 	local n=$# img=${*: -2:1} mnt=${*: -1} fifo line="" t0 pid
 	[ $n -ge 2 ] || die "slimfs_mount: needs IMAGE MNT"
@@ -202,7 +203,29 @@ slimfs_mount() {
 	log "mounted $img on $mnt (pid $pid)"
 }
 
-# slimfs_umount MNT: fusermount3 -u, then the daemon must exit with status 0.
+# slimfs_mount_bg [OPTIONS...] IMAGE MNT: mounts as a user does, in the
+# background (the command returns once the mount is live, the daemon having
+# forked); MOUNT_PID is the daemon's pid. slimfs_mount's -f daemon never
+# forks: what only a forked daemon has (threads started after the fork) is
+# tested with this one.
+slimfs_mount_bg() {
+	local n=$# img=${*: -2:1} mnt=${*: -1} pid magic
+	[ $n -ge 2 ] || die "slimfs_mount_bg: needs IMAGE MNT"
+	mkdir -p "$mnt"
+	"$SLIMFS" mount "${@:1:n-2}" "$img" "$mnt" || die "slimfs mount $img $mnt (background) failed"
+	pid=$(pgrep -f -- " mount .*$img $mnt\$" | head -1)
+	[ -n "$pid" ] || die "slimfs mount $img $mnt: no daemon process found"
+	_mount_pids[$mnt]=$pid
+	_mount_bg[$mnt]=1
+	at_exit "_force_umount '$mnt' $pid"
+	magic=$(stat -f -c %t "$mnt") || die "stat -f $mnt failed"
+	[ "$magic" = 65735546 ] || die "$mnt is not a FUSE mount (fs magic $magic)"
+	MOUNT_PID=$pid
+	log "mounted $img on $mnt in the background (daemon $pid)"
+}
+
+# slimfs_umount MNT: fusermount3 -u, then the daemon must exit with status 0
+# (its status is known only for slimfs_mount's daemons, children of the test).
 slimfs_umount() {
 	local mnt=$1 pid=${_mount_pids[$1]:-} t0 rc=0
 	[ -n "$pid" ] || die "slimfs_umount: $mnt was not mounted by slimfs_mount"
@@ -213,8 +236,8 @@ slimfs_umount() {
 			die "slimfs daemon $pid still running after unmounting $mnt"
 		sleep 0.1
 	done
-	wait "$pid" || rc=$?
-	unset "_mount_pids[$mnt]"
+	[ -n "${_mount_bg[$mnt]:-}" ] || wait "$pid" || rc=$?
+	unset "_mount_pids[$mnt]" "_mount_bg[$mnt]"
 	[ $rc = 0 ] || die "slimfs daemon for $mnt exited with status $rc after unmount"
 	log "unmounted $mnt"
 }

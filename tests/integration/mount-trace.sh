@@ -19,7 +19,7 @@ digest=$("$SLIMFS" inspect --json "$img" | python3 -c 'import json,sys; print(js
 mnt=$TMP/mnt
 trace=$TMP/trace
 
-slimfs_mount --view full --kernel-readahead 0 --trace "$trace" "$img" "$mnt"
+slimfs_mount_bg --view full --kernel-readahead 0 --trace "$trace" "$img" "$mnt"
 out=$(timeout 120 unshare --mount --propagation private /bin/sh -c '
 	mnt=$1
 	mount --rbind /dev "$mnt/dev" && mount -t proc proc "$mnt/proc" &&

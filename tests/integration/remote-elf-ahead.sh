@@ -49,8 +49,8 @@ url=$(cat "$TMP/url")/img.slimfs
 requests() { stat_of "$TMP/mnt" fetch requests; }
 settle() { settle_loads "$TMP/mnt"; }
 mount_with() { # mount_with MISS_AHEAD [OPTIONS...]
-	slimfs_mount --cache none --prefetch none --readahead 0 --miss-ahead "$@" --view full \
-		"$url" "$TMP/mnt"
+	${mounter:-slimfs_mount} --cache none --prefetch none --readahead 0 --miss-ahead "$@" \
+		--view full "$url" "$TMP/mnt"
 }
 # prog_head: the first 4 KiB of prog (its ELF header), then settle.
 prog_head() {
@@ -66,8 +66,9 @@ lib_requests() {
 	echo $(($(requests) - r0))
 }
 
-# No profile: the library comes ahead of its first read.
-mount_with 1M
+# No profile: the library comes ahead of its first read. In the background, as
+# users mount: the ELF-ahead thread must start in the daemon, after its fork.
+mounter=slimfs_mount_bg mount_with 1M
 prog_head
 ahead=$(stat_of "$TMP/mnt" prefetch elf_ahead_files)
 log "no profile: $ahead libraries fetched ahead of prog's header"
