@@ -71,18 +71,24 @@ int slimfs_fuse_conn_of(const char *mountpoint, unsigned *conn)
 	return r;
 }
 
-int slimfs_fuse_conn_abort(unsigned conn)
+/* Writes to the file "abort" of a fusectl connection directory (dir: AT_FDCWD or its fd). */
+static int conn_abort_at(int dir, const char *path)
 {
-	char path[128];
-	int fd, r;
+	int fd = openat(dir, path, O_WRONLY | O_CLOEXEC), r;
 
-	snprintf(path, sizeof(path), FUSECTL "/%u/abort", conn);
-	fd = open(path, O_WRONLY | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
 	r = slimfs_write_all(fd, "1\n", 2);
 	close(fd);
 	return r < 0 ? r : 0;
+}
+
+int slimfs_fuse_conn_abort(unsigned conn)
+{
+	char path[128];
+
+	snprintf(path, sizeof(path), FUSECTL "/%u/abort", conn);
+	return conn_abort_at(AT_FDCWD, path);
 }
 
 /* fusectl holds a directory per connection; mounts it when it is not mounted. */
@@ -190,9 +196,9 @@ int slimfs_watchdog_main(int argc, char **argv)
 	sigset_t set;
 	siginfo_t si;
 	unsigned conn, now;
-	char *end;
+	char *end, path[128];
 	long parent;
-	int sig, r;
+	int sig, r, dir;
 
 	if (argc != 4 && !(argc == 5 && strcmp(argv[4], "syslog") == 0)) {
 		fprintf(stderr, "usage: slimfs __watchdog PARENT-PID CONN MOUNTPOINT [syslog] "
@@ -209,18 +215,42 @@ int slimfs_watchdog_main(int argc, char **argv)
 	sigaddset(&set, SIGUSR2);
 	sigaddset(&set, SIGTERM);
 	sigprocmask(SIG_BLOCK, &set, NULL);
+	/*
+	 * The connection's own fusectl directory, held from now on, while the
+	 * daemon lives and its mount point shows that connection: when the
+	 * connection ends, the directory goes with it, and "abort" is no longer
+	 * found through it, even if a new mount gets the same number. Unlike the
+	 * mount point, it stays after a lazy unmount (fusermount3 -u -z), while
+	 * readers of files still open may wait on the connection.
+	 */
+	snprintf(path, sizeof(path), FUSECTL "/%u", conn);
+	dir = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dir >= 0 &&
+	    (getppid() != (pid_t)parent || slimfs_fuse_conn_of(argv[3], &now) < 0 || now != conn)) {
+		close(dir); /* not known to be the daemon's: the mount point decides */
+		dir = -1;
+	}
 	/* The daemon's main thread may have ended before PR_SET_PDEATHSIG. */
 	if (getppid() == (pid_t)parent) {
 		do
 			sig = sigwaitinfo(&set, &si);
 		while (sig < 0 && errno == EINTR);
-		if (sig != SIGUSR2)
+		if (sig != SIGUSR2) {
+			if (dir >= 0)
+				close(dir);
 			return 0; /* stood down */
+		}
 	}
-	/* Not the connection of this mount point any more: nothing to do. */
-	if (slimfs_fuse_conn_of(argv[3], &now) < 0 || now != conn)
-		return 0;
-	r = slimfs_fuse_conn_abort(conn);
+	if (dir >= 0) {
+		r = conn_abort_at(dir, "abort");
+		close(dir);
+		if (r == -ENOENT || r == -ENOTCONN)
+			return 0; /* the connection ended before its daemon */
+	} else if (slimfs_fuse_conn_of(argv[3], &now) < 0 || now != conn) {
+		return 0; /* not the connection of this mount point any more */
+	} else {
+		r = slimfs_fuse_conn_abort(conn);
+	}
 	if (r < 0) {
 		log_error_errno(r, "daemon %ld of '%s' died: cannot abort FUSE connection %u",
 				parent, argv[3], conn);

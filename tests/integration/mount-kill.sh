@@ -5,7 +5,10 @@
 #      the reader finishes (or gets an error) and the daemon then exits 0;
 #  (b) kill -9 of the daemon during reads: every reader gets an error
 #      (ENOTCONN) within seconds; then slimfs mount on the same mountpoint
-#      works again (it cleans the dead mount itself) and reads right.
+#      works again (it cleans the dead mount itself) and reads right;
+#  (c) a lazy unmount, then kill -9 during reads of files still open: the
+#      readers get an error within seconds too (the watchdog finds the
+#      connection by its fusectl directory, not by the gone mount point).
 . "${SRCDIR:-$(dirname "$0")/..}/lib.sh"
 
 need_fuse
@@ -170,3 +173,43 @@ run fusermount3 -u "$mnt"
 wait_pid "$daemon" 20
 grep -qF " $mnt " /proc/self/mounts && die "$mnt still mounted after fusermount3 -u"
 log "remount over the dead mount works; pass"
+
+# ---- (c) lazy unmount, then kill -9 while files are still open and read
+slimfs_mount "$img" "$mnt" 2>"$TMP/c.log"
+daemon=$MOUNT_PID
+watchdog=$(pgrep -f -- "__watchdog $daemon ") || die "(c): the daemon has no connection watchdog"
+pids=()
+outs=()
+for i in 1 2 3; do
+	timeout 30 "$PYTHON" "$TMP/reader.py" rand "$mnt/big" "$TMP/c$i.out" &
+	pids+=($!)
+	outs+=("$TMP/c$i.out")
+done
+wait_started "${outs[@]}"
+run fusermount3 -u -z "$mnt"
+sleep 0.5
+t0=$(date +%s%3N)
+kill -9 "$daemon"
+for i in "${!pids[@]}"; do
+	rc=0
+	wait "${pids[i]}" || rc=$?
+	[ $rc != 124 ] || die "(c): reader $((i + 1)) hung after a lazy unmount and kill -9"
+	res=$(cat "${outs[i]}")
+	case $res in
+	"error ENOTCONN "* | "error ECONNABORTED "*) ;;
+	*) die "(c): reader $((i + 1)): expected ENOTCONN, got '$res'" ;;
+	esac
+done
+ms=$(($(date +%s%3N) - t0))
+[ "$ms" -lt 10000 ] || die "(c): the readers took ${ms} ms to get their errors"
+wait_pid "$watchdog" 10
+wait "$daemon" || true
+unset "_mount_pids[$mnt]"
+# Whether the watchdog or the kernel (the daemon's /dev/fuse closed, no store
+# stuck) ended the connection first: only the first says so in the log.
+if grep -q "died: aborted its FUSE connection" "$TMP/c.log"; then
+	how="the watchdog aborted the connection"
+else
+	how="the kernel ended the connection"
+fi
+log "lazy unmount + kill -9: all 3 readers got ENOTCONN within ${ms} ms ($how); pass"
