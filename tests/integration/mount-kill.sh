@@ -82,6 +82,26 @@ wait_pid() {
 	done
 }
 
+# kill_expect_enotconn WHAT DAEMON: kill -9 of DAEMON; each reader of the arrays
+# pids/outs must end with ENOTCONN (no hang) within 10 s; sets ms to the time taken.
+kill_expect_enotconn() {
+	local what=$1 i rc res t0
+	t0=$(date +%s%3N)
+	kill -9 "$2"
+	for i in "${!pids[@]}"; do
+		rc=0
+		wait "${pids[i]}" || rc=$?
+		[ $rc != 124 ] || die "$what: reader $((i + 1)) hung (killed by timeout)"
+		res=$(cat "${outs[i]}")
+		case $res in
+		"error ENOTCONN "* | "error ECONNABORTED "*) ;;
+		*) die "$what: reader $((i + 1)): expected ENOTCONN, got '$res'" ;;
+		esac
+	done
+	ms=$(($(date +%s%3N) - t0))
+	[ "$ms" -lt 10000 ] || die "$what: the readers took ${ms} ms to get their errors"
+}
+
 # ---- (a) lazy unmount under an open, busy file
 slimfs_mount "$img" "$mnt"
 daemon=$MOUNT_PID
@@ -131,20 +151,7 @@ for i in 1 2 3 4; do
 done
 wait_started "${outs[@]}"
 sleep 0.5
-t0=$(date +%s%3N)
-kill -9 "$daemon"
-for i in "${!pids[@]}"; do
-	rc=0
-	wait "${pids[i]}" || rc=$?
-	[ $rc != 124 ] || die "kill -9: reader $((i + 1)) hung (killed by timeout)"
-	res=$(cat "${outs[i]}")
-	case $res in
-	"error ENOTCONN "* | "error ECONNABORTED "*) ;;
-	*) die "kill -9: reader $((i + 1)): expected ENOTCONN, got '$res'" ;;
-	esac
-done
-ms=$(($(date +%s%3N) - t0))
-[ "$ms" -lt 10000 ] || die "kill -9: the readers took ${ms} ms to get their errors"
+kill_expect_enotconn "kill -9" "$daemon"
 log "kill -9: all 4 readers got ENOTCONN within ${ms} ms"
 wait_pid "$watchdog" 10
 grep -q "died: aborted its FUSE connection" "$TMP/b.log" ||
@@ -188,20 +195,7 @@ done
 wait_started "${outs[@]}"
 run fusermount3 -u -z "$mnt"
 sleep 0.5
-t0=$(date +%s%3N)
-kill -9 "$daemon"
-for i in "${!pids[@]}"; do
-	rc=0
-	wait "${pids[i]}" || rc=$?
-	[ $rc != 124 ] || die "(c): reader $((i + 1)) hung after a lazy unmount and kill -9"
-	res=$(cat "${outs[i]}")
-	case $res in
-	"error ENOTCONN "* | "error ECONNABORTED "*) ;;
-	*) die "(c): reader $((i + 1)): expected ENOTCONN, got '$res'" ;;
-	esac
-done
-ms=$(($(date +%s%3N) - t0))
-[ "$ms" -lt 10000 ] || die "(c): the readers took ${ms} ms to get their errors"
+kill_expect_enotconn "lazy unmount + kill -9" "$daemon"
 wait_pid "$watchdog" 10
 wait "$daemon" || true
 unset "_mount_pids[$mnt]"
