@@ -1092,6 +1092,9 @@ out_signals:
 out_session:
 	fuse_session_destroy(se);
 out:
+	/* A failure may come before the open waited for libcurl's preload, and
+	 * returning means exit(): see slimfs_backend_preload_settle. */
+	slimfs_backend_preload_settle();
 	fuse_opt_free_args(&args);
 	slimfs_stats_stop(hc.stats);
 	slimfs_notify_free(notify);

@@ -86,6 +86,15 @@ int slimfs_backend_open_file(const char *path, struct slimfs_backend **out);
  * will open src, after its heap settings; the open then waits for it.
  */
 void slimfs_backend_preload(const char *src);
+/*
+ * Waits until a preload started by slimfs_backend_preload has finished (or
+ * loads it here if its thread has not begun). Call it before exit() on a path
+ * that may come before slimfs_backend_open waited for it: exit() while that
+ * thread runs the library's initialisers (OpenSSL's, from curl_global_init)
+ * runs their atexit handlers under it, a crash (seen: a mount failing its
+ * --digest check, 1 in 40).
+ */
+void slimfs_backend_preload_settle(void);
 static inline int slimfs_backend_read(struct slimfs_backend *b, uint64_t off, void *buf, size_t len)
 {
 	return b->ops->read(b, off, buf, len);
