@@ -10,6 +10,7 @@
 
 #include <xxhash.h>
 
+#include "bits.h"
 #include "profile.h"
 #include "slimfs/format.h"
 #include "slimfs/util.h"
@@ -28,8 +29,8 @@ struct slimfs_trace {
 	pthread_cond_t wake;
 	pthread_t flusher;
 	bool stop, has_flusher;
-	_Atomic uint8_t *seen_inode; /* a P line written for the inode */
-	_Atomic uint8_t *seen_chunk;
+	slimfs_bits *seen_inode; /* a P line written for the inode */
+	slimfs_bits *seen_chunk;
 	_Atomic(char *) *paths; /* per inode id: its path, once known */
 	/* Per inode id: a bit per page of the file read already (R lines written). */
 	_Atomic(_Atomic uint8_t *) *pages;
@@ -37,15 +38,6 @@ struct slimfs_trace {
 	uint64_t *missing;
 	size_t missing_cap, missing_len;
 };
-
-static bool test_and_set(_Atomic uint8_t *bits, uint64_t i)
-{
-	uint8_t bit = (uint8_t)(1u << (i & 7));
-
-	if (atomic_load_explicit(&bits[i / 8], memory_order_relaxed) & bit)
-		return true;
-	return atomic_fetch_or(&bits[i / 8], bit) & bit;
-}
 
 static void *flusher(void *arg)
 {
@@ -79,8 +71,8 @@ int slimfs_trace_open(const char *path, const struct slimfs_index *idx, const ch
 	t->start_ns = start_ns;
 	pthread_mutex_init(&t->lock, NULL);
 	pthread_cond_init(&t->wake, NULL);
-	t->seen_inode = calloc(t->info->inode_count / 8 + 1, 1);
-	t->seen_chunk = calloc(t->info->chunk_count / 8 + 1, 1);
+	t->seen_inode = slimfs_bits_new(t->info->inode_count);
+	t->seen_chunk = slimfs_bits_new(t->info->chunk_count);
 	t->paths = calloc(t->info->inode_count + 1, sizeof(*t->paths));
 	t->pages = calloc(t->info->inode_count + 1, sizeof(*t->pages));
 	if (!t->seen_inode || !t->seen_chunk || !t->paths || !t->pages) {
@@ -278,9 +270,7 @@ void slimfs_trace_lookup(struct slimfs_trace *t, uint32_t parent, const char *na
 	if (!dir)
 		return;
 	if (kind != SLIMFS_TRACE_MISSING &&
-	    (child > t->info->inode_count ||
-	     atomic_load_explicit(&t->seen_inode[child / 8], memory_order_relaxed) &
-		     (1u << (child & 7))))
+	    (child > t->info->inode_count || slimfs_bits_test(t->seen_inode, child)))
 		return; /* recorded already: the common case costs no allocation */
 	if (asprintf(&path, "%s%s%s", dir, strcmp(dir, "/") == 0 ? "" : "/", name) < 0)
 		return;
@@ -294,7 +284,7 @@ void slimfs_trace_lookup(struct slimfs_trace *t, uint32_t parent, const char *na
 			write_path(t, path, "missing");
 		return;
 	}
-	if (test_and_set(t->seen_inode, child))
+	if (!slimfs_bits_set(t->seen_inode, child))
 		return;
 	write_path(t, path, kind == SLIMFS_TRACE_HIDDEN ? "hidden" : NULL);
 	if (atomic_compare_exchange_strong(&t->paths[child], &expected, path))
@@ -305,11 +295,10 @@ void slimfs_trace_inode(struct slimfs_trace *t, uint32_t id)
 {
 	const char *path;
 
-	if (id > t->info->inode_count ||
-	    atomic_load_explicit(&t->seen_inode[id / 8], memory_order_relaxed) & (1u << (id & 7)))
+	if (id > t->info->inode_count || slimfs_bits_test(t->seen_inode, id))
 		return;
 	path = path_of(t, id);
-	if (!path || test_and_set(t->seen_inode, id))
+	if (!path || !slimfs_bits_set(t->seen_inode, id))
 		return;
 	write_path(t, path, NULL);
 }
@@ -319,7 +308,7 @@ void slimfs_trace_chunk(struct slimfs_trace *t, uint32_t chunk)
 	struct slimfs_chunk ch;
 	char hex[33];
 
-	if (chunk >= t->info->chunk_count || test_and_set(t->seen_chunk, chunk))
+	if (chunk >= t->info->chunk_count || !slimfs_bits_set(t->seen_chunk, chunk))
 		return;
 	if (slimfs_index_chunk(t->idx, chunk, &ch) < 0)
 		return;
@@ -381,7 +370,7 @@ void slimfs_trace_read(struct slimfs_trace *t, uint32_t id, uint64_t size, uint6
 	 * page read again costs one load, a read of known pages writes nothing.
 	 */
 	for (uint64_t pg = off / PAGE, last = (end - 1) / PAGE; pg <= last + 1; pg++) {
-		bool fresh = pg <= last && !test_and_set(pages, pg);
+		bool fresh = pg <= last && slimfs_bits_set(pages, pg);
 		const char *path;
 
 		if (fresh) {
