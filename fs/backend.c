@@ -224,8 +224,7 @@ void slimfs_backend_preload(const char *src)
 
 void slimfs_backend_preload_settle(void)
 {
-	if (slimfs_dl_curl_preloaded() && !slimfs_dl_curl_loaded())
-		(void)slimfs_dl_curl_load(); /* waits for the loading thread */
+	slimfs_dl_curl_preload_join();
 }
 
 int slimfs_backend_open(const char *src, const struct slimfs_fetch_opts *o,

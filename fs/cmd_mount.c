@@ -936,6 +936,7 @@ static int run_daemon(struct mount_opts *o, struct daemon_ctx *d)
 	/* Remote: the index may have come without libcurl, still loading (backend_http.c). */
 	if (slimfs_backend_wait(img->backend) < 0)
 		goto out_signals;
+	slimfs_backend_preload_settle(); /* its thread gone before the fork */
 	if (o->takeover) {
 		char dev[32];
 		int fd;

@@ -121,6 +121,12 @@ static int spawn_detached(void *(*fn)(void *), void *arg)
 	return -r;
 }
 
+void slimfs_dl_preload_join(struct slimfs_dl_lib *lib)
+{
+	if (atomic_exchange(&lib->preload_joinable, false))
+		(void)pthread_join(lib->preloader, NULL);
+}
+
 bool slimfs_dl_loaded(struct slimfs_dl_lib *lib)
 {
 	return atomic_load_explicit(&lib->state, memory_order_acquire) > 0;
@@ -136,19 +142,26 @@ void slimfs_dl_preload(struct slimfs_dl_lib *lib)
 	if (atomic_load_explicit(&lib->state, memory_order_acquire) != 0 ||
 	    atomic_exchange(&lib->preloading, true))
 		return;
-	/* The caller goes on at once: its first requests need no library. */
-	if (spawn_detached(preload_main, lib) == 0 && lib->files && *lib->files)
+	/* The caller goes on at once: its first requests need no library. Joined
+	 * (slimfs_dl_preload_join); the read-ahead thread touches no library. */
+	if (pthread_create(&lib->preloader, NULL, preload_main, lib) != 0)
+		return;
+	atomic_store(&lib->preload_joinable, true);
+	if (lib->files && *lib->files)
 		(void)spawn_detached(read_ahead, (void *)lib->files);
 }
 
 /* The table of one library: its symbols' names and slots, its loader. */
 #define SYM_ENTRY(tab, sym) {#sym, offsetof(struct tab, sym)},
-#define DEFINE_LIB(name, soname, files, syms, after_fn)                                            \
+#define DEFINE_LIB(name, so, paths, sym_list, after_fn)                                            \
 	struct slimfs_dl_##name slimfs_dl_##name;                                                  \
-	static const struct slimfs_dl_sym name##_syms[] = {syms(name##_SYM)};                      \
-	static struct slimfs_dl_lib name##_lib = {                                                 \
-		soname, name##_syms, ARRAY_SIZE(name##_syms), &slimfs_dl_##name, after_fn, files,  \
-		0,	false};                                                                    \
+	static const struct slimfs_dl_sym name##_syms[] = {sym_list(name##_SYM)};                  \
+	static struct slimfs_dl_lib name##_lib = {.soname = so,                                    \
+						  .syms = name##_syms,                             \
+						  .nsyms = ARRAY_SIZE(name##_syms),                \
+						  .table = &slimfs_dl_##name,                      \
+						  .after = after_fn,                               \
+						  .files = paths};                                 \
 	int slimfs_dl_##name##_load(void)                                                          \
 	{                                                                                          \
 		return slimfs_dl_load(&name##_lib);                                                \
@@ -164,6 +177,10 @@ void slimfs_dl_preload(struct slimfs_dl_lib *lib)
 	bool slimfs_dl_##name##_preloaded(void)                                                    \
 	{                                                                                          \
 		return slimfs_dl_preloaded(&name##_lib);                                           \
+	}                                                                                          \
+	void slimfs_dl_##name##_preload_join(void)                                                 \
+	{                                                                                          \
+		slimfs_dl_preload_join(&name##_lib);                                               \
 	}
 
 #define archive_SYM(sym) SYM_ENTRY(slimfs_dl_archive, sym)

@@ -77,6 +77,7 @@ int slimfs_dl_archive_load(void);
 void slimfs_dl_archive_preload(void);
 bool slimfs_dl_archive_loaded(void);
 bool slimfs_dl_archive_preloaded(void);
+void slimfs_dl_archive_preload_join(void);
 
 #ifndef SLIMFS_DL_NO_REDIRECT
 #define archive_entry_filetype		  (slimfs_dl_archive.archive_entry_filetype)

@@ -53,6 +53,7 @@ int slimfs_dl_curl_load(void);
 void slimfs_dl_curl_preload(void);
 bool slimfs_dl_curl_loaded(void);
 bool slimfs_dl_curl_preloaded(void);
+void slimfs_dl_curl_preload_join(void);
 
 #ifndef SLIMFS_DL_NO_REDIRECT
 #define curl_easy_cleanup   (slimfs_dl_curl.curl_easy_cleanup)

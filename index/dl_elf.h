@@ -38,6 +38,7 @@ int slimfs_dl_elf_load(void);
 void slimfs_dl_elf_preload(void);
 bool slimfs_dl_elf_loaded(void);
 bool slimfs_dl_elf_preloaded(void);
+void slimfs_dl_elf_preload_join(void);
 
 #ifndef SLIMFS_DL_NO_REDIRECT
 #define elf_end		     (slimfs_dl_elf.elf_end)

@@ -56,8 +56,8 @@ static int count_logged(struct slimfs_dl_lib *lib, int *r1, int *r2)
 }
 
 static struct libc_fns libc_table;
-static struct slimfs_dl_lib libc_lib = {"libc.so.6", libc_syms, 2, &libc_table,
-					NULL,	     NULL,	0, false};
+static struct slimfs_dl_lib libc_lib = {
+	.soname = "libc.so.6", .syms = libc_syms, .nsyms = 2, .table = &libc_table};
 
 static void *load_thread(void *ud)
 {
@@ -68,16 +68,22 @@ static void *load_thread(void *ud)
 int main(void)
 {
 	struct libc_fns t1 = {0}, t2 = {0};
-	struct slimfs_dl_lib missing = {
-		"libslimfs-no-such-library.so.0", libc_syms, 2, &t1, NULL, NULL, 0, false};
-	struct slimfs_dl_lib nosym = {"libc.so.6", bad_syms, 2, &t2, NULL, NULL, 0, false};
+	struct slimfs_dl_lib missing = {.soname = "libslimfs-no-such-library.so.0",
+					.syms = libc_syms,
+					.nsyms = 2,
+					.table = &t1};
+	struct slimfs_dl_lib nosym = {
+		.soname = "libc.so.6", .syms = bad_syms, .nsyms = 2, .table = &t2};
 	/* preloaded: files to read ahead that exist or not, one path too long */
 	static char files[PATH_MAX + 64] = "/nonexistent/libslimfs.so:/proc/self/exe::";
 	/* static: the preload threads may outlive main's frame */
 	static struct libc_fns t3, t4;
-	static struct slimfs_dl_lib pre = {"libc.so.6", libc_syms, 2, &t3, NULL, files, 0, false};
-	static struct slimfs_dl_lib pre_missing = {
-		"libslimfs-no-such-library.so.0", libc_syms, 2, &t4, NULL, NULL, 0, false};
+	static struct slimfs_dl_lib pre = {
+		.soname = "libc.so.6", .syms = libc_syms, .nsyms = 2, .table = &t3, .files = files};
+	static struct slimfs_dl_lib pre_missing = {.soname = "libslimfs-no-such-library.so.0",
+						   .syms = libc_syms,
+						   .nsyms = 2,
+						   .table = &t4};
 	pthread_t th[8];
 	int r1, r2;
 
@@ -116,8 +122,16 @@ int main(void)
 	if (t3.atoi)
 		CHECK_EQ(t3.atoi("17"), 17);
 	slimfs_dl_preload(&pre); /* loaded: nothing to do */
-	/* A failed preload fails the load the same way. */
+	/* Joined once; again, or without a preload, nothing to wait for. */
+	CHECK(atomic_load(&pre.preload_joinable));
+	slimfs_dl_preload_join(&pre);
+	CHECK(!atomic_load(&pre.preload_joinable));
+	slimfs_dl_preload_join(&pre);
+	slimfs_dl_preload_join(&libc_lib);
+	/* A failed preload fails the load the same way; its thread is joined too. */
 	slimfs_dl_preload(&pre_missing);
+	slimfs_dl_preload_join(&pre_missing);
+	CHECK(slimfs_dl_preloaded(&pre_missing));
 	CHECK_EQ(slimfs_dl_load(&pre_missing), -ELIBACC);
 	CHECK_EQ(slimfs_dl_load(&pre_missing), -ELIBACC);
 	CHECK(t4.atoi == NULL);
