@@ -67,6 +67,10 @@ def fmt(v, unit):
         return f"{v:.1f}"
     if unit == "MiB":
         return f"{v:.0f}"
+    if unit == "MiB2":
+        return f"{v:.2f}"
+    if unit == "ms":
+        return f"{v:.1f}"
     if v >= 10:
         return f"{v:.1f}"
     if v >= 0.1:
@@ -276,6 +280,39 @@ def mount_report(out, data, args):
     return md
 
 
+def floors_report(data, args):
+    """What bounds the mount time, unmount and memory rows from below (run.sh floors)."""
+    sq = "squashfuse_ll"
+    md = ["# Floors of the mount time, unmount and memory rows", "",
+          "`bench/run.sh floors`: the mount part's tree and images; subjects alternate in every "
+          "run; median (min-max). Cold = page cache dropped first. The goals of the mount "
+          "part: 1.5x better than squashfuse_ll.", "",
+          "## Cold start (ms)", "",
+          "| /bin/true (ld.so + libc) | static no-op | squashfuse_ll mount | slimfs mount "
+          "| goal: squashfuse_ll / 1.5 |", "|---|---|---|---|---|"]
+    ms = lambda m, s: cell(data.get((m, s)), "ms", 1000)
+    goal = lambda m, s, scale, f: f % (med(data, m, s) * scale / 1.5) if med(data, m, s) else "-"
+    md.append(f"| {ms('start', 'true')} | {ms('start', 'noop-static')} | "
+              f"{ms('mount_s', sq)} | {ms('mount_s', 'slimfs')} | "
+              f"{goal('mount_s', sq, 1000, '%.1f')} |")
+    md += ["", "## Unmount after one cold full-tree read (ms)", "",
+           "| | the unmount command (the kernel drops the mount's page cache in it) "
+           "| until the daemon has exited |", "|---|---|---|"]
+    for s, label in ((sq, sq), ("slimfs", "slimfs"), ("squashfs", "kernel squashfs")):
+        md.append(f"| {label} | {ms('umount_cmd', s)} | {ms('umount_total', s)} |")
+    md += ["", f"Goal: squashfuse_ll / 1.5 = {goal('umount_total', sq, 1000, '%.1f')} ms.", "",
+           "## Daemon memory after one cold full-tree read (MiB, resident)", "",
+           "| | shared libraries | executable | other mapped files | anonymous | peak (VmHWM) |",
+           "|---|---|---|---|---|---|"]
+    mib = lambda m, s: cell(data.get((m, s)), "MiB2", 1 / 1024)
+    for s in (sq, "slimfs"):
+        md.append(f"| {s} | " + " | ".join(mib(m, s) for m in (
+            "rss_libs", "rss_exe", "rss_file", "rss_anon", "rss_peak")) + " |")
+    md += ["", f"Goal: squashfuse_ll / 1.5 = {goal('rss_peak', sq, 1 / 1024, '%.2f')} MiB.",
+           ""]
+    return md
+
+
 def machine_report(out, args):
     md = ["# Machine and versions of the last run", ""]
     cpu = sh("lscpu | sed -n 's/^Model name: *//p' | head -n1")
@@ -327,6 +364,10 @@ def main():
     if m and args.parts in ("mount", "all"):
         with open(os.path.join(args.out, f"mount.md"), "w") as f:
             f.write("\n".join(mount_report(args.out, m, args)) + "\n")
+    fl = load(os.path.join(args.out, "floors.tsv"))
+    if fl and args.parts == "floors":
+        with open(os.path.join(args.out, "floors.md"), "w") as f:
+            f.write("\n".join(floors_report(fl, args)) + "\n")
     with open(os.path.join(args.out, f"machine-{args.parts}.md"), "w") as f:
         f.write("\n".join(machine_report(args.out, args)) + "\n")
 

@@ -2,13 +2,18 @@
 # SPDX-License-Identifier: MIT
 # slimfs benchmark: slimfs against its peers on the debootstrap rootfs, in one run.
 #
-#   bench/run.sh [--runs N] [--out DIR] [options] [build|mount|all]
+#   bench/run.sh [--runs N] [--out DIR] [options] [build|mount|all|floors]
 #
 #   build  build time, CPU time and image size: slimfs, mksquashfs (zstd -3),
 #          tar | zstd -3 -T0, tar | gzip -6, mkfs.erofs (lz4hc)
 #   mount  mount time, full-tree read and metadata walk cold and warm, random
 #          4 KiB read IOPS (fio), daemon peak RSS, unmount time: slimfs,
 #          squashfuse_ll, kernel squashfs, kernel erofs, the plain directory
+#   floors (not in 'all') what bounds three mount rows from below, beside
+#          slimfs and squashfuse_ll: cold start of /bin/true and of a static
+#          no-op; unmount after a full-tree read split into the unmount
+#          command and the daemon's exit; daemon memory split into shared
+#          libraries, executable, mapped image and anonymous memory
 #
 # Options:
 #   --runs N         measured runs per row (default 3; medians with min-max)
@@ -45,7 +50,7 @@ keep=0
 what=all
 
 usage() {
-	sed -n '3,28p' "$0" | sed 's/^# \{0,1\}//'
+	sed -n '3,33p' "$0" | sed 's/^# \{0,1\}//'
 	exit "${1:-2}"
 }
 
@@ -62,7 +67,7 @@ while [ $# -gt 0 ]; do
 	--quiet-wait) quiet_wait=$2; shift 2 ;;
 	--keep) keep=1; shift ;;
 	-h | --help) usage 0 ;;
-	build | mount | all) what=$1; shift ;;
+	build | mount | all | floors) what=$1; shift ;;
 	*) echo "run.sh: unknown argument '$1'" >&2; usage ;;
 	esac
 done
@@ -285,7 +290,7 @@ cold_mount() {
 	t1=$(now_us)
 	[ "$fs" = dir ] || mountpoint -q "$mnt" || die "$fs: $mnt is not a mount point after mounting"
 	if [ -n "${2:-}" ] && [ "$fs" != dir ]; then
-		record mount mount_s "$fs" "$run" "$(secs "$t0" "$t1")"
+		record "$part" mount_s "$fs" "$run" "$(secs "$t0" "$t1")"
 	fi
 	return 0
 }
@@ -393,6 +398,106 @@ part_mount() {
 }
 
 # ---------------------------------------------------------------------------
+# Part 3: floors (bench/README.md, "Floors")
+
+# Resident KiB of a pid: shared libraries (*.so*), the executable, other
+# mapped files (slimfs maps its image's index), anonymous memory.
+rss_split() {
+	local exe
+	exe=$(readlink "/proc/$1/exe")
+	awk -v exe="$exe" '
+		/^[0-9a-f]+-[0-9a-f]+ / { name = (NF >= 6) ? $6 : "" }
+		/^Rss:/ {
+			if (name == exe) x += $2
+			else if (name ~ /^\/.*\.so/) l += $2
+			else if (name ~ /^\//) f += $2
+			else a += $2
+		}
+		END { printf "%d %d %d %d\n", l, x, f, a }' "/proc/$1/smaps"
+}
+
+# Cold start (page cache dropped) of a no-op program, in seconds.
+cold_noop() { # subject path
+	local t0 t1
+	drop_caches
+	t0=$(now_us)
+	"$2"
+	t1=$(now_us)
+	record floors start "$1" "$run" "$(secs "$t0" "$t1")"
+}
+
+# The process has exited (or is a zombie), with bash builtins only.
+exited() { # pid
+	local k v
+	[ -r "/proc/$1/status" ] || return 0
+	while read -r k v _; do
+		[ "$k" = State: ] && { [ "$v" = Z ]; return; }
+	done <"/proc/$1/status" 2>/dev/null
+	return 0
+}
+
+# After one cold full-tree read: the daemon's memory, then the unmount command
+# and, FUSE, until the daemon has exited (a busy wait, no exec in the loop).
+floors_after_read() { # fs
+	local fs=$1 pid='' t0 t1 t2 split
+	cold_mount "$fs"
+	case "$fs" in slimfs | squashfuse_ll) pid=$(daemon_pid) || die "$fs: no daemon found" ;; esac
+	tar_read "$mnt"
+	if [ -n "$pid" ]; then
+		read -r -a split < <(rss_split "$pid")
+		record floors rss_libs "$fs" "$run" "${split[0]}"
+		record floors rss_exe "$fs" "$run" "${split[1]}"
+		record floors rss_file "$fs" "$run" "${split[2]}"
+		record floors rss_anon "$fs" "$run" "${split[3]}"
+		record floors rss_peak "$fs" "$run" "$(hwm_kib "$pid")"
+	fi
+	t0=$(now_us)
+	case "$fs" in
+	slimfs | squashfuse_ll) fusermount3 -u "$mnt" ;;
+	*) umount "$mnt" ;;
+	esac
+	t1=$(now_us)
+	if [ -n "$pid" ]; then
+		while ! exited "$pid"; do :; done
+	fi
+	t2=$(now_us)
+	record floors umount_cmd "$fs" "$run" "$(secs "$t0" "$t1")"
+	[ -z "$pid" ] || record floors umount_total "$fs" "$run" "$(secs "$t0" "$t2")"
+}
+
+part_floors() {
+	local subj i n starts=(true noop-static squashfuse_ll slimfs) reads=(squashfuse_ll slimfs squashfs)
+	prepare_mount
+	command -v cc >/dev/null || die "'cc' is missing (build-essential)"
+	printf 'int main(void) { return 0; }\n' >"$work/noop.c"
+	cc -O2 -static -o "$work/noop-static" "$work/noop.c" || die "cc -static failed (libc6-dev?)"
+	printf 'floors\tquiet\t-\t0\t%s\n' "$(wait_quiet)" >>"$raw"
+	note_load "floors: start"
+	for ((run = 1; run <= runs; run++)); do
+		say "floors run $run"
+		n=${#starts[@]}
+		for ((i = 0; i < n; i++)); do
+			subj=${starts[$(((i + run - 1) % n))]}
+			case "$subj" in
+			true) cold_noop true /bin/true ;;
+			noop-static) cold_noop noop-static "$work/noop-static" ;;
+			*)
+				cleanup_mount
+				cold_mount "$subj" record
+				do_umount "$subj" >/dev/null
+				;;
+			esac
+		done
+		n=${#reads[@]}
+		for ((i = 0; i < n; i++)); do
+			cleanup_mount
+			floors_after_read "${reads[$(((i + run - 1) % n))]}"
+		done
+	done
+	note_load "floors: end"
+}
+
+# ---------------------------------------------------------------------------
 
 raw=$work/samples.tsv
 : >"$raw"
@@ -403,14 +508,16 @@ raw=$work/samples.tsv
 trap 'cleanup_mount' EXIT
 started=$SECONDS
 
+part=$what # the part whose samples cold_mount records
 case "$what" in
 build) part_build ;;
 mount) part_mount ;;
-all) part_build; part_mount ;;
+all) part_build; part=mount; part_mount ;;
+floors) part_floors ;;
 esac
 
 # Keep the samples of the part that ran; the other part's tables stay as they were.
-for p in build mount; do
+for p in build mount floors; do
 	if grep -q "^$p	" "$raw"; then
 		{
 			printf 'part\tmeasure\tsubject\trun\tvalue\n'
