@@ -777,7 +777,6 @@ static int run_daemon(struct mount_opts *o, struct daemon_ctx *d)
 	struct slimfs_fs fs;
 	struct slimfs_trace *trace = NULL;
 	struct slimfs_prefetch *pf = NULL;
-	struct slimfs_elfahead *ea = NULL;
 	struct slimfs_notify *notify = NULL;
 	struct slimfs_watchdog *wd = NULL;
 	_cleanup_free_ uint8_t *profile_ids = NULL; /* read by slimfs_prefetch_start only */
@@ -901,10 +900,9 @@ static int run_daemon(struct mount_opts *o, struct daemon_ctx *d)
 	/* Without a profile, the libraries of an ELF file ahead of ld.so (not
 	 * while tracing: its reads would join the trace). */
 	if (fs.miss_ahead_bytes && fs.coalesce && !o->trace && !slimfs_prefetch_profiled(pf)) {
-		r = slimfs_elfahead_new(&fs, &ea);
+		r = slimfs_elfahead_enable(&fs);
 		if (r < 0)
 			goto out;
-		fs.elfahead = ea;
 	}
 	/* Taking over: once the old daemon (and its socket) is gone. */
 	if (!o->takeover && start_stats(&hc, false) < 0)
@@ -1050,12 +1048,10 @@ static int run_daemon(struct mount_opts *o, struct daemon_ctx *d)
 	r = slimfs_serve_more(srv);
 	if (r < 0)
 		log_warn_errno(r, "not all FUSE workers started");
-	if (slimfs_prefetch_run(pf) < 0)
-		log_warn("no prefetch or read-ahead workers");
 	/* Threads start here, not before the mount: a daemon in the background
 	 * forked once live, and a thread does not cross a fork. */
-	if (ea && (r = slimfs_elfahead_run(ea)) < 0)
-		log_warn_errno(r, "no ELF-ahead thread");
+	if (slimfs_prefetch_run(pf) < 0)
+		log_warn("no prefetch or read-ahead workers");
 	if (trace && (r = slimfs_trace_run(trace)) < 0)
 		log_warn_errno(r, "no trace flusher: the trace is written when its buffer fills");
 	slimfs_diskcache_scan(dc);
@@ -1102,7 +1098,6 @@ out:
 	slimfs_notify_free(hc.stopped);
 	/* After the unmount: it finds no connection of ours to abort any more. */
 	slimfs_watchdog_stop(wd);
-	slimfs_elfahead_stop(ea); /* it queues work for pf */
 	slimfs_prefetch_stop(pf);
 	if (slimfs_trace_close(trace) < 0) {
 		log_error("cannot write the trace '%s'", o->trace);

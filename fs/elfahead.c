@@ -6,20 +6,21 @@
  * opened only once the previous one is mapped; later each extension module
  * (_sqlite3, _ssl, _hashlib) and then its libraries (libsqlite3, libssl,
  * libcrypto). Miss-ahead (ops.c) fetches the rest of a file after its first
- * miss but cannot know the next file. Here a thread parses the ELF file whose
- * header was just read (its bytes come through the chunk cache: usually the
+ * miss but cannot know the next file. Here a prefetch worker, ahead of its
+ * other jobs (slimfs_prefetch_call), parses the ELF file whose header was
+ * just read (its bytes come through the chunk cache: usually the
  * chunk just read), resolves its PT_INTERP and DT_NEEDED entries as ld.so
  * would (slimfs_elf_search_dirs: RPATH/RUNPATH with $ORIGIN, then the
  * default directories of its machine; the image's ld.so.conf is not read)
  * and queues the miss-ahead window of each library found
  * (slimfs_fs_window: what a miss at its start would fetch ahead), all of
  * one object's at once, first pieces first (follow), then does the same for
- * those libraries, breadth first. Each file is examined once per mount (a bit per
- * inode, set also when ld.so reads the header of a library already fetched
- * ahead), a job looks at most EA_OBJS objects and fetches at most EA_BYTES.
+ * those libraries, breadth first. Each file is examined once per mount (a
+ * bit per inode, fs->elf_seen, set also when ld.so reads the header of a
+ * library already fetched ahead), a job looks at most EA_OBJS objects and
+ * fetches at most EA_BYTES.
  */
 #include <errno.h>
-#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,7 +33,6 @@
 #include "prefetch.h"
 #include "slimfs/util.h"
 
-#define EA_QUEUE 32u
 /* Objects one job parses (the program and the libraries it pulls in). */
 #define EA_OBJS 32u
 /* Compressed bytes one job fetches ahead. */
@@ -45,36 +45,10 @@
 /* Directories from the program up to the root (for $ORIGIN). */
 #define EA_DEPTH 64u
 
-struct slimfs_elfahead {
-	struct slimfs_fs *fs;
-	pthread_t thread;
-	pthread_mutex_t lock;
-	pthread_cond_t cond;
-	uint32_t q[EA_QUEUE];
-	unsigned head, len;
-	bool stop;
-	bool running;	   /* the thread was started (slimfs_elfahead_run) */
-	slimfs_bits *seen; /* one bit per inode: queued or examined */
-};
-
 /* Sets id's bit; whether it was clear. */
-static bool first_time(struct slimfs_elfahead *e, uint32_t id)
+static bool first_time(struct slimfs_fs *fs, uint32_t id)
 {
-	if (id >= e->fs->info->inode_count)
-		return false;
-	return slimfs_bits_set(e->seen, id);
-}
-
-void slimfs_elfahead_note(struct slimfs_elfahead *e, uint32_t id)
-{
-	if (!e || !first_time(e, id))
-		return;
-	pthread_mutex_lock(&e->lock);
-	if (e->len < EA_QUEUE) {
-		e->q[(e->head + e->len++) % EA_QUEUE] = id;
-		pthread_cond_signal(&e->cond);
-	}
-	pthread_mutex_unlock(&e->lock);
+	return id < fs->info->inode_count && slimfs_bits_set(fs->elf_seen, id);
 }
 
 struct file_src {
@@ -123,7 +97,7 @@ static char *dir_path(struct slimfs_fs *fs, uint32_t id)
 }
 
 struct job {
-	struct slimfs_elfahead *e;
+	struct slimfs_fs *fs;
 	struct slimfs_elf_obj objs[EA_OBJS];
 	uint32_t ids[EA_OBJS];
 	size_t nobj;
@@ -133,7 +107,7 @@ struct job {
 /* Parses inode id as an object loaded by objs[loader] (-1: the program) from dir (owned). */
 static void add_obj(struct job *j, uint32_t id, char *dir, long loader)
 {
-	struct slimfs_fs *fs = j->e->fs;
+	struct slimfs_fs *fs = j->fs;
 	struct slimfs_elf_obj *o = &j->objs[j->nobj];
 	struct slimfs_inode in;
 	struct file_src f = {fs, &in};
@@ -156,7 +130,7 @@ static void add_obj(struct job *j, uint32_t id, char *dir, long loader)
 static bool find_lib(struct job *j, const char *name, const struct slimfs_dirlist *d, uint32_t *id,
 		     char **dir)
 {
-	struct slimfs_fs *fs = j->e->fs;
+	struct slimfs_fs *fs = j->fs;
 	struct slimfs_inode in;
 
 	for (size_t k = 0; k < (strchr(name, '/') ? 1 : d->n); k++) {
@@ -191,7 +165,7 @@ static bool find_lib(struct job *j, const char *name, const struct slimfs_dirlis
  */
 static void follow(struct job *j, size_t i)
 {
-	struct slimfs_fs *fs = j->e->fs;
+	struct slimfs_fs *fs = j->fs;
 	const struct slimfs_elf_info *ei = &j->objs[i].ei;
 	size_t n = ei->nneeded + (ei->interp ? 1 : 0), nf = 0;
 	uint32_t found[EA_OBJS], win[EA_OBJS][EA_WINDOW];
@@ -213,7 +187,7 @@ static void follow(struct job *j, size_t i)
 
 		if (!find_lib(j, name, &d, &found[nf], &dirs[nf]))
 			continue;
-		if (!first_time(j->e, found[nf]) || j->bytes >= EA_BYTES ||
+		if (!first_time(fs, found[nf]) || j->bytes >= EA_BYTES ||
 		    slimfs_index_inode(fs->idx, found[nf], &in) < 0) {
 			free(dirs[nf]);
 			continue;
@@ -253,11 +227,15 @@ static void follow(struct job *j, size_t i)
 		add_obj(j, found[k], dirs[k], (long)i);
 }
 
-static void run_job(struct slimfs_elfahead *e, uint32_t id)
+/* A prefetch call (slimfs_prefetch_fn): the job of inode id. */
+static void run_job(void *fs, uint32_t id)
 {
-	struct job j = {.e = e};
+	struct job j = {.fs = fs};
 
-	add_obj(&j, id, dir_path(e->fs, id), -1);
+	/* libelf is loaded on the first ELF file, here, off the readers' path. */
+	if (slimfs_elf_init() < 0)
+		return;
+	add_obj(&j, id, dir_path(fs, id), -1);
 	for (size_t i = 0; i < j.nobj; i++)
 		follow(&j, i);
 	for (size_t i = 0; i < j.nobj; i++) {
@@ -266,72 +244,17 @@ static void run_job(struct slimfs_elfahead *e, uint32_t id)
 	}
 }
 
-static void *worker(void *arg)
+int slimfs_elfahead_enable(struct slimfs_fs *fs)
 {
-	struct slimfs_elfahead *e = arg;
-	int elf = 1; /* slimfs_elf_init()'s result, 1: not called yet */
-
-	pthread_mutex_lock(&e->lock);
-	for (;;) {
-		uint32_t id;
-
-		while (!e->stop && !e->len)
-			pthread_cond_wait(&e->cond, &e->lock);
-		if (e->stop)
-			break;
-		id = e->q[e->head];
-		e->head = (e->head + 1) % EA_QUEUE;
-		e->len--;
-		pthread_mutex_unlock(&e->lock);
-		/* libelf is loaded on the first ELF file, here, off the readers' path. */
-		if (elf > 0)
-			elf = slimfs_elf_init();
-		if (elf == 0)
-			run_job(e, id);
-		pthread_mutex_lock(&e->lock);
-	}
-	pthread_mutex_unlock(&e->lock);
-	return NULL;
-}
-
-int slimfs_elfahead_new(struct slimfs_fs *fs, struct slimfs_elfahead **out)
-{
-	struct slimfs_elfahead *e = calloc(1, sizeof(*e));
-
-	if (!e)
+	fs->elf_seen = slimfs_bits_new(fs->info->inode_count);
+	if (!fs->elf_seen)
 		return -ENOMEM;
-	e->fs = fs;
-	e->seen = slimfs_bits_new(fs->info->inode_count);
-	if (!e->seen) {
-		free(e);
-		return -ENOMEM;
-	}
-	pthread_mutex_init(&e->lock, NULL);
-	pthread_cond_init(&e->cond, NULL);
-	*out = e;
+	slimfs_prefetch_set_call(fs->prefetch, run_job, fs);
 	return 0;
 }
 
-int slimfs_elfahead_run(struct slimfs_elfahead *e)
+void slimfs_elfahead_note(struct slimfs_fs *fs, uint32_t id)
 {
-	int r = -pthread_create(&e->thread, NULL, worker, e);
-
-	e->running = r == 0;
-	return r;
-}
-
-void slimfs_elfahead_stop(struct slimfs_elfahead *e)
-{
-	if (!e)
-		return;
-	pthread_mutex_lock(&e->lock);
-	e->stop = true;
-	pthread_cond_signal(&e->cond);
-	pthread_mutex_unlock(&e->lock);
-	if (e->running)
-		pthread_join(e->thread, NULL);
-	pthread_cond_destroy(&e->cond);
-	pthread_mutex_destroy(&e->lock);
-	free((void *)e->seen);
-	free(e);
+	if (fs->elf_seen && first_time(fs, id))
+		slimfs_prefetch_call(fs->prefetch, id);
 }

@@ -72,6 +72,8 @@ void slimfs_fs_fini(struct slimfs_fs *fs)
 	fs->hidden_logged = NULL;
 	free((void *)fs->announced);
 	fs->announced = NULL;
+	free((void *)fs->elf_seen);
+	fs->elf_seen = NULL;
 	slimfs_zmap_free((void *)fs->dir_bytes, dir_bytes_len(fs));
 	fs->dir_bytes = NULL;
 	pthread_mutex_destroy(&fs->push_lock);
@@ -1226,9 +1228,9 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		/* Zero copy from the chunk cache to the kernel. */
 		fuse_reply_iov(req, s.iov, (int)s.niov);
 		/* An ELF header: its libraries next (elfahead.h). */
-		if (off == 0 && guess && fs->elfahead && s.iov[0].iov_len >= SELFMAG &&
+		if (off == 0 && guess && fs->elf_seen && s.iov[0].iov_len >= SELFMAG &&
 		    !memcmp(s.iov[0].iov_base, ELFMAG, SELFMAG))
-			slimfs_elfahead_note(fs->elfahead, in.id);
+			slimfs_elfahead_note(fs, in.id);
 		/* Then the rest of those chunks into the page cache. */
 		slimfs_notify_read(fs->notify, ino, in.size, (uint64_t)off, len, s.refs, s.nrefs);
 		read_state_release(fs, &s);

@@ -74,7 +74,8 @@ struct slimfs_fs {
 	int64_t kernel_readahead;	  /* FUSE max_readahead, bytes; < 0: the kernel's */
 	uint64_t miss_ahead_bytes;	  /* chunks fetched after a miss (remote), 0: off */
 	struct slimfs_notify *notify;	  /* borrowed: page-cache filler */
-	struct slimfs_elfahead *elfahead; /* borrowed: libraries ahead (elfahead.h) */
+	/* Owned: libraries ahead (elfahead.h), one bit per inode queued or examined; NULL: off. */
+	slimfs_bits *elf_seen;
 	pthread_mutex_t hints_lock;
 	char *hints[SLIMFS_HINTS]; /* owned, under hints_lock */
 	unsigned hints_next;

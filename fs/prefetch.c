@@ -11,6 +11,7 @@
 #define DEFAULT_MAX_RUN (8ull << 20)
 #define RA_QUEUE	32u
 #define RA_MAX		128u /* chunks per read-ahead job */
+#define CALL_QUEUE	32u
 /*
  * The profile's first batch is this large, and each next one twice the last,
  * up to max_run: a batch's chunks reach readers only once its whole body is
@@ -37,6 +38,7 @@ struct slimfs_prefetch {
 	/* The plan: chunk indices in order; [0, nprofile) keep in memory too. */
 	uint32_t *plan;
 	size_t nplan, nprofile, cursor, busy;
+	unsigned loading;	  /* workers in a load (at most o.threads) */
 	unsigned profile_batches; /* taken so far */
 	/* Bitmap of the chunks of [0, nprofile), or NULL when there are none. */
 	uint8_t *in_profile;
@@ -50,6 +52,12 @@ struct slimfs_prefetch {
 	struct ra_job ra[RA_QUEUE];
 	unsigned ra_head, ra_len;
 	uint64_t ra_jobs, ra_dropped;
+	/* Calls (slimfs_prefetch_set_call): before all else, one at a time. */
+	slimfs_prefetch_fn *call_fn;
+	void *call_ud;
+	uint32_t calls[CALL_QUEUE];
+	unsigned call_head, call_len;
+	bool calling;
 	pthread_t *threads;
 	unsigned nthreads;
 };
@@ -224,18 +232,32 @@ static void *worker(void *arg)
 
 	pthread_mutex_lock(&p->lock);
 	while (!p->stop) {
-		if (p->ra_len) {
+		if (p->call_len && !p->calling) {
+			uint32_t call = p->calls[p->call_head];
+
+			p->call_head = (p->call_head + 1) % CALL_QUEUE;
+			p->call_len--;
+			p->calling = true;
+			pthread_mutex_unlock(&p->lock);
+			p->call_fn(p->call_ud, call);
+			pthread_mutex_lock(&p->lock);
+			p->calling = false;
+			continue;
+		}
+		if (p->ra_len && p->loading < p->o.threads) {
 			struct ra_job job = p->ra[p->ra_head];
 
 			p->ra_head = (p->ra_head + 1) % RA_QUEUE;
 			p->ra_len--;
+			p->loading++;
 			pthread_mutex_unlock(&p->lock);
 			(void)slimfs_cache_load(p->cache, job.chunks, job.n, p->o.max_run,
 						SLIMFS_LOAD_BACKGROUND | job.flags, NULL);
 			pthread_mutex_lock(&p->lock);
+			p->loading--;
 			continue;
 		}
-		if (p->cursor < p->nplan) {
+		if (p->cursor < p->nplan && p->loading < p->o.threads) {
 			size_t start, n, failed = 0;
 			uint64_t bytes = 0;
 			bool profile;
@@ -244,6 +266,7 @@ static void *worker(void *arg)
 
 			n = take_batch(p, &start, &profile);
 			p->busy++;
+			p->loading++;
 			pthread_mutex_unlock(&p->lock);
 			if (p->o.disk_only || !profile)
 				flags |= SLIMFS_LOAD_DISK_ONLY;
@@ -264,6 +287,7 @@ static void *worker(void *arg)
 			}
 			pthread_mutex_lock(&p->lock);
 			p->busy--;
+			p->loading--;
 			p->done += n;
 			p->done_bytes += bytes;
 			p->failed += failed;
@@ -310,7 +334,7 @@ int slimfs_prefetch_start(struct slimfs_cache *c, struct slimfs_image *img,
 			return 0;
 		}
 	}
-	p->threads = calloc(p->o.threads, sizeof(*p->threads));
+	p->threads = calloc(p->o.threads + 1, sizeof(*p->threads));
 	if (!p->threads) {
 		r = -ENOMEM;
 		goto fail;
@@ -338,7 +362,7 @@ int slimfs_prefetch_run(struct slimfs_prefetch *p)
 
 	if (!p || !p->threads)
 		return 0;
-	for (; p->nthreads < p->o.threads; p->nthreads++) {
+	for (; p->nthreads < p->o.threads + (p->call_fn ? 1 : 0); p->nthreads++) {
 		r = -pthread_create(&p->threads[p->nthreads], NULL, worker, p);
 		if (r < 0)
 			return log_error_errno(r, "cannot start a prefetch thread");
@@ -443,6 +467,26 @@ void slimfs_prefetch_miss_ahead(struct slimfs_prefetch *p, const uint32_t *chunk
 	/* Each at the front of the queue: the last piece first. */
 	for (size_t i = ncut; i-- > 0;)
 		queue_job(p, chunks + cut[i], cut[i + 1] - cut[i], true, SLIMFS_LOAD_GAPS);
+}
+
+void slimfs_prefetch_set_call(struct slimfs_prefetch *p, slimfs_prefetch_fn *fn, void *ud)
+{
+	if (!p || p->nthreads)
+		return;
+	p->call_fn = fn;
+	p->call_ud = ud;
+}
+
+void slimfs_prefetch_call(struct slimfs_prefetch *p, uint32_t arg)
+{
+	if (!p || !p->call_fn || !p->threads)
+		return;
+	pthread_mutex_lock(&p->lock);
+	if (p->call_len < CALL_QUEUE && !p->stop) {
+		p->calls[(p->call_head + p->call_len++) % CALL_QUEUE] = arg;
+		pthread_cond_signal(&p->work);
+	}
+	pthread_mutex_unlock(&p->lock);
 }
 
 bool slimfs_prefetch_profiled(const struct slimfs_prefetch *p)

@@ -3,7 +3,8 @@
  * Background fetching for a mount (and for `slimfs pull`): a few threads
  * that load, in order of priority, (1) read-ahead jobs queued by readers of
  * sequential files, (2) the image's PREFETCH section (the profile) in order,
- * and with SLIMFS_PREFETCH_ALL (3) every other chunk in data order. Work
+ * and with SLIMFS_PREFETCH_ALL (3) every other chunk in data order; calls
+ * (slimfs_prefetch_set_call) come before all of these. Work
  * goes through slimfs_cache_load, so chunks adjacent in the data area are
  * fetched as one large range request, each chunk is verified, and a reader
  * that needs a chunk being prefetched waits for it instead of fetching it
@@ -68,6 +69,18 @@ void slimfs_prefetch_miss_ahead(struct slimfs_prefetch *p, const uint32_t *chunk
 /* Compressed bytes per request of a miss-ahead window: about what a round
  * trip costs at 100 Mbit/s + 20 ms. */
 #define SLIMFS_MISS_AHEAD_PIECE (256ull << 10)
+/*
+ * A job kind for work that must not wait for the loads queued or in flight
+ * and may queue some itself (ELF-ahead, elfahead.h): fn(ud, arg) for each
+ * arg given to slimfs_prefetch_call, ahead of every other job, one at a
+ * time. Set before slimfs_prefetch_run, which then starts one more worker:
+ * loads still take at most opts.threads workers at a time, so a call starts
+ * at once. Calls still queued at slimfs_prefetch_stop are dropped.
+ */
+typedef void slimfs_prefetch_fn(void *ud, uint32_t arg);
+void slimfs_prefetch_set_call(struct slimfs_prefetch *p, slimfs_prefetch_fn *fn, void *ud);
+/* Queues a call (never blocks; dropped when 32 wait, or with no fn or workers). */
+void slimfs_prefetch_call(struct slimfs_prefetch *p, uint32_t arg);
 /* Whether the plan starts with a profile (the image's or --prefetch-profile). */
 bool slimfs_prefetch_profiled(const struct slimfs_prefetch *p);
 void slimfs_prefetch_progress(struct slimfs_prefetch *p, struct slimfs_prefetch_progress *out);

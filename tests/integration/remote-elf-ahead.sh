@@ -67,7 +67,7 @@ lib_requests() {
 }
 
 # No profile: the library comes ahead of its first read. In the background, as
-# users mount: the ELF-ahead thread must start in the daemon, after its fork.
+# users mount: the prefetch workers that run ELF-ahead must start in the daemon, after its fork.
 mounter=slimfs_mount_bg mount_with 1M
 prog_head
 ahead=$(stat_of "$TMP/mnt" prefetch elf_ahead_files)
