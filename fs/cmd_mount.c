@@ -37,6 +37,7 @@
 #include "slimfs/format.h"
 #include "slimfs/util.h"
 #include "stats.h"
+#include "idle.h"
 #include "takeover.h"
 #include "trace.h"
 
@@ -53,6 +54,18 @@
 #define DEFAULT_MEM_CACHE (64ull << 20)
 #define DEFAULT_THREADS	  8u
 #define DEFAULT_TIMEOUT_S 10u
+/*
+ * --idle-release: after this long without a FUSE request or background work
+ * the daemon drops its decoded chunks and decode buffers and trims its heap
+ * (idle.h): ~110 MiB of anonymous memory after a full-tree read, ~5 MiB after.
+ * A minute: a workload that pauses for less keeps its memory cache, and the
+ * refill costs little anyway (its bytes are in the page cache; a release only
+ * costs a read that misses the page cache its chunk's decode, which it also
+ * pays after an eviction). bench/run.sh's mount rows pause for far less
+ * within a mount (tar and fio back to back; the longest gap is the start of
+ * the next command, milliseconds), so none of them ever sees a release.
+ */
+#define DEFAULT_IDLE_RELEASE_NS (60ull * 1000000000)
 /*
  * Sequential read-ahead window (per file and in data order). Local images
  * too: the background workers then decode ahead on the other core. Cold tar
@@ -93,6 +106,7 @@ struct mount_opts {
 	enum slimfs_fill_mode fill;		 /* --page-cache-fill */
 	char *creds_buf, *trace_buf, *stats_buf; /* owned: from -o */
 	bool takeover;				 /* --takeover: the mount is live, take it over */
+	uint64_t idle_release_ns;		 /* --idle-release, 0: never */
 	struct slimfs_daemon_info info;		 /* for `slimfs restart` */
 	char *cwd_buf;
 };
@@ -115,7 +129,7 @@ static void mount_usage(FILE *f)
 		"                          mem_cache=, threads=, digest=, insecure, creds=,\n"
 		"                          timeout=, retries=, rate=, rtt=, prefetch=, trace=,\n"
 		"                          stats_socket=, readahead=, kernel_readahead=,\n"
-		"                          miss_ahead=,\n"
+		"                          miss_ahead=, idle_release=,\n"
 		"                          page_cache_fill= (as below)\n"
 		"      --view NAME         view to show (default: the image's default view, or\n"
 		"                          'full' when it has none); 'full' shows everything\n"
@@ -125,6 +139,10 @@ static void mount_usage(FILE *f)
 		"      --cache-size SIZE   bound on the disk cache (default 2G)\n"
 		"      --mem-cache SIZE    decoded chunks held in memory (default 64M; a\n"
 		"                          quarter keeps the first and last 4 KiB of more)\n"
+		"      --idle-release TIME after TIME without requests or background work,\n"
+		"                          give memory back: drop the decoded chunks, free the\n"
+		"                          decode buffers, trim the heap (default 60s; 0 is\n"
+		"                          never; also 500ms, 2m); the next reads load again\n"
 		"      --threads N         FUSE worker threads (default %u)\n"
 		"      --digest sha256:HEX the image's index must have this digest\n"
 		"\n",
@@ -279,6 +297,16 @@ static int parse_fill(const char *what, const char *v, enum slimfs_fill_mode *ou
 	return 0;
 }
 
+/* A time as --timeout takes it (seconds, or e.g. 500ms, 2m), 0 allowed: never. */
+static int parse_idle_release(const char *what, const char *v, uint64_t *out)
+{
+	if (slimfs_parse_duration(v, 1000000000ull, out) < 0 || *out > 86400000000000ull) {
+		log_error("%s: '%s' is not a time (seconds, or e.g. 500ms; 0 is never)", what, v);
+		return -EINVAL;
+	}
+	return 0;
+}
+
 static int dup_opt(char **buf, const char **dst, const char *v)
 {
 	free(*buf);
@@ -351,6 +379,9 @@ static int apply_slimfs_key(struct mount_opts *o, const char *opt)
 	} else if (KEY("coalesce")) {
 		/* For measurements: coalesce=0 fetches each chunk on its own. */
 		o->no_coalesce = strcmp(v, "0") == 0;
+	} else if (KEY("idle_release")) {
+		if (parse_idle_release("idle_release", v, &o->idle_release_ns) < 0)
+			return -EINVAL;
 	} else if (KEY("page_cache_fill")) {
 		if (parse_fill("page_cache_fill", v, &o->fill) < 0)
 			return -EINVAL;
@@ -627,6 +658,7 @@ struct handover_ctx {
 	const char *mnt;
 	struct slimfs_notify **notify;
 	struct slimfs_notify *stopped; /* by a failed handover; workers may hold it */
+	struct slimfs_idle *idle;      /* NULL: no idle release */
 };
 
 /* run: answer at once; else once slimfs_stats_run() (a mount not live yet). */
@@ -634,10 +666,14 @@ static int start_stats(struct handover_ctx *h, bool run)
 {
 	int r = slimfs_stats_serve(h->o->stats_socket, h->src, &h->stats);
 
+	if (r == 0 && h->idle) /* its thread checks for idleness too */
+		slimfs_stats_every(h->stats, slimfs_idle_period_ms(h->idle), slimfs_idle_tick,
+				   h->idle);
 	if (r == 0 && run)
 		r = slimfs_stats_run(h->stats);
 	if (r < 0 && !h->o->stats_socket) {
-		log_warn("continuing without a stats socket");
+		log_warn("continuing without a stats socket%s",
+			 h->idle ? " (and without the idle release, which its thread runs)" : "");
 		r = 0;
 	}
 	return r;
@@ -765,6 +801,31 @@ static void daemon_heap_grow(uint64_t mem_cache)
 #endif
 }
 
+/*
+ * After an idle release dropped the decoded chunks (idle.h): gives the heap's
+ * free memory back to the kernel, all of it (malloc_trim's pad 0, not the
+ * M_TOP_PAD daemon_heap_grow set, which glibc's own trims keep), then grows
+ * and advises it again as daemon_heap_grow did at the start: the heap's end
+ * moved down, and what the kernel adds when it grows again is a new mapping
+ * without the old range's MADV_HUGEPAGE (a refill would take ~27k 4 KiB
+ * faults instead of ~50 huge ones). Growing reserves address space only: the
+ * pages are taken when used. Runs in the stats thread, concurrently with
+ * requests: malloc_trim holds malloc's lock, daemon_heap_grow's mallopt()
+ * calls only change where large blocks come from meanwhile, and advising a
+ * range in use changes no byte of it.
+ */
+static void daemon_heap_trim(void *ud)
+{
+#ifdef __GLIBC__
+	const struct mount_opts *o = ud;
+
+	malloc_trim(0);
+	daemon_heap_grow(o->mem_cache);
+#else
+	(void)ud;
+#endif
+}
+
 /* Opens, mounts and serves until unmounted. Returns the exit code. */
 static int run_daemon(struct mount_opts *o, struct daemon_ctx *d)
 {
@@ -780,6 +841,7 @@ static int run_daemon(struct mount_opts *o, struct daemon_ctx *d)
 	struct slimfs_elfahead *ea = NULL;
 	struct slimfs_notify *notify = NULL;
 	struct slimfs_watchdog *wd = NULL;
+	struct slimfs_idle *idle = NULL;
 	_cleanup_free_ uint8_t *profile_ids = NULL; /* read by slimfs_prefetch_start only */
 	struct slimfs_stats_src src;
 	struct handover_ctx hc = {.o = o, .src = &src, .fs = &fs, .notify = &notify};
@@ -905,6 +967,19 @@ static int run_daemon(struct mount_opts *o, struct daemon_ctx *d)
 		if (r < 0)
 			goto out;
 		fs.elfahead = ea;
+	}
+	if (o->idle_release_ns) {
+		struct slimfs_idle_opts io = {.after_ns = o->idle_release_ns,
+					      .fs = &fs,
+					      .prefetch = pf,
+					      .trim = daemon_heap_trim,
+					      .ud = o};
+
+		r = slimfs_idle_new(&io, &idle);
+		if (r < 0)
+			goto out;
+		hc.idle = idle;
+		src.idle = idle;
 	}
 	/* Taking over: once the old daemon (and its socket) is gone. */
 	if (!o->takeover && start_stats(&hc, false) < 0)
@@ -1097,6 +1172,7 @@ out:
 	slimfs_backend_preload_settle();
 	fuse_opt_free_args(&args);
 	slimfs_stats_stop(hc.stats);
+	slimfs_idle_free(idle); /* the stats thread called it */
 	slimfs_notify_free(notify);
 	slimfs_notify_free(hc.stopped);
 	/* After the unmount: it finds no connection of ours to abort any more. */
@@ -1218,6 +1294,7 @@ static void opts_init(struct mount_opts *o)
 	 * off when not (no fusectl, not root) or with --trace */
 	o->fill = SLIMFS_FILL_AUTO;
 	o->fetch.timeout_ms = DEFAULT_TIMEOUT_S * 1000u;
+	o->idle_release_ns = DEFAULT_IDLE_RELEASE_NS;
 }
 
 static void opts_free(struct mount_opts *o)
@@ -1290,6 +1367,7 @@ static int mount_main(int argc, char **argv, const struct slimfs_daemon_info *re
 		OPT_MISS_AHEAD,
 		OPT_PAGE_CACHE_FILL,
 		OPT_KERNEL_READAHEAD,
+		OPT_IDLE_RELEASE,
 	};
 	static const struct option longopts[] = {
 		{"foreground", no_argument, NULL, 'f'},
@@ -1319,6 +1397,7 @@ static int mount_main(int argc, char **argv, const struct slimfs_daemon_info *re
 		{"miss-ahead", required_argument, NULL, OPT_MISS_AHEAD},
 		{"page-cache-fill", required_argument, NULL, OPT_PAGE_CACHE_FILL},
 		{"kernel-readahead", required_argument, NULL, OPT_KERNEL_READAHEAD},
+		{"idle-release", required_argument, NULL, OPT_IDLE_RELEASE},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -1431,6 +1510,10 @@ static int mount_main(int argc, char **argv, const struct slimfs_daemon_info *re
 			break;
 		case OPT_PAGE_CACHE_FILL:
 			if (parse_fill("--page-cache-fill", optarg, &o.fill) < 0)
+				return EXIT_USAGE;
+			break;
+		case OPT_IDLE_RELEASE:
+			if (parse_idle_release("--idle-release", optarg, &o.idle_release_ns) < 0)
 				return EXIT_USAGE;
 			break;
 		case OPT_KERNEL_READAHEAD:
