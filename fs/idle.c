@@ -16,9 +16,10 @@
 
 struct slimfs_idle {
 	struct slimfs_idle_opts o;
-	uint64_t since_ns; /* last tick that saw activity */
-	uint64_t work;	   /* the cache's counters at the last tick */
-	bool released;	   /* in this idle spell already */
+	uint64_t since_ns;    /* last tick that saw activity */
+	uint64_t work;	      /* the cache's counters at the last tick */
+	uint64_t loads;	      /* chunks loaded (cache misses) by the last release */
+	bool released;	      /* in this idle spell already */
 	pthread_mutex_t lock; /* st: ticks write, stats read */
 	struct slimfs_idle_stats st;
 };
@@ -72,11 +73,12 @@ uint64_t slimfs_rss_anon(void)
 
 /* What changes whenever a chunk is asked for, loaded or looked at, by a
  * request or by background work (prefetch, read-ahead, the filler). */
-static uint64_t cache_work(struct slimfs_cache *c)
+static uint64_t cache_work(struct slimfs_cache *c, uint64_t *loads)
 {
 	struct slimfs_cache_stats cs;
 
 	slimfs_cache_stats(c, &cs);
+	*loads = cs.misses;
 	return cs.requests + cs.misses + cs.peek_hits + cs.edge_hits + cs.peek_misses;
 }
 
@@ -103,7 +105,8 @@ static void release(struct slimfs_idle *d, uint64_t now, uint64_t idle_ns)
 		 "anonymous memory %s -> %s in %.1f ms",
 		 (double)idle_ns / 1e9, slimfs_fmt_bytes(d->st.last_bytes, b1, sizeof(b1)),
 		 (unsigned long long)cr.entries, (unsigned long long)cr.buffers,
-		 cr.kept ? ", chunks in use kept" : "", cr.busy_buffers ? ", buffers in use kept" : "",
+		 cr.kept ? ", chunks in use kept" : "",
+		 cr.busy_buffers ? ", buffers in use kept" : "",
 		 slimfs_fmt_bytes(before, b2, sizeof(b2)), slimfs_fmt_bytes(after, b3, sizeof(b3)),
 		 (double)(end - now) / 1e6);
 }
@@ -111,7 +114,7 @@ static void release(struct slimfs_idle *d, uint64_t now, uint64_t idle_ns)
 void slimfs_idle_tick(void *ud)
 {
 	struct slimfs_idle *d = ud;
-	uint64_t now = slimfs_now_ns(), work = cache_work(d->o.fs->cache);
+	uint64_t now = slimfs_now_ns(), loads, work = cache_work(d->o.fs->cache, &loads);
 	bool active = atomic_exchange_explicit(&d->o.fs->active, false, memory_order_relaxed);
 
 	if (work != d->work)
@@ -128,6 +131,10 @@ void slimfs_idle_tick(void *ud)
 	if (d->released || now - d->since_ns < d->o.after_ns)
 		return;
 	d->released = true;
+	/* Nothing loaded since the last release (or the mount): nothing to give. */
+	if (loads == d->loads)
+		return;
+	d->loads = loads;
 	release(d, now, now - d->since_ns);
 }
 

@@ -31,12 +31,12 @@ struct slimfs_idle_opts {
 
 /* A snapshot of what the releases did. */
 struct slimfs_idle_stats {
-	uint64_t releases;	     /* how many */
-	uint64_t last_bytes;	     /* the daemon's anonymous memory the last one gave back */
-	uint64_t last_chunk_bytes;   /* ... of it decoded chunks dropped */
-	uint64_t last_rss_anon;	     /* anonymous memory after the last one, bytes */
-	uint64_t last_ns;	     /* when (slimfs_now_ns), 0: never */
-	uint64_t last_duration_ns;   /* how long the last one took */
+	uint64_t releases;	   /* how many */
+	uint64_t last_bytes;	   /* the daemon's anonymous memory the last one gave back */
+	uint64_t last_chunk_bytes; /* ... of it decoded chunks dropped */
+	uint64_t last_rss_anon;	   /* anonymous memory after the last one, bytes */
+	uint64_t last_ns;	   /* when (slimfs_now_ns), 0: never */
+	uint64_t last_duration_ns; /* how long the last one took */
 };
 
 struct slimfs_idle;
