@@ -27,6 +27,11 @@ run "$SLIMFS" build -q -o "$img" "$tarball"
 
 HIGH_KIB=$((48 << 10))
 LOW_KIB=$((16 << 10))
+# ASan has its own allocator, shadow memory and a quarantine of freed blocks:
+# the memory bounds say nothing there; the releases and the bytes still count.
+asan=0
+grep -q __asan_init "$SLIMFS" 2>/dev/null && asan=1
+[ $asan = 0 ] || log "memory bounds not checked: ASan build"
 
 rss_anon() { awk '/^RssAnon:/ { print $2 }' "/proc/$1/status"; }
 
@@ -64,16 +69,21 @@ rel=$(stat_of "$mnt" memory idle_releases)
 log "after the full read: RssAnon $high KiB, $rel releases"
 # A machine that stalled for 2 s may have released already: then the bound
 # says nothing, but the rest still holds.
-if [ "$rel" = 0 ]; then
+if [ "$rel" = 0 ] && [ $asan = 0 ]; then
 	[ "$high" -gt "$HIGH_KIB" ] || die "RssAnon $high KiB after the full read, expected > $HIGH_KIB"
 fi
-wait_releases "$mnt" 1
+# (A stall of 2 s in the middle of the read released then: the one after it comes next.)
+wait_releases "$mnt" $((rel + 1))
 sleep 0.2
 low=$(rss_anon "$pid")
 log "released: RssAnon $low KiB, $(stat_of "$mnt" memory idle_released_bytes) bytes given back"
-[ "$low" -lt "$LOW_KIB" ] || die "RssAnon $low KiB after the idle release, expected < $LOW_KIB"
-[ "$(stat_of "$mnt" memory idle_released_bytes)" -gt $((32 << 20)) ] ||
-	die "memory.idle_released_bytes: $(stat_of "$mnt" memory idle_released_bytes)"
+if [ $asan = 0 ]; then
+	[ "$low" -lt "$LOW_KIB" ] || die "RssAnon $low KiB after the idle release, expected < $LOW_KIB"
+	[ "$(stat_of "$mnt" memory idle_released_bytes)" -gt $((32 << 20)) ] ||
+		die "memory.idle_released_bytes: $(stat_of "$mnt" memory idle_released_bytes)"
+fi
+[ "$(stat_of "$mnt" memory idle_released_chunk_bytes)" -gt $((32 << 20)) ] ||
+	die "memory.idle_released_chunk_bytes: $(stat_of "$mnt" memory idle_released_chunk_bytes)"
 [ "$(stat_of "$mnt" cache mem_entries)" -lt 8 ] ||
 	die "cache.mem_entries $(stat_of "$mnt" cache mem_entries) after the release"
 
@@ -82,13 +92,15 @@ misses=$(stat_of "$mnt" cache mem_misses)
 drop_page_cache "$mnt"
 compare_trees "$rootdir" "$mnt"
 again=$(rss_anon "$pid")
+rel=$(stat_of "$mnt" memory idle_releases)
 log "read again: RssAnon $again KiB, $(($(stat_of "$mnt" cache mem_misses) - misses)) chunks loaded"
 [ "$(stat_of "$mnt" cache mem_misses)" -gt $((misses + 100)) ] ||
 	die "the second read loaded no chunks: nothing was released"
-wait_releases "$mnt" 2
+wait_releases "$mnt" $((rel + 1))
 sleep 0.2
 low=$(rss_anon "$pid")
-[ "$low" -lt "$LOW_KIB" ] || die "RssAnon $low KiB after the second release, expected < $LOW_KIB"
+[ $asan = 1 ] || [ "$low" -lt "$LOW_KIB" ] ||
+	die "RssAnon $low KiB after the second release, expected < $LOW_KIB"
 log "released again: RssAnon $low KiB"
 slimfs_umount "$mnt"
 
@@ -99,7 +111,8 @@ tar -cf - -C "$mnt" . | wc -c >/dev/null
 sleep 3
 kept=$(rss_anon "$pid")
 log "idle_release=0: RssAnon $kept KiB 3 s after the full read"
-[ "$kept" -gt "$HIGH_KIB" ] || die "RssAnon $kept KiB with idle_release=0, expected > $HIGH_KIB"
+[ $asan = 1 ] || [ "$kept" -gt "$HIGH_KIB" ] ||
+	die "RssAnon $kept KiB with idle_release=0, expected > $HIGH_KIB"
 [ "$(stat_of "$mnt" memory idle_releases)" = 0 ] || die "a release with idle_release=0"
 slimfs_umount "$mnt"
 
