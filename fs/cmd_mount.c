@@ -767,7 +767,8 @@ static void daemon_heap(uint64_t mem_cache)
 #endif
 }
 
-static void daemon_heap_grow(uint64_t mem_cache)
+/* Returns the start of the range it advised, or NULL. */
+static uint8_t *daemon_heap_grow(uint64_t mem_cache)
 {
 #ifdef __GLIBC__
 	size_t pad = (size_t)MIN(mem_cache + MAX(mem_cache / 2, (uint64_t)HEAP_ROOM_MIN),
@@ -777,7 +778,7 @@ static void daemon_heap_grow(uint64_t mem_cache)
 	void *volatile p; /* else the compiler drops malloc() and free() */
 
 	if (!slimfs_huge_pages_on())
-		return;
+		return NULL;
 	/*
 	 * An allocation larger than all the heap has free (top and bins) grows
 	 * it by about the pad: that range is advised.
@@ -785,42 +786,76 @@ static void daemon_heap_grow(uint64_t mem_cache)
 	free_bytes = mallinfo2().fordblks;
 	before = sbrk(0);
 	if (before == (void *)-1 || free_bytes >= pad)
-		return;
+		return NULL;
 	mallopt(M_TOP_PAD, (int)pad);
 	mallopt(M_MMAP_MAX, 0); /* from the heap, however large */
 	p = malloc(free_bytes + 1);
 	mallopt(M_MMAP_MAX, GLIBC_DEFAULT_MMAP_MAX);
 	after = sbrk(0);
-	if (after >= before + pad)
+	if (after >= before + pad) {
 		(void)madvise(before, (size_t)(after - before), MADV_HUGEPAGE);
-	else /* no heap to grow (ASan, no memory): as before, without huge pages */
+	} else { /* no heap to grow (ASan, no memory): as before, without huge pages */
 		mallopt(M_TOP_PAD, (int)GLIBC_DEFAULT_PAD);
+		before = NULL;
+	}
 	free(p);
+	return before;
 #else
 	(void)mem_cache;
+	return NULL;
 #endif
 }
+
+/* The heap daemon_heap_grow advised, for the idle release. */
+struct daemon_heap {
+	uint64_t mem_cache;
+	uint8_t *advised; /* start of the advised range; NULL: none (atomic) */
+};
 
 /*
  * After an idle release dropped the decoded chunks (idle.h): gives the heap's
  * free memory back to the kernel, all of it (malloc_trim's pad 0, not the
- * M_TOP_PAD daemon_heap_grow set, which glibc's own trims keep), then grows
- * and advises it again as daemon_heap_grow did at the start: the heap's end
- * moved down, and what the kernel adds when it grows again is a new mapping
- * without the old range's MADV_HUGEPAGE (a refill would take ~27k 4 KiB
- * faults instead of ~50 huge ones). Growing reserves address space only: the
- * pages are taken when used. Runs in the stats thread, concurrently with
- * requests: malloc_trim holds malloc's lock, daemon_heap_grow's mallopt()
- * calls only change where large blocks come from meanwhile, and advising a
- * range in use changes no byte of it.
+ * M_TOP_PAD daemon_heap_grow set, which glibc's own trims keep). glibc gives
+ * back the free pages inside the heap too, and that splits its huge pages:
+ * what stays in use is a few 4 KiB pages per 2 MiB. Advised for huge pages,
+ * khugepaged would collapse those ranges into huge pages again (it takes a
+ * range with a single page present: max_ptes_none 511), and did: 13 -> 66 MiB
+ * within 45 s of a release. So the heap is advised NOHUGEPAGE while idle, and
+ * daemon_heap_wake advises it again at the first work.
+ * Runs in the stats thread, concurrently with requests: malloc_trim holds
+ * malloc's lock, and advice changes no byte of a range in use.
  */
 static void daemon_heap_trim(void *ud)
 {
 #ifdef __GLIBC__
-	const struct mount_opts *o = ud;
+	struct daemon_heap *h = ud;
+	uint8_t *start = __atomic_load_n(&h->advised, __ATOMIC_ACQUIRE), *end;
 
 	malloc_trim(0);
-	daemon_heap_grow(o->mem_cache);
+	end = sbrk(0);
+	if (start && end != (void *)-1 && end > start)
+		(void)madvise(start, (size_t)(end - start), MADV_NOHUGEPAGE);
+#else
+	(void)ud;
+#endif
+}
+
+/*
+ * Work again after a release: the heap on huge pages again as at the start,
+ * the range trimmed and what it grows by (a new mapping: brk space the kernel
+ * adds has no advice). Growing reserves address space only.
+ */
+static void daemon_heap_wake(void *ud)
+{
+#ifdef __GLIBC__
+	struct daemon_heap *h = ud;
+	uint8_t *start = __atomic_load_n(&h->advised, __ATOMIC_ACQUIRE), *end = sbrk(0), *grown;
+
+	if (start && end != (void *)-1 && end > start)
+		(void)madvise(start, (size_t)(end - start), MADV_HUGEPAGE);
+	grown = daemon_heap_grow(h->mem_cache);
+	if (!start)
+		__atomic_store_n(&h->advised, grown, __ATOMIC_RELEASE);
 #else
 	(void)ud;
 #endif
@@ -842,6 +877,7 @@ static int run_daemon(struct mount_opts *o, struct daemon_ctx *d)
 	struct slimfs_notify *notify = NULL;
 	struct slimfs_watchdog *wd = NULL;
 	struct slimfs_idle *idle = NULL;
+	struct daemon_heap heap = {.mem_cache = o->mem_cache};
 	_cleanup_free_ uint8_t *profile_ids = NULL; /* read by slimfs_prefetch_start only */
 	struct slimfs_stats_src src;
 	struct handover_ctx hc = {.o = o, .src = &src, .fs = &fs, .notify = &notify};
@@ -973,7 +1009,8 @@ static int run_daemon(struct mount_opts *o, struct daemon_ctx *d)
 					      .fs = &fs,
 					      .prefetch = pf,
 					      .trim = daemon_heap_trim,
-					      .ud = o};
+					      .wake = daemon_heap_wake,
+					      .ud = &heap};
 
 		r = slimfs_idle_new(&io, &idle);
 		if (r < 0)
@@ -1095,7 +1132,8 @@ static int run_daemon(struct mount_opts *o, struct daemon_ctx *d)
 		slimfs_stats_stop(hc.stats);
 		hc.stats = NULL;
 	}
-	daemon_heap_grow(o->mem_cache);
+	/* The stats thread (idle release) may run already (a takeover): atomic. */
+	__atomic_store_n(&heap.advised, daemon_heap_grow(o->mem_cache), __ATOMIC_RELEASE);
 	/* The filler first: the first reads may come at once. */
 	fill_auto = o->fill == SLIMFS_FILL_AUTO;
 	if (fill_auto) /* a trace must see every read */

@@ -10,9 +10,11 @@
 #include "idle.h"
 
 /* Ticks: often enough that a release comes within a quarter of after_ns of
- * being due, rarely enough to cost nothing (one wake-up every 5 s by default). */
+ * being due and the heap is advised for huge pages again within a second of
+ * the first work after it (the refill meanwhile takes 4 KiB pages), rarely
+ * enough to cost nothing (a wake-up a second: a poll timeout and 32 locks). */
 #define PERIOD_MIN_MS 100u
-#define PERIOD_MAX_MS 5000u
+#define PERIOD_MAX_MS 1000u
 
 struct slimfs_idle {
 	struct slimfs_idle_opts o;
@@ -20,6 +22,7 @@ struct slimfs_idle {
 	uint64_t work;	      /* the cache's counters at the last tick */
 	uint64_t loads;	      /* chunks loaded (cache misses) by the last release */
 	bool released;	      /* in this idle spell already */
+	bool trimmed;	      /* a release ran, no work seen since (wake pending) */
 	pthread_mutex_t lock; /* st: ticks write, stats read */
 	struct slimfs_idle_stats st;
 };
@@ -91,6 +94,7 @@ static void release(struct slimfs_idle *d, uint64_t now, uint64_t idle_ns)
 	slimfs_cache_release(d->o.fs->cache, &cr);
 	if (d->o.trim)
 		d->o.trim(d->o.ud);
+	d->trimmed = true;
 	after = slimfs_rss_anon();
 	end = slimfs_now_ns();
 	pthread_mutex_lock(&d->lock);
@@ -124,6 +128,9 @@ void slimfs_idle_tick(void *ud)
 	if (d->o.prefetch && !slimfs_prefetch_planned_done(d->o.prefetch))
 		active = true;
 	if (active) {
+		if (d->trimmed && d->o.wake)
+			d->o.wake(d->o.ud);
+		d->trimmed = false;
 		d->since_ns = now;
 		d->released = false;
 		return;

@@ -5,7 +5,8 @@
  * chunks go (their bytes stay in the kernel's page cache and, for remote
  * images, in the disk cache), so do the kept chunk ends and the threads'
  * decode buffers (slimfs_cache_release), and the freed heap returns to the
- * kernel (the caller's trim). The next request simply loads again.
+ * kernel (the caller's trim; its wake undoes what must not stay while
+ * working). The next request simply loads again.
  *
  * No thread of its own: slimfs_idle_tick runs in the stats thread every
  * slimfs_idle_period_ms. The request path pays one relaxed store (and only
@@ -26,6 +27,8 @@ struct slimfs_idle_opts {
 	struct slimfs_prefetch *prefetch; /* borrowed, may be NULL */
 	/* After the cache's release: gives the freed heap back (may be NULL). */
 	void (*trim)(void *ud);
+	/* At the first tick that sees work after a release (may be NULL). */
+	void (*wake)(void *ud);
 	void *ud;
 };
 

@@ -64,8 +64,8 @@ drop_page_cache() {
 slimfs_mount --idle-release 2s --view full --cache none "$img" "$mnt"
 pid=$MOUNT_PID
 compare_trees "$rootdir" "$mnt"
-high=$(rss_anon "$pid")
 rel=$(stat_of "$mnt" memory idle_releases)
+high=$(rss_anon "$pid")
 log "after the full read: RssAnon $high KiB, $rel releases"
 # A machine that stalled for 2 s may have released already: then the bound
 # says nothing, but the rest still holds.
@@ -91,8 +91,8 @@ fi
 misses=$(stat_of "$mnt" cache mem_misses)
 drop_page_cache "$mnt"
 compare_trees "$rootdir" "$mnt"
-again=$(rss_anon "$pid")
 rel=$(stat_of "$mnt" memory idle_releases)
+again=$(rss_anon "$pid")
 log "read again: RssAnon $again KiB, $(($(stat_of "$mnt" cache mem_misses) - misses)) chunks loaded"
 [ "$(stat_of "$mnt" cache mem_misses)" -gt $((misses + 100)) ] ||
 	die "the second read loaded no chunks: nothing was released"

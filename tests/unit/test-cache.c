@@ -50,7 +50,8 @@ static void *reader_main(void *arg)
 		const uint8_t *d;
 		uint32_t len;
 
-		if (slimfs_cache_get(r->c, i, &e, &d, &len) < 0 || XXH3_64bits(d, len) != r->sums[i])
+		if (slimfs_cache_get(r->c, i, &e, &d, &len) < 0 ||
+		    XXH3_64bits(d, len) != r->sums[i])
 			r->bad++;
 		slimfs_cache_put(r->c, e);
 		r->gets++;
