@@ -57,11 +57,12 @@
 /*
  * --idle-release: after this long without a FUSE request or background work
  * the daemon drops its decoded chunks and decode buffers and trims its heap
- * (idle.h): ~110 MiB of anonymous memory after a full-tree read, ~5 MiB after.
- * A minute: a workload that pauses for less keeps its memory cache, and the
- * refill costs little anyway (its bytes are in the page cache; a release only
- * costs a read that misses the page cache its chunk's decode, which it also
- * pays after an eviction). bench/run.sh's mount rows pause for far less
+ * (idle.h): ~110 MiB of anonymous memory after a full-tree read, ~13 MiB after.
+ * A minute: a workload that pauses for less keeps its memory cache. What a
+ * release costs is paid only by reads that miss the page cache (its bytes
+ * stay there): their chunk's decode, as after an eviction, and the page faults
+ * of refilling the heap (a cold full-tree read: ~1.5 s more of 3-5 s on a
+ * loaded machine, see README). bench/run.sh's mount rows pause for far less
  * within a mount (tar and fio back to back; the longest gap is the start of
  * the next command, milliseconds), so none of them ever sees a release.
  */
