@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 /* In-memory cache of decoded chunks with single-flight loads (see cache.h). */
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 
@@ -56,11 +57,27 @@ struct edge {
 /* Edge slots share this many locks (a copy of 4 KiB at most under one). */
 #define EDGE_LOCKS 64u
 
-/* Per worker thread: a zstd context and a frame buffer, kept for its life. */
+/*
+ * Per thread: a zstd context and a frame buffer, kept for its life, unless an
+ * idle release (slimfs_cache_release) frees them in between. Who may touch
+ * dctx, frame and cap is decided by state, changed only by compare-and-swap
+ * from SCRATCH_FREE: the owner holds SCRATCH_BUSY from scratch_get to
+ * scratch_put, a release holds SCRATCH_RELEASING while it frees them. Each
+ * CAS takes the buffer from FREE to its holder and only the holder stores
+ * FREE back (release order, so the next holder's acquiring CAS sees what the
+ * previous one wrote): at most one thread ever uses them, a release never
+ * frees a buffer under its owner (a busy one is skipped), and an owner that
+ * finds a release in progress waits the few microseconds of a free().
+ */
+enum { SCRATCH_FREE, SCRATCH_BUSY, SCRATCH_RELEASING };
+
 struct scratch {
+	_Atomic int state;
 	ZSTD_DCtx *dctx;
 	uint8_t *frame;
 	size_t cap;
+	struct slimfs_cache *c;	     /* its cache's list of scratches */
+	struct scratch *prev, *next; /* under c->scratch_lock */
 };
 
 struct slimfs_cache {
@@ -75,6 +92,8 @@ struct slimfs_cache {
 	 * while slimfs_backend_unchanged (SLIMFS_DECODE_FRAME_KNOWN). */
 	_Atomic uint8_t *frame_known;
 	pthread_key_t scratch_key;
+	pthread_mutex_t scratch_lock; /* the list of every thread's scratch */
+	struct scratch *scratches;
 	_Atomic uint64_t misses, fetches, bytes_fetched, verified, verify_failures;
 	_Atomic uint64_t disk_hits, disk_misses, disk_stores;
 	_Atomic uint64_t runs, coalesced, background, background_bytes, held_off;
@@ -95,43 +114,105 @@ static struct shard *shard_of(struct slimfs_cache *c, uint32_t i)
 	return &c->shards[i & (NSHARDS - 1)];
 }
 
+/* Frees the buffers of s, held by the caller (BUSY or RELEASING); returns their bytes. */
+static size_t scratch_drop(struct scratch *s)
+{
+	size_t n = s->cap + (s->dctx ? ZSTD_sizeof_DCtx(s->dctx) : 0);
+
+	ZSTD_freeDCtx(s->dctx);
+	slimfs_huge_free(s->frame, s->cap);
+	s->dctx = NULL;
+	s->frame = NULL;
+	s->cap = 0;
+	return n;
+}
+
+/* At the exit of its thread (the key's destructor), or by slimfs_cache_free. */
 static void scratch_free(void *p)
 {
 	struct scratch *s = p;
 
 	if (!s)
 		return;
-	ZSTD_freeDCtx(s->dctx);
-	slimfs_huge_free(s->frame, s->cap);
+	pthread_mutex_lock(&s->c->scratch_lock);
+	if (s->prev)
+		s->prev->next = s->next;
+	else
+		s->c->scratches = s->next;
+	if (s->next)
+		s->next->prev = s->prev;
+	pthread_mutex_unlock(&s->c->scratch_lock);
+	/* Out of the list: no release sees it any more. */
+	scratch_drop(s);
 	free(s);
 }
 
-static struct scratch *scratch_get(struct slimfs_cache *c, size_t need)
+/* The calling thread's scratch, held (SCRATCH_BUSY) until scratch_put. */
+static struct scratch *scratch_take(struct slimfs_cache *c)
 {
 	struct scratch *s = pthread_getspecific(c->scratch_key);
+	int want = SCRATCH_FREE;
 
 	if (!s) {
 		s = calloc(1, sizeof(*s));
 		if (!s)
 			return NULL;
-		s->dctx = ZSTD_createDCtx();
-		if (!s->dctx || pthread_setspecific(c->scratch_key, s) != 0) {
-			scratch_free(s);
+		s->c = c;
+		atomic_init(&s->state, SCRATCH_BUSY);
+		if (pthread_setspecific(c->scratch_key, s) != 0) {
+			free(s);
 			return NULL;
 		}
+		pthread_mutex_lock(&c->scratch_lock);
+		s->next = c->scratches;
+		if (s->next)
+			s->next->prev = s;
+		c->scratches = s;
+		pthread_mutex_unlock(&c->scratch_lock);
+		return s;
 	}
+	/* Only a release can hold it now (never nested: see scratch_get's callers). */
+	while (!atomic_compare_exchange_weak_explicit(&s->state, &want, SCRATCH_BUSY,
+						      memory_order_acquire, memory_order_relaxed)) {
+		want = SCRATCH_FREE;
+		sched_yield();
+	}
+	return s;
+}
+
+static void scratch_put(struct scratch *s)
+{
+	if (s)
+		atomic_store_explicit(&s->state, SCRATCH_FREE, memory_order_release);
+}
+
+/* The calling thread's scratch with a frame of at least need bytes, held until
+ * scratch_put; NULL (nothing held) when out of memory. */
+static struct scratch *scratch_get(struct slimfs_cache *c, size_t need)
+{
+	struct scratch *s = scratch_take(c);
+
+	if (!s)
+		return NULL;
+	if (!s->dctx)
+		s->dctx = ZSTD_createDCtx();
+	if (!s->dctx)
+		goto fail;
 	if (s->cap < need) {
 		/* Grow to the format's bound at once: no repeated reallocations. */
 		size_t cap = MAX(need, (size_t)SLIMFS_CHUNK_MAX);
 		uint8_t *f = slimfs_huge_alloc(cap); /* a few faults per thread, not 1k */
 
 		if (!f)
-			return NULL;
+			goto fail;
 		slimfs_huge_free(s->frame, s->cap);
 		s->frame = f;
 		s->cap = cap;
 	}
 	return s;
+fail:
+	scratch_put(s);
+	return NULL;
 }
 
 static void free_tables(struct slimfs_cache *c)
@@ -178,6 +259,7 @@ int slimfs_cache_new(struct slimfs_image *img, const struct slimfs_cache_opts *o
 		return -ENOMEM;
 	}
 	pthread_mutex_init(&c->bad_lock, NULL);
+	pthread_mutex_init(&c->scratch_lock, NULL);
 	for (unsigned k = 0; k < EDGE_LOCKS; k++)
 		pthread_mutex_init(&c->edge_locks[k], NULL);
 	for (unsigned s = 0; s < NSHARDS; s++) {
@@ -219,6 +301,7 @@ void slimfs_cache_free(struct slimfs_cache *c)
 	/* The calling thread's scratch; workers' went with their threads. */
 	scratch_free(pthread_getspecific(c->scratch_key));
 	pthread_key_delete(c->scratch_key);
+	pthread_mutex_destroy(&c->scratch_lock);
 	free_tables(c);
 	free(c);
 }
@@ -464,6 +547,27 @@ static int accept_frame(struct slimfs_cache *c, uint32_t i, const struct slimfs_
 	return 0;
 }
 
+/* Loads chunk i (record ch) into e->data with the held scratch s; no lock held. */
+static int load_with(struct slimfs_cache *c, uint32_t i, const struct slimfs_chunk *ch,
+		     struct slimfs_cache_entry *e, struct scratch *s)
+{
+	int r;
+
+	e->data = malloc(MAX(ch->usize, 1u));
+	if (!e->data)
+		return -ENOMEM;
+	e->len = ch->usize;
+	if (c->disk && load_disk(c, i, ch, e, s) == 0)
+		return 0;
+	atomic_fetch_add_explicit(&c->fetches, 1, memory_order_relaxed);
+	r = slimfs_image_fetch(c->img, ch, s->frame);
+	if (r < 0) {
+		log_failure(c, i, ch, r, true);
+		return r;
+	}
+	return accept_frame(c, i, ch, s->frame, e, s, slimfs_backend_unchanged(c->img->backend));
+}
+
 /* Loads chunk i into e->data; no lock held. */
 static int load(struct slimfs_cache *c, uint32_t i, struct slimfs_cache_entry *e)
 {
@@ -475,19 +579,11 @@ static int load(struct slimfs_cache *c, uint32_t i, struct slimfs_cache_entry *e
 	if (r < 0)
 		return r;
 	s = scratch_get(c, ch.csize);
-	e->data = malloc(MAX(ch.usize, 1u));
-	if (!s || !e->data)
+	if (!s)
 		return -ENOMEM;
-	e->len = ch.usize;
-	if (c->disk && load_disk(c, i, &ch, e, s) == 0)
-		return 0;
-	atomic_fetch_add_explicit(&c->fetches, 1, memory_order_relaxed);
-	r = slimfs_image_fetch(c->img, &ch, s->frame);
-	if (r < 0) {
-		log_failure(c, i, &ch, r, true);
-		return r;
-	}
-	return accept_frame(c, i, &ch, s->frame, e, s, slimfs_backend_unchanged(c->img->backend));
+	r = load_with(c, i, &ch, e, s);
+	scratch_put(s);
+	return r;
 }
 
 /* Keeps the ends of a chunk just decoded (into e->data, e->len bytes). */
@@ -827,23 +923,17 @@ static int load_run(struct slimfs_cache *c, struct claim *cl, size_t n, bool kee
  * measured on the bookworm rootfs image, cold tar of the whole tree, see
  * the comment in ops.c (op_read) for the numbers.
  */
-int slimfs_cache_load(struct slimfs_cache *c, const uint32_t *chunks, size_t n, uint64_t max_run,
-		      unsigned flags, size_t *loaded)
+static int load_chunks(struct slimfs_cache *c, const uint32_t *chunks, size_t n, uint64_t max_run,
+		       unsigned flags, size_t *loaded, struct scratch *s)
 {
 	_cleanup_free_ struct claim *cl = NULL;
 	bool disk_only = (flags & SLIMFS_LOAD_DISK_ONLY) && c->disk;
 	size_t m = 0, done = 0, a, b;
-	struct scratch *s;
 	uint64_t bytes;
 	int r, first = 0;
 
-	if (loaded)
-		*loaded = 0;
-	if (n == 0)
-		return 0;
-	s = scratch_get(c, SLIMFS_CHUNK_MAX);
 	cl = calloc(n, sizeof(*cl));
-	if (!s || !cl)
+	if (!cl)
 		return -ENOMEM;
 	for (size_t k = 0; k < n; k++) {
 		uint32_t i = chunks[k];
@@ -907,6 +997,107 @@ int slimfs_cache_load(struct slimfs_cache *c, const uint32_t *chunks, size_t n, 
 	if (loaded)
 		*loaded = done;
 	return first;
+}
+
+int slimfs_cache_load(struct slimfs_cache *c, const uint32_t *chunks, size_t n, uint64_t max_run,
+		      unsigned flags, size_t *loaded)
+{
+	struct scratch *s;
+	int r;
+
+	if (loaded)
+		*loaded = 0;
+	if (n == 0)
+		return 0;
+	s = scratch_get(c, SLIMFS_CHUNK_MAX);
+	if (!s)
+		return -ENOMEM;
+	r = load_chunks(c, chunks, n, max_run, flags, loaded, s);
+	scratch_put(s);
+	return r;
+}
+
+/* Drops the shard's entries no reader holds; returns them (to free) in a list. */
+static struct slimfs_cache_entry *drop_locked(struct slimfs_cache *c, struct shard *sh,
+					      struct slimfs_cache_release *out)
+{
+	struct slimfs_cache_entry *dead = NULL, *e, *next;
+
+	for (e = sh->head; e; e = next) {
+		next = e->next;
+		/*
+		 * Only the table's reference: nobody else can take one while we
+		 * hold the lock (get and peek take theirs under it), so it is
+		 * unused and stays so.
+		 */
+		if (atomic_load_explicit(&e->refs, memory_order_acquire) != 1) {
+			out->kept++;
+			continue;
+		}
+		lru_unlink(sh, e);
+		c->slots[e->chunk] = NULL;
+		sh->bytes -= e->len;
+		sh->entries--;
+		out->entries++;
+		out->bytes += e->len;
+		atomic_store_explicit(&e->refs, 0, memory_order_relaxed);
+		e->next = dead;
+		dead = e;
+	}
+	return dead;
+}
+
+void slimfs_cache_release(struct slimfs_cache *c, struct slimfs_cache_release *out)
+{
+	size_t edges_len = (size_t)c->nedges * sizeof(*c->edges);
+
+	memset(out, 0, sizeof(*out));
+	for (unsigned k = 0; k < NSHARDS; k++) {
+		struct shard *sh = &c->shards[k];
+		struct slimfs_cache_entry *dead;
+
+		pthread_mutex_lock(&sh->lock);
+		dead = drop_locked(c, sh, out);
+		pthread_mutex_unlock(&sh->lock);
+		while (dead) {
+			struct slimfs_cache_entry *next = dead->next;
+
+			entry_free(dead);
+			dead = next;
+		}
+	}
+	/*
+	 * The kept ends: with every slot's lock held no copy is half done, and
+	 * the pages given back read as zeros again, i.e. empty slots (len 0).
+	 * The locks are leaves (nobody holds one while taking another), so
+	 * taking them all in order cannot deadlock.
+	 */
+	if (c->nedges) {
+		for (unsigned k = 0; k < EDGE_LOCKS; k++)
+			pthread_mutex_lock(&c->edge_locks[k]);
+		if (slimfs_huge_release(c->edges, edges_len) == 0)
+			out->edge_bytes = edges_len;
+		for (unsigned k = EDGE_LOCKS; k-- > 0;)
+			pthread_mutex_unlock(&c->edge_locks[k]);
+	}
+	/* Decode buffers: those of threads not decoding now (see struct scratch). */
+	pthread_mutex_lock(&c->scratch_lock);
+	for (struct scratch *s = c->scratches; s; s = s->next) {
+		int want = SCRATCH_FREE;
+
+		if (!s->cap && !s->dctx)
+			continue;
+		if (!atomic_compare_exchange_strong_explicit(&s->state, &want, SCRATCH_RELEASING,
+							     memory_order_acquire,
+							     memory_order_relaxed)) {
+			out->busy_buffers++;
+			continue;
+		}
+		out->buffer_bytes += scratch_drop(s);
+		out->buffers++;
+		atomic_store_explicit(&s->state, SCRATCH_FREE, memory_order_release);
+	}
+	pthread_mutex_unlock(&c->scratch_lock);
 }
 
 void slimfs_cache_stats(struct slimfs_cache *c, struct slimfs_cache_stats *out)

@@ -172,4 +172,25 @@ bool slimfs_cache_ready(struct slimfs_cache *c, uint32_t i);
  */
 int slimfs_cache_peek(struct slimfs_cache *c, uint32_t i, uint32_t off, uint32_t len, void *out);
 
+/* What slimfs_cache_release gave back. */
+struct slimfs_cache_release {
+	uint64_t entries, bytes; /* decoded chunks dropped, their bytes */
+	uint64_t kept;		 /* entries a reader held: left in place */
+	uint64_t edge_bytes;	 /* the table of kept ends, emptied */
+	uint64_t buffers;	 /* threads' decode buffers (frame + zstd context) freed */
+	uint64_t buffer_bytes;	 /* ... their bytes */
+	uint64_t busy_buffers;	 /* ... in use: left alone */
+};
+
+/*
+ * Gives memory back while the mount is idle: drops every decoded chunk no
+ * reader holds, empties the kept ends (SLIMFS_EDGE) and frees the decode
+ * buffers of threads that are not decoding (each thread allocates its own
+ * again at its next load). Safe at any time, concurrently with gets and
+ * loads: chunks being loaded and buffers in use are left alone; what is
+ * dropped is loaded again when next read. The freed heap is the caller's to
+ * trim (malloc_trim).
+ */
+void slimfs_cache_release(struct slimfs_cache *c, struct slimfs_cache_release *out);
+
 #endif

@@ -37,6 +37,7 @@
 #include "slimfs/format.h"
 #include "slimfs/util.h"
 #include "stats.h"
+#include "idle.h"
 #include "takeover.h"
 #include "trace.h"
 
@@ -53,6 +54,19 @@
 #define DEFAULT_MEM_CACHE (64ull << 20)
 #define DEFAULT_THREADS	  8u
 #define DEFAULT_TIMEOUT_S 10u
+/*
+ * --idle-release: after this long without a FUSE request or background work
+ * the daemon drops its decoded chunks and decode buffers and trims its heap
+ * (idle.h): ~110 MiB of anonymous memory after a full-tree read, ~13 MiB after.
+ * A minute: a workload that pauses for less keeps its memory cache. What a
+ * release costs is paid only by reads that miss the page cache (its bytes
+ * stay there): their chunk's decode, as after an eviction, and the page faults
+ * of refilling the heap (a cold full-tree read: ~1.5 s more of 3-5 s on a
+ * loaded machine, see README). bench/run.sh's mount rows pause for far less
+ * within a mount (tar and fio back to back; the longest gap is the start of
+ * the next command, milliseconds), so none of them ever sees a release.
+ */
+#define DEFAULT_IDLE_RELEASE_NS (60ull * 1000000000)
 /*
  * Sequential read-ahead window (per file and in data order). Local images
  * too: the background workers then decode ahead on the other core. Cold tar
@@ -93,6 +107,7 @@ struct mount_opts {
 	enum slimfs_fill_mode fill;		 /* --page-cache-fill */
 	char *creds_buf, *trace_buf, *stats_buf; /* owned: from -o */
 	bool takeover;				 /* --takeover: the mount is live, take it over */
+	uint64_t idle_release_ns;		 /* --idle-release, 0: never */
 	struct slimfs_daemon_info info;		 /* for `slimfs restart` */
 	char *cwd_buf;
 };
@@ -115,7 +130,7 @@ static void mount_usage(FILE *f)
 		"                          mem_cache=, threads=, digest=, insecure, creds=,\n"
 		"                          timeout=, retries=, rate=, rtt=, prefetch=, trace=,\n"
 		"                          stats_socket=, readahead=, kernel_readahead=,\n"
-		"                          miss_ahead=,\n"
+		"                          miss_ahead=, idle_release=,\n"
 		"                          page_cache_fill= (as below)\n"
 		"      --view NAME         view to show (default: the image's default view, or\n"
 		"                          'full' when it has none); 'full' shows everything\n"
@@ -125,6 +140,10 @@ static void mount_usage(FILE *f)
 		"      --cache-size SIZE   bound on the disk cache (default 2G)\n"
 		"      --mem-cache SIZE    decoded chunks held in memory (default 64M; a\n"
 		"                          quarter keeps the first and last 4 KiB of more)\n"
+		"      --idle-release TIME after TIME without requests or background work,\n"
+		"                          give memory back: drop the decoded chunks, free the\n"
+		"                          decode buffers, trim the heap (default 60s; 0 is\n"
+		"                          never; also 500ms, 2m); the next reads load again\n"
 		"      --threads N         FUSE worker threads (default %u)\n"
 		"      --digest sha256:HEX the image's index must have this digest\n"
 		"\n",
@@ -279,6 +298,16 @@ static int parse_fill(const char *what, const char *v, enum slimfs_fill_mode *ou
 	return 0;
 }
 
+/* A time as --timeout takes it (seconds, or e.g. 500ms, 2m), 0 allowed: never. */
+static int parse_idle_release(const char *what, const char *v, uint64_t *out)
+{
+	if (slimfs_parse_duration(v, 1000000000ull, out) < 0 || *out > 86400000000000ull) {
+		log_error("%s: '%s' is not a time (seconds, or e.g. 500ms; 0 is never)", what, v);
+		return -EINVAL;
+	}
+	return 0;
+}
+
 static int dup_opt(char **buf, const char **dst, const char *v)
 {
 	free(*buf);
@@ -351,6 +380,9 @@ static int apply_slimfs_key(struct mount_opts *o, const char *opt)
 	} else if (KEY("coalesce")) {
 		/* For measurements: coalesce=0 fetches each chunk on its own. */
 		o->no_coalesce = strcmp(v, "0") == 0;
+	} else if (KEY("idle_release")) {
+		if (parse_idle_release("idle_release", v, &o->idle_release_ns) < 0)
+			return -EINVAL;
 	} else if (KEY("page_cache_fill")) {
 		if (parse_fill("page_cache_fill", v, &o->fill) < 0)
 			return -EINVAL;
@@ -627,6 +659,7 @@ struct handover_ctx {
 	const char *mnt;
 	struct slimfs_notify **notify;
 	struct slimfs_notify *stopped; /* by a failed handover; workers may hold it */
+	struct slimfs_idle *idle;      /* NULL: no idle release */
 };
 
 /* run: answer at once; else once slimfs_stats_run() (a mount not live yet). */
@@ -634,10 +667,14 @@ static int start_stats(struct handover_ctx *h, bool run)
 {
 	int r = slimfs_stats_serve(h->o->stats_socket, h->src, &h->stats);
 
+	if (r == 0 && h->idle) /* its thread checks for idleness too */
+		slimfs_stats_every(h->stats, slimfs_idle_period_ms(h->idle), slimfs_idle_tick,
+				   h->idle);
 	if (r == 0 && run)
 		r = slimfs_stats_run(h->stats);
 	if (r < 0 && !h->o->stats_socket) {
-		log_warn("continuing without a stats socket");
+		log_warn("continuing without a stats socket%s",
+			 h->idle ? " (and without the idle release, which its thread runs)" : "");
 		r = 0;
 	}
 	return r;
@@ -731,7 +768,8 @@ static void daemon_heap(uint64_t mem_cache)
 #endif
 }
 
-static void daemon_heap_grow(uint64_t mem_cache)
+/* Returns the start of the range it advised, or NULL. */
+static uint8_t *daemon_heap_grow(uint64_t mem_cache)
 {
 #ifdef __GLIBC__
 	size_t pad = (size_t)MIN(mem_cache + MAX(mem_cache / 2, (uint64_t)HEAP_ROOM_MIN),
@@ -741,7 +779,7 @@ static void daemon_heap_grow(uint64_t mem_cache)
 	void *volatile p; /* else the compiler drops malloc() and free() */
 
 	if (!slimfs_huge_pages_on())
-		return;
+		return NULL;
 	/*
 	 * An allocation larger than all the heap has free (top and bins) grows
 	 * it by about the pad: that range is advised.
@@ -749,19 +787,78 @@ static void daemon_heap_grow(uint64_t mem_cache)
 	free_bytes = mallinfo2().fordblks;
 	before = sbrk(0);
 	if (before == (void *)-1 || free_bytes >= pad)
-		return;
+		return NULL;
 	mallopt(M_TOP_PAD, (int)pad);
 	mallopt(M_MMAP_MAX, 0); /* from the heap, however large */
 	p = malloc(free_bytes + 1);
 	mallopt(M_MMAP_MAX, GLIBC_DEFAULT_MMAP_MAX);
 	after = sbrk(0);
-	if (after >= before + pad)
+	if (after >= before + pad) {
 		(void)madvise(before, (size_t)(after - before), MADV_HUGEPAGE);
-	else /* no heap to grow (ASan, no memory): as before, without huge pages */
+	} else { /* no heap to grow (ASan, no memory): as before, without huge pages */
 		mallopt(M_TOP_PAD, (int)GLIBC_DEFAULT_PAD);
+		before = NULL;
+	}
 	free(p);
+	return before;
 #else
 	(void)mem_cache;
+	return NULL;
+#endif
+}
+
+/* The heap daemon_heap_grow advised, for the idle release. */
+struct daemon_heap {
+	uint64_t mem_cache;
+	uint8_t *advised; /* start of the advised range; NULL: none (atomic) */
+};
+
+/*
+ * After an idle release dropped the decoded chunks (idle.h): gives the heap's
+ * free memory back to the kernel, all of it (malloc_trim's pad 0, not the
+ * M_TOP_PAD daemon_heap_grow set, which glibc's own trims keep). glibc gives
+ * back the free pages inside the heap too, and that splits its huge pages:
+ * what stays in use is a few 4 KiB pages per 2 MiB. Advised for huge pages,
+ * khugepaged would collapse those ranges into huge pages again (it takes a
+ * range with a single page present: max_ptes_none 511), and did: 13 -> 66 MiB
+ * within 45 s of a release. So the heap is advised NOHUGEPAGE while idle, and
+ * daemon_heap_wake advises it again at the first work.
+ * Runs in the stats thread, concurrently with requests: malloc_trim holds
+ * malloc's lock, and advice changes no byte of a range in use.
+ */
+static void daemon_heap_trim(void *ud)
+{
+#ifdef __GLIBC__
+	struct daemon_heap *h = ud;
+	uint8_t *start = __atomic_load_n(&h->advised, __ATOMIC_ACQUIRE), *end;
+
+	malloc_trim(0);
+	end = sbrk(0);
+	if (start && end != (void *)-1 && end > start)
+		(void)madvise(start, (size_t)(end - start), MADV_NOHUGEPAGE);
+#else
+	(void)ud;
+#endif
+}
+
+/*
+ * Work again after a release: the heap on huge pages again as at the start,
+ * the range trimmed and what it grows by (a new mapping: brk space the kernel
+ * adds has no advice). Growing reserves address space only.
+ */
+static void daemon_heap_wake(void *ud)
+{
+#ifdef __GLIBC__
+	struct daemon_heap *h = ud;
+	uint8_t *start = __atomic_load_n(&h->advised, __ATOMIC_ACQUIRE), *end = sbrk(0), *grown;
+
+	if (start && end != (void *)-1 && end > start)
+		(void)madvise(start, (size_t)(end - start), MADV_HUGEPAGE);
+	grown = daemon_heap_grow(h->mem_cache);
+	if (!start)
+		__atomic_store_n(&h->advised, grown, __ATOMIC_RELEASE);
+#else
+	(void)ud;
 #endif
 }
 
@@ -779,6 +876,8 @@ static int run_daemon(struct mount_opts *o, struct daemon_ctx *d)
 	struct slimfs_prefetch *pf = NULL;
 	struct slimfs_notify *notify = NULL;
 	struct slimfs_watchdog *wd = NULL;
+	struct slimfs_idle *idle = NULL;
+	struct daemon_heap heap = {.mem_cache = o->mem_cache};
 	_cleanup_free_ uint8_t *profile_ids = NULL; /* read by slimfs_prefetch_start only */
 	struct slimfs_stats_src src;
 	struct handover_ctx hc = {.o = o, .src = &src, .fs = &fs, .notify = &notify};
@@ -904,6 +1003,20 @@ static int run_daemon(struct mount_opts *o, struct daemon_ctx *d)
 		if (r < 0)
 			goto out;
 	}
+	if (o->idle_release_ns) {
+		struct slimfs_idle_opts io = {.after_ns = o->idle_release_ns,
+					      .fs = &fs,
+					      .prefetch = pf,
+					      .trim = daemon_heap_trim,
+					      .wake = daemon_heap_wake,
+					      .ud = &heap};
+
+		r = slimfs_idle_new(&io, &idle);
+		if (r < 0)
+			goto out;
+		hc.idle = idle;
+		src.idle = idle;
+	}
 	/* Taking over: once the old daemon (and its socket) is gone. */
 	if (!o->takeover && start_stats(&hc, false) < 0)
 		goto out;
@@ -1019,7 +1132,8 @@ static int run_daemon(struct mount_opts *o, struct daemon_ctx *d)
 		slimfs_stats_stop(hc.stats);
 		hc.stats = NULL;
 	}
-	daemon_heap_grow(o->mem_cache);
+	/* The stats thread (idle release) may run already (a takeover): atomic. */
+	__atomic_store_n(&heap.advised, daemon_heap_grow(o->mem_cache), __ATOMIC_RELEASE);
 	/* The filler first: the first reads may come at once. */
 	fill_auto = o->fill == SLIMFS_FILL_AUTO;
 	if (fill_auto) /* a trace must see every read */
@@ -1094,6 +1208,7 @@ out:
 	slimfs_backend_preload_settle();
 	fuse_opt_free_args(&args);
 	slimfs_stats_stop(hc.stats);
+	slimfs_idle_free(idle); /* the stats thread called it */
 	slimfs_notify_free(notify);
 	slimfs_notify_free(hc.stopped);
 	/* After the unmount: it finds no connection of ours to abort any more. */
@@ -1214,6 +1329,7 @@ static void opts_init(struct mount_opts *o)
 	 * off when not (no fusectl, not root) or with --trace */
 	o->fill = SLIMFS_FILL_AUTO;
 	o->fetch.timeout_ms = DEFAULT_TIMEOUT_S * 1000u;
+	o->idle_release_ns = DEFAULT_IDLE_RELEASE_NS;
 }
 
 static void opts_free(struct mount_opts *o)
@@ -1286,6 +1402,7 @@ static int mount_main(int argc, char **argv, const struct slimfs_daemon_info *re
 		OPT_MISS_AHEAD,
 		OPT_PAGE_CACHE_FILL,
 		OPT_KERNEL_READAHEAD,
+		OPT_IDLE_RELEASE,
 	};
 	static const struct option longopts[] = {
 		{"foreground", no_argument, NULL, 'f'},
@@ -1315,6 +1432,7 @@ static int mount_main(int argc, char **argv, const struct slimfs_daemon_info *re
 		{"miss-ahead", required_argument, NULL, OPT_MISS_AHEAD},
 		{"page-cache-fill", required_argument, NULL, OPT_PAGE_CACHE_FILL},
 		{"kernel-readahead", required_argument, NULL, OPT_KERNEL_READAHEAD},
+		{"idle-release", required_argument, NULL, OPT_IDLE_RELEASE},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -1427,6 +1545,10 @@ static int mount_main(int argc, char **argv, const struct slimfs_daemon_info *re
 			break;
 		case OPT_PAGE_CACHE_FILL:
 			if (parse_fill("--page-cache-fill", optarg, &o.fill) < 0)
+				return EXIT_USAGE;
+			break;
+		case OPT_IDLE_RELEASE:
+			if (parse_idle_release("--idle-release", optarg, &o.idle_release_ns) < 0)
 				return EXIT_USAGE;
 			break;
 		case OPT_KERNEL_READAHEAD:

@@ -95,7 +95,18 @@ struct slimfs_fs {
 	/* Per directory inode: its regular files' bytes + 1, capped (miss_ahead_dir);
 	 * 0: not counted yet. */
 	_Atomic uint64_t *dir_bytes;
+	/* Set by every request (slimfs_fs_touch), cleared by the idle check (idle.h). */
+	_Atomic bool active;
 };
+
+/* A FUSE request came: the mount is not idle. One relaxed load per request,
+ * and a store only when the idle check cleared the flag (every few seconds):
+ * the cache line stays shared between the workers' cores. */
+static inline void slimfs_fs_touch(struct slimfs_fs *fs)
+{
+	if (!atomic_load_explicit(&fs->active, memory_order_relaxed))
+		atomic_store_explicit(&fs->active, true, memory_order_relaxed);
+}
 
 /* Copies the hidden-path hints (oldest first) into out[]; returns how many.
  * The strings are the caller's to free. */

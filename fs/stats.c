@@ -15,6 +15,7 @@
 
 #include "slimfs/sha256.h"
 #include "slimfs/util.h"
+#include "idle.h"
 #include "notify.h"
 #include "stats.h"
 
@@ -92,7 +93,7 @@ struct metric {
 };
 
 struct snapshot {
-	struct metric m[64];
+	struct metric m[72];
 	unsigned n;
 	char *hints[SLIMFS_HINTS];
 	unsigned nhints;
@@ -119,9 +120,11 @@ static void collect(const struct slimfs_stats_src *src, struct snapshot *s)
 	struct slimfs_backend *b = fs->img->backend;
 	struct slimfs_cache_stats cs;
 	struct slimfs_notify_stats ns;
+	struct slimfs_idle_stats is;
 	const char *C = "counter", *G = "gauge";
 
 	memset(s, 0, sizeof(*s));
+	slimfs_idle_stats(src->idle, &is);
 	slimfs_cache_stats(fs->cache, &cs);
 	/* Set once the session exists, while this server already runs. */
 	slimfs_notify_stats(__atomic_load_n(&fs->notify, __ATOMIC_ACQUIRE), &ns);
@@ -220,6 +223,14 @@ static void collect(const struct slimfs_stats_src *src, struct snapshot *s)
 	    (double)atomic_load(&fs->stats.hidden_by_view));
 	add(s, "hidden", "paths", C, "distinct hidden paths looked up",
 	    (double)atomic_load(&fs->stats.hidden_paths));
+	add(s, "memory", "rss_anon_bytes", G, "the daemon's anonymous resident memory",
+	    (double)slimfs_rss_anon());
+	add(s, "memory", "idle_releases", C, "memory given back after an idle spell",
+	    (double)is.releases);
+	add(s, "memory", "idle_released_bytes", G, "anonymous memory the last release gave back",
+	    (double)is.last_bytes);
+	add(s, "memory", "idle_released_chunk_bytes", G, "... of it decoded chunks dropped",
+	    (double)is.last_chunk_bytes);
 	add(s, "mount", "uptime_seconds", G, "seconds since the mount", s->uptime);
 	add(s, "mount", "offline", G, "1 when serving from the cache only",
 	    fs->img->offline ? 1 : 0);
@@ -409,7 +420,10 @@ struct slimfs_stats_server {
 	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 	char link[PATH_MAX]; /* the symlink at the default path, or "" */
 	pthread_t thread;
-	bool running; /* thread started */
+	bool running;	   /* thread started */
+	unsigned every_ms; /* 0: no periodic call */
+	void (*every)(void *ud);
+	void *every_ud;
 };
 
 static void serve_one(struct slimfs_stats_server *s, int c)
@@ -445,17 +459,31 @@ static void serve_one(struct slimfs_stats_server *s, int c)
 static void *server_main(void *arg)
 {
 	struct slimfs_stats_server *s = arg;
+	uint64_t period_ns = (uint64_t)s->every_ms * 1000000, next = slimfs_now_ns() + period_ns;
 
 	for (;;) {
 		struct pollfd p[2] = {{.fd = s->fd, .events = POLLIN},
 				      {.fd = s->stop[0], .events = POLLIN}};
-		int c;
+		int c, timeout = -1, n;
 
-		if (poll(p, 2, -1) < 0) {
+		if (s->every_ms) {
+			uint64_t now = slimfs_now_ns();
+
+			if (now >= next) {
+				s->every(s->every_ud);
+				now = slimfs_now_ns();
+				next = MAX(next + period_ns, now);
+			}
+			timeout = (int)((next - now + 999999) / 1000000);
+		}
+		n = poll(p, 2, timeout);
+		if (n < 0) {
 			if (errno == EINTR)
 				continue;
 			break;
 		}
+		if (n == 0)
+			continue;
 		if (p[1].revents)
 			break;
 		c = accept4(s->fd, NULL, NULL, SOCK_CLOEXEC);
@@ -586,6 +614,16 @@ fail:
 	}
 	free(s);
 	return r;
+}
+
+void slimfs_stats_every(struct slimfs_stats_server *s, unsigned period_ms, void (*fn)(void *),
+			void *ud)
+{
+	if (!s || s->running)
+		return;
+	s->every_ms = fn ? MAX(period_ms, 1u) : 0;
+	s->every = fn;
+	s->every_ud = ud;
 }
 
 int slimfs_stats_run(struct slimfs_stats_server *s)

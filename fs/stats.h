@@ -21,9 +21,12 @@ enum slimfs_stats_format {
 	SLIMFS_STATS_PROMETHEUS,
 };
 
+struct slimfs_idle;
+
 struct slimfs_stats_src {
 	struct slimfs_fs *fs;		  /* borrowed */
 	struct slimfs_prefetch *prefetch; /* borrowed, may be NULL */
+	struct slimfs_idle *idle;	  /* borrowed, may be NULL (--idle-release 0) */
 	const char *mountpoint;		  /* absolute */
 	uint64_t start_ns;
 };
@@ -49,6 +52,13 @@ struct slimfs_stats_server;
  */
 int slimfs_stats_serve(const char *path, const struct slimfs_stats_src *src,
 		       struct slimfs_stats_server **out);
+/*
+ * Also calls fn(ud) every period_ms (roughly: between clients) in the
+ * server's thread, the daemon's one thread that wakes up on a clock (the idle
+ * release's check). Set before slimfs_stats_run; NULL s is a no-op.
+ */
+void slimfs_stats_every(struct slimfs_stats_server *s, unsigned period_ms, void (*fn)(void *),
+			void *ud);
 /* Starts answering (once; NULL is a no-op). 0 or -errno. */
 int slimfs_stats_run(struct slimfs_stats_server *s);
 /* Stops serving, removes the socket (and the symlink). NULL is a no-op. */

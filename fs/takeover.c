@@ -271,6 +271,8 @@ static void *worker_main(void *arg)
 		}
 		if (!atomic_load(&s->have_init))
 			capture_init(s, &buf);
+		if (s->o.fs)
+			slimfs_fs_touch(s->o.fs);
 		if (!quick_request(s, &buf)) {
 			lead = false;
 			sem_post(&s->lead);

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: MIT
 /* Large buffers on transparent huge pages (see slimfs/util.h). */
+#include <errno.h>
 #include <stdint.h>
 #include <sys/mman.h>
 
@@ -63,4 +64,11 @@ void slimfs_huge_free(void *p, size_t len)
 {
 	if (p)
 		munmap(p, huge_len(len ? len : 1));
+}
+
+int slimfs_huge_release(void *p, size_t len)
+{
+	if (!p)
+		return 0;
+	return madvise(p, huge_len(len ? len : 1), MADV_DONTNEED) < 0 ? -errno : 0;
 }

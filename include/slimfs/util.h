@@ -156,6 +156,10 @@ void slimfs_huge_pages(bool on);
 bool slimfs_huge_pages_on(void);
 void *slimfs_huge_alloc(size_t len);
 void slimfs_huge_free(void *p, size_t len);
+/* Gives the pages of a slimfs_huge_alloc buffer back to the kernel; they read
+ * as zeros again on next touch. The caller makes sure nobody uses them
+ * meanwhile. 0 or -errno. */
+int slimfs_huge_release(void *p, size_t len);
 /*
  * Zeroed memory of its own mapping, in 4 KiB pages taken on first touch: for
  * tables mostly never written (per inode, per chunk), where calloc would clear
