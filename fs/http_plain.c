@@ -348,6 +348,12 @@ int slimfs_plain_http_get(struct slimfs_plain_http *p, uint64_t off, void *buf, 
 	}
 }
 
+void slimfs_plain_http_adopt(struct slimfs_plain_http *p, int fd)
+{
+	disconnect(p);
+	p->fd = fd;
+}
+
 void slimfs_plain_http_free(struct slimfs_plain_http *p)
 {
 	if (!p)
