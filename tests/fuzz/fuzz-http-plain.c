@@ -108,6 +108,11 @@ static size_t check_answer(const uint8_t *ans, size_t n, const uint8_t *buf, siz
 	FUZZ_CHECK(hlen >= 12 && memcmp(ans, "HTTP/1.", 7) == 0 && memcmp(ans + 8, " 206", 4) == 0);
 	memcpy(hdr, ans, hlen);
 	hdr[hlen] = '\0';
+	/* lines as libcurl reads them: no NUL, CR and LF only as CR LF, no obs-fold */
+	FUZZ_CHECK(strlen(hdr) == hlen);
+	for (size_t i = 0; i < hlen; i++)
+		FUZZ_CHECK((hdr[i] == '\r') == (hdr[i + 1] == '\n') &&
+			   (hdr[i] != '\n' || (hdr[i + 1] != ' ' && hdr[i + 1] != '\t')));
 	FUZZ_CHECK(strcasestr(hdr, "\r\ncontent-range:") && strcasestr(hdr, "\r\ncontent-length:"));
 	FUZZ_CHECK(!strcasestr(hdr, "\r\ntransfer-encoding:"));
 	return hlen + 4 + got;
@@ -173,7 +178,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			check_request(req, sent, off, len);
 		if (r == 0 && sent)
 			used += check_answer(ans + used, to - used, buf, len, want, up_to_end, off,
-					       total);
+					     total);
 		else
 			FUZZ_CHECK(r < 0 && want == len);
 	}

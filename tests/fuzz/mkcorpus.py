@@ -213,6 +213,8 @@ def http_plain_seeds():
                              [b"Location: http://127.0.0.1:1/g", b"Content-Length: 0"])], 0),
         "seed-302": ([answer(b"302 Found", [b"Location: /g", b"Content-Length: 0"])], 0),
         "seed-100-continue": ([answer(b"100 Continue") + ranged(0, body, b"10")], 0),
+        "seed-header-bare-lf": ([ranged(0, body, b"10", [b"X-A: b\nTransfer-Encoding: chunked"])], 0),
+        "seed-header-obs-fold": ([ranged(0, body, b"10", [b"Connection: close", b" , x"])], 0),
         "seed-empty": ([b""], 0),
         "seed-long-headers": ([answer(headers=[b"X-Pad: " + b"p" * 17000]) + body], 0),
     }
