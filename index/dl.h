@@ -21,6 +21,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/types.h>
 
 struct slimfs_dl_sym {
 	const char *name;
@@ -57,6 +58,16 @@ int slimfs_dl_load(struct slimfs_dl_lib *lib);
  * the caller goes on at once. Without a thread, loads on first use as before.
  */
 void slimfs_dl_preload(struct slimfs_dl_lib *lib);
+
+/*
+ * The threads of slimfs_dl_preload() are detached and may outlive their
+ * work (a read-ahead of ~30 cold files). For a check that counts the
+ * process' threads: whether tid is one of them, and how many of them have
+ * started without having told their tid yet (any unknown thread may be one
+ * of those: ask for that count before listing the threads).
+ */
+bool slimfs_dl_thread(pid_t tid);
+unsigned slimfs_dl_threads_untold(void);
 
 /* The library is loaded / a preload was started (cheap checks, no waiting). */
 bool slimfs_dl_loaded(struct slimfs_dl_lib *lib);
