@@ -537,7 +537,7 @@ static int check_lone_thread(void)
 {
 	unsigned untold = slimfs_dl_threads_untold(); /* before the listing: dl.h */
 	unsigned others = 0;
-	pid_t self = getpid(), other = 0;
+	pid_t self = gettid(), other = 0;
 	struct dirent *e;
 	DIR *dir;
 
