@@ -228,9 +228,25 @@ static const char *header_value(const char *s, const char *e, const char *name, 
 }
 
 /*
+ * Whether [s, s + n), headers ending in CR LF, has what RFC 9112 lets a
+ * client read another way than line by line (libcurl does): a NUL, a CR or LF
+ * not in CR LF, a line folded onto the one before (obs-fold).
+ */
+static bool ambiguous(const char *s, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (s[i] == '\0' || (s[i] == '\r' && (i + 1 == n || s[i + 1] != '\n')) ||
+		    (s[i] == '\n' && (i == 0 || s[i - 1] != '\r' ||
+				      (i + 1 < n && (s[i + 1] == ' ' || s[i + 1] == '\t')))))
+			return true;
+	return false;
+}
+
+/*
  * Parses the status line and headers in [p->hdr, p->hdr + n): status 206,
  * a Content-Range (first, last, total), a Content-Length equal to its
- * length, no Transfer-Encoding; *keep: the connection stays open.
+ * length, no Transfer-Encoding, nothing ambiguous(); *keep: the connection
+ * stays open.
  */
 static int parse_headers(struct slimfs_plain_http *p, size_t n, uint64_t *first, uint64_t *last,
 			 uint64_t *total, bool *keep)
@@ -240,8 +256,9 @@ static int parse_headers(struct slimfs_plain_http *p, size_t n, uint64_t *first,
 	bool range = false;
 
 	eol = memmem(s, (size_t)(end - s), "\r\n", 2);
-	if (!eol || eol - s < 12 || strncmp(s, "HTTP/1.", 7) != 0 || (s[7] != '0' && s[7] != '1') ||
-	    strncmp(s + 8, " 206", 4) != 0 || (eol - s > 12 && s[12] != ' '))
+	if (!eol || ambiguous(s, n) || eol - s < 12 || strncmp(s, "HTTP/1.", 7) != 0 ||
+	    (s[7] != '0' && s[7] != '1') || strncmp(s + 8, " 206", 4) != 0 ||
+	    (eol - s > 12 && s[12] != ' '))
 		return -EPROTO;
 	*keep = s[7] == '1';
 	for (s = eol + 2; s < end && (eol = memmem(s, (size_t)(end - s), "\r\n", 2)) && eol > s;
@@ -346,6 +363,12 @@ int slimfs_plain_http_get(struct slimfs_plain_http *p, uint64_t off, void *buf, 
 		if (!reused || attempt || (r != -EPIPE && r != -ECONNRESET))
 			return r;
 	}
+}
+
+void slimfs_plain_http_adopt(struct slimfs_plain_http *p, int fd)
+{
+	disconnect(p);
+	p->fd = fd;
 }
 
 void slimfs_plain_http_free(struct slimfs_plain_http *p)

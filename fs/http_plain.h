@@ -31,6 +31,13 @@ int slimfs_plain_http_new(const char *url, const char *user_agent, struct slimfs
 int slimfs_plain_http_get(struct slimfs_plain_http *p, uint64_t off, void *buf, size_t *len,
 			  bool up_to_end, unsigned timeout_ms, uint64_t *total);
 
+/*
+ * Takes over fd, a connected nonblocking stream socket, as p's connection (in
+ * place of any it had), as if connected to the URL's server. For the fuzzer
+ * (tests/fuzz/fuzz-http-plain.c): the exchange over it is slimfs_plain_http_get's.
+ */
+void slimfs_plain_http_adopt(struct slimfs_plain_http *p, int fd);
+
 void slimfs_plain_http_free(struct slimfs_plain_http *p);
 
 #endif

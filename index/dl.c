@@ -75,6 +75,42 @@ int slimfs_dl_load(struct slimfs_dl_lib *lib)
 	return s > 0 ? 0 : s;
 }
 
+/* slimfs_dl_thread(): the preload threads started, and those that told their tid */
+#define TOLD_MAX 8
+static atomic_uint threads_started, threads_told;
+static _Atomic pid_t told_tids[TOLD_MAX];
+
+/* First thing in each thread of spawn_detached(). */
+static void tell_tid(void)
+{
+	/* threads tell at once: each takes a free slot, then counts itself
+	 * (none free: it stays untold, which only loosens the check) */
+	for (unsigned i = 0; i < TOLD_MAX; i++) {
+		pid_t none = 0;
+
+		if (atomic_compare_exchange_strong(&told_tids[i], &none, gettid())) {
+			atomic_fetch_add(&threads_told, 1);
+			return;
+		}
+	}
+}
+
+bool slimfs_dl_thread(pid_t tid)
+{
+	for (unsigned i = 0; i < TOLD_MAX; i++)
+		if (atomic_load(&told_tids[i]) == tid)
+			return true;
+	return false;
+}
+
+unsigned slimfs_dl_threads_untold(void)
+{
+	/* told first: a thread that tells in between is counted as untold */
+	unsigned told = atomic_load(&threads_told);
+
+	return atomic_load(&threads_started) - told;
+}
+
 static void *preload_main(void *arg)
 {
 	(void)slimfs_dl_load(arg); /* its entry point's own call returns the result */
@@ -87,6 +123,7 @@ static void *read_ahead(void *arg)
 	const char *files = arg;
 	char path[PATH_MAX];
 
+	tell_tid();
 	while (files && *files) {
 		const char *end = strchrnul(files, ':');
 		size_t n = (size_t)(end - files);
@@ -116,7 +153,10 @@ static int spawn_detached(void *(*fn)(void *), void *arg)
 	if (pthread_attr_init(&attr) != 0)
 		return -ENOMEM;
 	(void)pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	atomic_fetch_add(&threads_started, 1); /* before it can run */
 	r = pthread_create(&t, &attr, fn, arg);
+	if (r != 0)
+		atomic_fetch_sub(&threads_started, 1);
 	pthread_attr_destroy(&attr);
 	return -r;
 }

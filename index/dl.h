@@ -22,6 +22,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/types.h>
 
 struct slimfs_dl_sym {
 	const char *name;
@@ -72,6 +73,17 @@ void slimfs_dl_preload(struct slimfs_dl_lib *lib);
  * build, 1 in 2 runs). Call it from the thread that called slimfs_dl_preload.
  */
 void slimfs_dl_preload_join(struct slimfs_dl_lib *lib);
+
+/*
+ * The read-ahead thread of slimfs_dl_preload() is detached and may outlive
+ * its work (~30 cold files; the loading thread is joined:
+ * slimfs_dl_preload_join). For a check that counts the process' threads:
+ * whether tid is such a thread, and how many of them have started without
+ * having told their tid yet (any unknown thread may be one of those: ask for
+ * that count before listing the threads).
+ */
+bool slimfs_dl_thread(pid_t tid);
+unsigned slimfs_dl_threads_untold(void);
 
 /* The library is loaded / a preload was started (cheap checks, no waiting). */
 bool slimfs_dl_loaded(struct slimfs_dl_lib *lib);

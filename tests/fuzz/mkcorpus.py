@@ -10,7 +10,8 @@ image plain, --index-compression none, and as built by default, with the
 compressed index, seed-*-z.idx),
 chunk records with their frames (fuzz-chunk's input layout), tar layers of
 every entry type and compression, the should-fail fixtures of tests/data,
-allow-lists, and a few roundtrip programs. Reproducible: mtime 0, sorted.
+allow-lists, a few roundtrip programs, and server answers for the plain HTTP
+client (fuzz-http-plain's input layout). Reproducible: mtime 0, sorted.
 regress-* files are never touched.
 """
 import gzip
@@ -155,6 +156,94 @@ def images(slimfs, extra=("--index-compression", "none")):
     return out
 
 
+def http_plain_input(answers, off=0, length=10, up_to_end=False, from_top=False):
+    """fuzz-http-plain's input: flags, offset, length - 1, first answer size, answers."""
+    flags = up_to_end | from_top << 1 | (len(answers) > 1) << 2
+    head = struct.pack("<BI", flags, off) + (length - 1).to_bytes(3, "little")
+    return head + struct.pack("<H", len(answers[0])) + b"".join(answers)
+
+
+def answer(status=b"206 Partial Content", headers=(), body=b"", version=b"1.1"):
+    return (b"HTTP/" + version + b" " + status + b"\r\n" +
+            b"".join(h + b"\r\n" for h in headers) + b"\r\n" + body)
+
+
+def ranged(first, body, total=b"*", extra=(), clen=None, version=b"1.1"):
+    last = first + len(body) - 1
+    return answer(headers=[b"Content-Range: bytes %d-%d/%s" % (first, last, total),
+                           b"Content-Length: %d" % (len(body) if clen is None else clen),
+                           *extra], body=body, version=version)
+
+
+def http_plain_seeds():
+    body = bytes(range(48, 58))
+    close = [b"Connection: close"]
+    seeds = {
+        "seed-206": ([ranged(100, body, b"1000")], 100),
+        "seed-206-star": ([ranged(100, body)], 100),
+        "seed-206-close": ([ranged(100, body, b"1000", close)], 100),
+        "seed-206-http10": ([ranged(100, body, b"1000", version=b"1.0")], 100),
+        "seed-206-http10-keep-alive":
+            ([ranged(100, body, b"1000", [b"connection: Keep-Alive"], version=b"1.0")], 100),
+        "seed-206-headers": ([ranged(0, body, b"10", [b"Server: nginx", b"ETag: \"x\"",
+                                                     b"Accept-Ranges:\tbytes ",
+                                                     b"content-type: text/plain"])], 0),
+        "seed-206-chunked": ([answer(headers=[b"Content-Range: bytes 0-9/10",
+                                              b"Transfer-Encoding: chunked"],
+                                     body=b"a\r\n" + body + b"\r\n0\r\n\r\n")], 0),
+        "seed-206-extra-bytes": ([ranged(0, body, b"20") + b"HTTP/1.1 206"], 0),
+        "seed-206-truncated-body": ([ranged(0, body, b"20")[:-3]], 0),
+        "seed-206-truncated-headers": ([ranged(0, body, b"20")[:40]], 0),
+        "seed-206-wrong-start": ([ranged(5, body, b"20")], 0),
+        "seed-206-beyond-total": ([answer(headers=[b"Content-Range: bytes 0-9/5",
+                                                   b"Content-Length: 10"], body=body)], 0),
+        "seed-206-bad-range": ([answer(headers=[b"Content-Range: bytes 9-0/10",
+                                                b"Content-Length: 10"], body=body)], 0),
+        "seed-206-negative": ([answer(headers=[b"Content-Range: bytes -1-9/10",
+                                               b"Content-Length: 10"], body=body)], 0),
+        "seed-206-length-mismatch": ([ranged(0, body, b"10", clen=9)], 0),
+        "seed-206-huge-length": ([ranged(0, body, b"10", clen=10 ** 30)], 0),
+        "seed-206-huge-range":
+            ([answer(headers=[b"Content-Range: bytes 0-18446744073709551615/*",
+                              b"Content-Length: 0"])], 0),
+        "seed-200": ([answer(b"200 OK", [b"Content-Length: 10"], body)], 0),
+        "seed-416": ([answer(b"416 Range Not Satisfiable",
+                             [b"Content-Range: bytes */5", b"Content-Length: 0"])], 100),
+        "seed-301": ([answer(b"301 Moved Permanently",
+                             [b"Location: http://127.0.0.1:1/g", b"Content-Length: 0"])], 0),
+        "seed-302": ([answer(b"302 Found", [b"Location: /g", b"Content-Length: 0"])], 0),
+        "seed-100-continue": ([answer(b"100 Continue") + ranged(0, body, b"10")], 0),
+        "seed-header-bare-lf": ([ranged(0, body, b"10", [b"X-A: b\nTransfer-Encoding: chunked"])], 0),
+        "seed-header-obs-fold": ([ranged(0, body, b"10", [b"Connection: close", b" , x"])], 0),
+        "seed-empty": ([b""], 0),
+        "seed-long-headers": ([answer(headers=[b"X-Pad: " + b"p" * 17000]) + body], 0),
+    }
+    for name, (answers, off) in seeds.items():
+        write("http-plain", name, http_plain_input(answers, off))
+    # up to the end: fewer bytes where the resource ends
+    write("http-plain", "seed-up-to-end", http_plain_input(
+        [ranged(996, body[:4], b"1000")], 996, 16, up_to_end=True))
+    write("http-plain", "seed-up-to-end-star", http_plain_input(
+        [ranged(996, body[:4])], 996, 16, up_to_end=True))
+    write("http-plain", "seed-offset-top", http_plain_input(
+        [ranged(2 ** 64 - 11, body)], 10, from_top=True))
+    write("http-plain", "seed-offset-overflow", http_plain_input(
+        [ranged(0, body)], 5, from_top=True))
+    # a body beyond the first read of the headers (16 KiB)
+    big = bytes(range(256)) * 80
+    write("http-plain", "seed-206-large-body", http_plain_input(
+        [ranged(0, big, b"%d" % len(big))], 0, len(big)))
+    # two exchanges on one connection
+    write("http-plain", "seed-keep-alive-twice", http_plain_input(
+        [ranged(100, body, b"1000"), ranged(100, body[::-1], b"1000")], 100))
+    write("http-plain", "seed-close-then-again", http_plain_input(
+        [ranged(100, body, b"1000", close), ranged(100, body, b"1000")], 100))
+    write("http-plain", "seed-keep-alive-then-eof", http_plain_input(
+        [ranged(100, body, b"1000"), b""], 100))
+    write("http-plain", "seed-keep-alive-split-body", http_plain_input(
+        [ranged(100, body, b"1000")[:-4], ranged(100, body, b"1000")[-4:]], 100))
+
+
 def main():
     slimfs = sys.argv[1]
     for name, fn in LAYERS.items():
@@ -189,6 +278,8 @@ def main():
           b"# comment\n/lib/[a-z]*/\n[!x]?\n\\#literal\n\\!bang\n/a/**\n**/b\n")
     write("allowlist", "seed-include", b"@include runtime-base\n@include no-shell\n!/bin/sh\n")
     write("allowlist", "seed-escapes", b"trailing\\ \n/dir/\n\r\n  indented\n")
+
+    http_plain_seeds()
 
     rnd = random.Random(42)
     for i in range(6):

@@ -2,6 +2,7 @@
 /* The loader of index/dl.h: a missing library or symbol fails with the
  * documented errno and one log line, a good one fills the table once, also
  * when many threads ask at the same time. */
+#include <dirent.h>
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
@@ -63,6 +64,38 @@ static void *load_thread(void *ud)
 {
 	(void)ud;
 	return (void *)(long)slimfs_dl_load(&libc_lib);
+}
+
+/*
+ * After the joins of the loading threads, only pre's read-ahead thread (no
+ * files for pre_missing) may still run: it told its tid (slimfs_dl_thread);
+ * every other thread of the process but this one has been joined.
+ */
+static void check_threads_told(void)
+{
+	unsigned others = 0, told = 0;
+	struct dirent *e;
+	DIR *dir;
+
+	for (int i = 0; i < 5000 && slimfs_dl_threads_untold() > 0; i++)
+		usleep(1000);
+	CHECK_EQ(slimfs_dl_threads_untold(), 0u);
+	CHECK(!slimfs_dl_thread(gettid()));
+	dir = opendir("/proc/self/task");
+	CHECK(dir != NULL);
+	while (dir && (e = readdir(dir))) {
+		pid_t tid = (pid_t)atoi(e->d_name);
+
+		if (tid > 0 && tid != gettid()) {
+			others++;
+			told += slimfs_dl_thread(tid);
+		}
+	}
+	if (dir)
+		closedir(dir);
+	printf("# %u other threads, %u of them told\n", others, told);
+	CHECK(others <= 1);
+	CHECK_EQ(told, others);
 }
 
 int main(void)
@@ -135,5 +168,6 @@ int main(void)
 	CHECK_EQ(slimfs_dl_load(&pre_missing), -ELIBACC);
 	CHECK_EQ(slimfs_dl_load(&pre_missing), -ELIBACC);
 	CHECK(t4.atoi == NULL);
+	check_threads_told();
 	return tap_done();
 }
