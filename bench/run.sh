@@ -342,7 +342,7 @@ prepare_mount() {
 	mkfs.erofs -zlz4hc --quiet "$work/img.erofs" "$work/tree" >/dev/null
 	local f
 	for f in slimfs sqfs erofs; do
-		printf 'mount\timage_size\t%s\t0\t%s\n' "$f" "$(stat -c %s "$work/img.$f")" >>"$raw"
+		printf '%s\timage_size\t%s\t0\t%s\n' "$part" "$f" "$(stat -c %s "$work/img.$f")" >>"$raw"
 	done
 	mkdir -p "$mnt"
 	sync
