@@ -244,16 +244,17 @@ static bool ambiguous(const char *s, size_t n)
 
 /*
  * Parses the status line and headers in [p->hdr, p->hdr + n): status 206,
- * a Content-Range (first, last, total), a Content-Length equal to its
+ * one Content-Range (first, last, total), one Content-Length equal to its
  * length, no Transfer-Encoding, nothing ambiguous(); *keep: the connection
- * stays open.
+ * stays open. A second Content-Range or Content-Length, even an equal one, is
+ * refused like any answer a reader could frame two ways (RFC 9112 6.3).
  */
 static int parse_headers(struct slimfs_plain_http *p, size_t n, uint64_t *first, uint64_t *last,
 			 uint64_t *total, bool *keep)
 {
 	const char *s = p->hdr, *end = p->hdr + n, *eol;
 	int64_t clen = -1;
-	bool range = false;
+	bool range = false, have_clen = false;
 
 	eol = memmem(s, (size_t)(end - s), "\r\n", 2);
 	if (!eol || ambiguous(s, n) || eol - s < 12 || strncmp(s, "HTTP/1.", 7) != 0 ||
@@ -266,17 +267,23 @@ static int parse_headers(struct slimfs_plain_http *p, size_t n, uint64_t *first,
 		const char *v, *ve;
 		int r = slimfs_http_content_range(s, (size_t)(eol - s), first, last, total);
 
-		if (r == 0)
+		if (r == 0) {
+			if (range)
+				return -EPROTO;
 			range = true;
-		else if (r == -EINVAL)
+		} else if (r == -EINVAL) {
 			return -EPROTO;
-		else if ((v = header_value(s, eol, "content-length", &ve)))
+		} else if ((v = header_value(s, eol, "content-length", &ve))) {
+			if (have_clen)
+				return -EPROTO;
+			have_clen = true;
 			clen = parse_u63(v, ve);
-		else if (header_value(s, eol, "transfer-encoding", &ve))
+		} else if (header_value(s, eol, "transfer-encoding", &ve)) {
 			return -EPROTO;
-		else if ((v = header_value(s, eol, "connection", &ve)))
+		} else if ((v = header_value(s, eol, "connection", &ve))) {
 			*keep = (ve - v == 10 && strncasecmp(v, "keep-alive", 10) == 0) ||
 				(*keep && !(ve - v == 5 && strncasecmp(v, "close", 5) == 0));
+		}
 	}
 	if (!range || clen < 0 || (uint64_t)clen != *last - *first + 1)
 		return -EPROTO;

@@ -173,6 +173,16 @@ int main(void)
 			{H206 "Content-Range: bytes 0-3/10\r\nContent-Length: 5\r\n\r\nabcde",
 			 false, -EPROTO},
 			{H206 "Content-Range: bytes 0-3/10\r\n\r\nabcd", false, -EPROTO},
+			/* a header a reader could take two ways: twice, even equal */
+			{H206 "Content-Range: bytes 0-3/10\r\nContent-Length: 4\r\n"
+			      "Content-Length: 4\r\n\r\nabcd",
+			 false, -EPROTO},
+			{H206 "Content-Length: 4\r\nContent-Length: 9\r\n"
+			      "Content-Range: bytes 0-3/10\r\n\r\nabcd",
+			 false, -EPROTO},
+			{H206 "Content-Range: bytes 0-3/10\r\nContent-Range: bytes 0-3/20\r\n"
+			      "Content-Length: 4\r\n\r\nabcd",
+			 false, -EPROTO},
 			{H206 "Content-Range: bytes 0-3/10\r\nContent-Length: 4\r\n"
 			      "Connection: close\r\n\r\nab",
 			 false, 1},
