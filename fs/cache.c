@@ -632,6 +632,34 @@ static int edge_copy(struct slimfs_cache *c, uint32_t i, uint32_t off, uint32_t 
 	return r;
 }
 
+/*
+ * Takes e out of its shard and the table and drops the table's reference;
+ * when that was the last, e goes on the list *dead, to be freed outside the
+ * lock (free_list).
+ */
+static void remove_locked(struct slimfs_cache *c, struct shard *sh, struct slimfs_cache_entry *e,
+			  struct slimfs_cache_entry **dead)
+{
+	lru_unlink(sh, e);
+	c->slots[e->chunk] = NULL;
+	sh->bytes -= e->len;
+	sh->entries--;
+	if (atomic_fetch_sub_explicit(&e->refs, 1, memory_order_acq_rel) == 1) {
+		e->next = *dead;
+		*dead = e;
+	}
+}
+
+static void free_list(struct slimfs_cache_entry *dead)
+{
+	while (dead) {
+		struct slimfs_cache_entry *next = dead->next;
+
+		entry_free(dead);
+		dead = next;
+	}
+}
+
 /* Drops least recently used entries until the shard fits (keep is spared). */
 static struct slimfs_cache_entry *evict_locked(struct slimfs_cache *c, struct shard *sh,
 					       struct slimfs_cache_entry *keep)
@@ -639,18 +667,8 @@ static struct slimfs_cache_entry *evict_locked(struct slimfs_cache *c, struct sh
 	struct slimfs_cache_entry *dead = NULL;
 
 	while (sh->bytes > sh->cap && sh->tail && sh->tail != keep) {
-		struct slimfs_cache_entry *e = sh->tail;
-
-		lru_unlink(sh, e);
-		c->slots[e->chunk] = NULL;
-		sh->bytes -= e->len;
-		sh->entries--;
 		sh->evictions++;
-		/* Drop the table's reference; free outside the lock if it was the last. */
-		if (atomic_fetch_sub_explicit(&e->refs, 1, memory_order_acq_rel) == 1) {
-			e->next = dead;
-			dead = e;
-		}
+		remove_locked(c, sh, sh->tail, &dead);
 	}
 	return dead;
 }
@@ -707,12 +725,7 @@ static void finish(struct slimfs_cache *c, struct slimfs_cache_entry *e, int r, 
 	}
 	pthread_cond_broadcast(&sh->done);
 	pthread_mutex_unlock(&sh->lock);
-	while (dead) {
-		struct slimfs_cache_entry *next = dead->next;
-
-		entry_free(dead);
-		dead = next;
-	}
+	free_list(dead);
 	if (ref && r == 0)
 		*ref = e;
 	else
@@ -1034,15 +1047,9 @@ static struct slimfs_cache_entry *drop_locked(struct slimfs_cache *c, struct sha
 			out->kept++;
 			continue;
 		}
-		lru_unlink(sh, e);
-		c->slots[e->chunk] = NULL;
-		sh->bytes -= e->len;
-		sh->entries--;
 		out->entries++;
 		out->bytes += e->len;
-		atomic_store_explicit(&e->refs, 0, memory_order_relaxed);
-		e->next = dead;
-		dead = e;
+		remove_locked(c, sh, e, &dead);
 	}
 	return dead;
 }
@@ -1059,12 +1066,7 @@ void slimfs_cache_release(struct slimfs_cache *c, struct slimfs_cache_release *o
 		pthread_mutex_lock(&sh->lock);
 		dead = drop_locked(c, sh, out);
 		pthread_mutex_unlock(&sh->lock);
-		while (dead) {
-			struct slimfs_cache_entry *next = dead->next;
-
-			entry_free(dead);
-			dead = next;
-		}
+		free_list(dead);
 	}
 	/*
 	 * The kept ends: with every slot's lock held no copy is half done, and
