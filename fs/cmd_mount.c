@@ -560,9 +560,8 @@ static void on_ready(void *ud)
  * live. Only this thread and the loader's detached read-ahead thread may run
  * here (dl.h: libcurl's loading thread is joined, slimfs_backend_preload_settle,
  * but its read-ahead of cold files may still be busy; the parent that keeps it
- * only _exits). The
- * readdir of /proc/self/task costs ~40 us of a ~25 ms cold mount. Not in
- * release builds: a thread of some library (an LD_PRELOAD, libcurl's resolver
+ * only _exits). The readdir of /proc/self/task costs ~40 us of a ~25 ms cold
+ * mount. Not in release builds: a thread of some library (an LD_PRELOAD, libcurl's resolver
  * left behind by a lookup that timed out) must not fail a user's mount.
  * -EBUSY when another thread runs.
  */
